@@ -1,0 +1,202 @@
+"""The ``cobra-edge`` command line: export, run, demo, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from engines import EngineError
+
+from .errors import CobraEdgeError
+
+DEFAULT_PROMPT = "What is in the image?"
+
+
+def _need_export():
+    try:
+        import torch  # noqa: F401
+
+        from export import cli as export_cli
+    except ImportError as e:
+        raise SystemExit(
+            f"cobra-edge: exporting needs the export extra (torch, onnx, onnxscript): "
+            f"pip install -c constraints.txt '.[export]'  ({e})"
+        )
+    return export_cli
+
+
+def cmd_export(args) -> int:
+    export_cli = _need_export()
+    result = export_cli.export_preset(args.preset, args.out, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {result.out_dir}")
+    for graph, outputs in result.parity.items():
+        worst = max(v["max_abs_err"] for v in outputs.values())
+        print(f"  {graph:<10} max |onnx - torch| = {worst:.2e}")
+    return 0
+
+
+def _fmt_row(cols, widths) -> str:
+    return "".join(f"{c:<{w}}" if i in (0, len(widths) - 1) else f"{c:>{w}}" for i, (c, w) in enumerate(zip(cols, widths)))
+
+
+ROW_WIDTHS = (10, 6, 8, 8, 8, 9, 9, 9, 5, 40)
+ROW_HEAD = ("stream", "frame", "prep", "vision", "proj", "prefill", "decode", "total", "tok", "  answer")
+
+
+def _print_answer(answer) -> None:
+    p = answer.profile
+    text = repr(answer.text)
+    text = text if len(text) <= 38 else text[:35] + "...'"
+    print(_fmt_row((answer.stream, p.frame_index, f"{p.preprocess:.1f}", f"{p.vision:.1f}", f"{p.projector:.1f}",
+                    f"{p.prefill:.1f}", f"{p.decode:.1f}", f"{p.total:.1f}", p.new_tokens, "  " + text), ROW_WIDTHS),
+          flush=True)
+
+
+def _run(directory, sources: dict, args) -> int:
+    from .runner import answer_sources
+    from .runtime import Runtime
+
+    runtime = Runtime.load(directory, backend=args.backend, max_streams=max(len(sources), 1),
+                           threads=args.threads)
+    print(f"model {runtime.manifest.model.get('name')} from {directory}: {runtime.manifest.visual_tokens} visual tokens, "
+          f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}")
+    print(_fmt_row(ROW_HEAD, ROW_WIDTHS) + "   (times in ms)")
+    errors = []
+
+    def on_error(name, e):
+        errors.append((name, e))
+        print(f"{name:<10} error: {e}", file=sys.stderr, flush=True)
+
+    profiler = answer_sources(runtime, sources, args.prompt, args.frames, args.max_new_tokens,
+                              on_answer=_print_answer, on_error=on_error)
+    print()
+    print(f"summary: {len(profiler.frames)} frames answered on {len(sources)} streams, "
+          f"{sum(1 for _, e in errors if not isinstance(e, EOFError))} errors")
+    print(profiler.format_summary())
+    print(f"state bytes per stream: {runtime.bytes_per_stream:,}")
+    return 0 if profiler.frames else 1
+
+
+def _sources(args) -> dict:
+    from .sources import SyntheticSource, VideoSource
+
+    names = [f"cam{i}" for i in range(args.streams)]
+    if args.video:
+        return {n: VideoSource(args.video, loop=True) for n in names}
+    return {n: SyntheticSource(seed=i) for i, n in enumerate(names)}
+
+
+def cmd_run(args) -> int:
+    return _run(args.dir, _sources(args), args)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("COBRA_EDGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cobra-edge")
+    return Path(base)
+
+
+def cmd_demo(args) -> int:
+    """Export the tiny model once (cached), then answer synthetic frames on several streams."""
+    export_cli = _need_export()
+    from export.config import preset
+
+    from .manifest import Manifest
+
+    directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
+    want = preset("tiny").to_dict()
+    try:
+        if Manifest.load(directory).model != want:
+            raise CobraEdgeError("cached artifact is from another version of the tiny preset")
+        print(f"using the tiny model exported in {directory}")
+    except CobraEdgeError:
+        print(f"exporting the tiny model to {directory} ...")
+        export_cli.export_preset("tiny", directory, overwrite=True)
+    args.video = None
+    return _run(directory, _sources(args), args)
+
+
+def cmd_inspect(args) -> int:
+    from .manifest import Manifest
+
+    m = Manifest.load(args.dir, verify_hashes=not args.no_verify)
+    if args.json:
+        print(json.dumps(m.raw, indent=2))
+        return 0
+    model = m.model
+    lm = model.get("lm", {})
+    print(f"artifact   {m.root}")
+    print(f"model      {model.get('name')}: Mamba {lm.get('n_layer')} layers, d_model {lm.get('d_model')}, "
+          f"d_inner {lm.get('d_inner')}, d_state {lm.get('d_state')}, vocab {lm.get('vocab_padded')}")
+    if m.has_vision:
+        enc = ", ".join(f"{v['name']} ({v['width']} wide, {v['depth']} blocks)" for v in model.get("vision", []))
+        print(f"vision     {enc}; {m.image_size} px; projector {model.get('projector')}; {m.visual_tokens} visual tokens")
+    else:
+        print("vision     none (language-model-only artifact)")
+    print(f"state      {m.state.bytes_per_stream:,} bytes per stream "
+          f"(conv {list(m.state.conv_shape)} {m.state.conv_dtype}, ssm {list(m.state.ssm_shape)} {m.state.ssm_dtype})")
+    print("graphs")
+    for name, g in m.graphs.items():
+        ins = ", ".join(f"{n} {s.describe()}" for n, s in g.inputs.items())
+        outs = ", ".join(f"{n} {s.describe()}" for n, s in g.outputs.items())
+        size = m.files.get(g.file, {}).get("bytes", 0)
+        print(f"  {name:<10} {g.file:<16} {size / 1e6:8.2f} MB  {ins} -> {outs}")
+    print("parity (max |onnx - torch|)")
+    for name, outs in m.parity.get("graphs", {}).items():
+        print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e} (tol {v['tol']:.1e})" for o, v in outs.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cobra-edge", description="Mamba vision-language models on robots.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="export a model to an artifact directory (needs the export extra)")
+    e.add_argument("--preset", default="tiny", help="built-in model preset (default: tiny)")
+    e.add_argument("--out", required=True, help="artifact directory to write")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    e.set_defaults(func=cmd_export)
+
+    def runtime_args(q):
+        q.add_argument("--streams", type=int, default=2, help="number of camera streams")
+        q.add_argument("--frames", type=int, default=4, help="frames per stream")
+        q.add_argument("--prompt", default=DEFAULT_PROMPT)
+        q.add_argument("--max-new-tokens", type=int, default=8)
+        q.add_argument("--backend", default="onnxruntime")
+        q.add_argument("--threads", type=int, default=None, help="intra-op threads per graph")
+
+    r = sub.add_parser("run", help="answer frames from a video or synthetic streams")
+    r.add_argument("dir", help="artifact directory")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="video file (every stream reads its own copy, looping)")
+    src.add_argument("--synthetic", action="store_true", help="moving shapes, one scene per stream")
+    runtime_args(r)
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="export the tiny model (cached) and answer 2 synthetic streams")
+    d.add_argument("--dir", help="where to keep the tiny artifact (default: $COBRA_EDGE_CACHE or ~/.cache/cobra-edge)")
+    runtime_args(d)
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("inspect", help="print an artifact's manifest: model, graphs, state bytes, parity")
+    i.add_argument("dir")
+    i.add_argument("--json", action="store_true", help="print manifest.json as is")
+    i.add_argument("--no-verify", action="store_true", help="skip sha256 checks")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CobraEdgeError, EngineError, FileExistsError, ValueError) as e:
+        print(f"cobra-edge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

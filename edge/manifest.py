@@ -1,0 +1,212 @@
+"""``manifest.json``: the contract between export/ and the runtime, parsed and validated.
+
+The runtime trusts nothing in an artifact directory: every file it will read is listed with its sha256,
+every path must stay inside the directory, and the graph entries must hold the tensors the runtime uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.base import TensorSpec
+
+from .errors import ManifestError
+from .state import StateSpec
+
+FORMAT = "cobra-edge-artifact"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+# Tensors the runtime feeds and reads, per graph (the export side writes the same names: export/graphs.py).
+REQUIRED_TENSORS = {
+    "vision": ({"pixels"}, {"patch_features"}),
+    "projector": ({"patch_features"}, {"visual_embeds"}),
+    "embed": ({"input_ids"}, {"inputs_embeds"}),
+    "prefill": ({"inputs_embeds", "conv_state", "ssm_state"}, {"logits", "conv_state_out", "ssm_state_out"}),
+    "step": ({"input_ids", "conv_state", "ssm_state"}, {"logits", "conv_state_out", "ssm_state_out"}),
+}
+LM_GRAPHS = ("embed", "prefill", "step")
+VISION_GRAPHS = ("vision", "projector")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def confined_path(root: Path, rel: str, what: str) -> Path:
+    """Resolve ``rel`` inside ``root``; refuse absolute paths, '..' and links that lead outside."""
+    if not isinstance(rel, str) or not rel:
+        raise ManifestError(f"{root / MANIFEST_NAME}: {what}: expected a relative file name, got {rel!r}")
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise ManifestError(f"{root / MANIFEST_NAME}: {what}: path {rel!r} leaves the artifact directory")
+    full = (root / p).resolve()
+    if os.path.commonpath([full, root.resolve()]) != str(root.resolve()):
+        raise ManifestError(f"{root / MANIFEST_NAME}: {what}: path {rel!r} resolves outside the artifact directory")
+    return full
+
+
+@dataclass
+class GraphEntry:
+    name: str
+    file: str
+    path: Path
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+
+@dataclass
+class Manifest:
+    root: Path
+    model: dict
+    graphs: dict[str, GraphEntry]
+    state: StateSpec
+    tokenizer_path: Path
+    eos_token_id: int
+    prompt_template: str
+    image_size: int
+    visual_tokens: int
+    preprocessing: dict
+    parity: dict
+    files: dict[str, dict]
+    raw: dict = field(repr=False)
+
+    @property
+    def has_vision(self) -> bool:
+        return "vision" in self.graphs
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, verify_hashes: bool = True) -> "Manifest":
+        root = Path(directory)
+        mpath = root / MANIFEST_NAME
+        if not root.is_dir():
+            raise ManifestError(f"{root}: not a directory (expected an exported artifact directory)")
+        if not mpath.is_file():
+            raise ManifestError(f"{mpath}: missing (is {root} an artifact made by 'cobra-edge export'?)")
+        try:
+            raw = json.loads(mpath.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ManifestError(f"{mpath}: not valid JSON: {e}") from e
+        return cls.from_dict(root, raw, verify_hashes=verify_hashes)
+
+    @classmethod
+    def from_dict(cls, root: Path, raw: Any, verify_hashes: bool = True) -> "Manifest":
+        mpath = root / MANIFEST_NAME
+
+        def need(d, key, kind, where="manifest"):
+            if not isinstance(d, dict) or key not in d:
+                raise ManifestError(f"{mpath}: {where}: missing key {key!r}")
+            v = d[key]
+            if not isinstance(v, kind):
+                raise ManifestError(f"{mpath}: {where}.{key}: expected {kind.__name__}, got {type(v).__name__}")
+            return v
+
+        if need(raw, "format", str) != FORMAT:
+            raise ManifestError(f"{mpath}: format is {raw['format']!r}, expected {FORMAT!r}")
+        version = need(raw, "format_version", int)
+        if version != FORMAT_VERSION:
+            raise ManifestError(
+                f"{mpath}: format_version {version} is not supported by this runtime (reads {FORMAT_VERSION}); "
+                "re-export with a matching cobra-edge"
+            )
+        files = need(raw, "files", dict)
+        checked: dict[str, Path] = {}
+        for rel, info in files.items():
+            full = confined_path(root, rel, f"files[{rel!r}]")
+            digest = need(info, "sha256", str, f"files[{rel!r}]")
+            if not full.is_file():
+                raise ManifestError(f"{full}: listed in the manifest but missing")
+            if verify_hashes:
+                actual = sha256_file(full)
+                if actual != digest:
+                    raise ManifestError(
+                        f"{full}: sha256 mismatch (manifest {digest[:16]}..., file {actual[:16]}...): "
+                        "the file was changed or corrupted after export"
+                    )
+            checked[rel] = full
+
+        def listed(rel: str, what: str) -> Path:
+            full = confined_path(root, rel, what)
+            if rel not in checked:
+                raise ManifestError(f"{mpath}: {what}: {rel!r} is not listed in 'files' (no hash to check it by)")
+            return full
+
+        graphs: dict[str, GraphEntry] = {}
+        for gname, g in need(raw, "graphs", dict).items():
+            if gname not in REQUIRED_TENSORS:
+                raise ManifestError(f"{mpath}: unknown graph {gname!r}; known: {sorted(REQUIRED_TENSORS)}")
+            where = f"graphs.{gname}"
+            file = need(g, "file", str, where)
+            ins = {n: TensorSpec.from_dict(n, s) for n, s in need(g, "inputs", dict, where).items()}
+            outs = {n: TensorSpec.from_dict(n, s) for n, s in need(g, "outputs", dict, where).items()}
+            req_in, req_out = REQUIRED_TENSORS[gname]
+            if not req_in <= set(ins) or not req_out <= set(outs):
+                raise ManifestError(
+                    f"{mpath}: {where}: needs inputs {sorted(req_in)} and outputs {sorted(req_out)}, "
+                    f"declares {sorted(ins)} -> {sorted(outs)}"
+                )
+            graphs[gname] = GraphEntry(gname, file, listed(file, f"{where}.file"), ins, outs)
+        missing = [g for g in LM_GRAPHS if g not in graphs]
+        if missing:
+            raise ManifestError(f"{mpath}: graphs {missing} missing; every artifact needs {list(LM_GRAPHS)}")
+        if ("vision" in graphs) != ("projector" in graphs):
+            raise ManifestError(f"{mpath}: 'vision' and 'projector' graphs come together or not at all")
+
+        try:
+            state = StateSpec.from_dict(need(raw, "state", dict))
+        except ValueError as e:
+            raise ManifestError(f"{mpath}: state: {e}") from e
+        for gname in ("prefill", "step"):
+            for tname, want, shape in (("conv_state", state.conv_dtype, state.conv_shape),
+                                       ("ssm_state", state.ssm_dtype, state.ssm_shape)):
+                spec = graphs[gname].inputs[tname]
+                expected = TensorSpec(tname, want, ("B", *shape))
+                if not spec.matches(expected):
+                    raise ManifestError(
+                        f"{mpath}: graphs.{gname}.inputs.{tname} is {spec.describe()} but the state spec says "
+                        f"{expected.describe()}"
+                    )
+        tok = need(raw, "tokenizer", dict)
+        pre = raw.get("preprocessing", {})
+        template = need(raw, "prompt_template", str)
+        if "{prompt}" not in template:
+            raise ManifestError(f"{mpath}: prompt_template has no '{{prompt}}' placeholder")
+        return cls(
+            root=root,
+            model=need(raw, "model", dict),
+            graphs=graphs,
+            state=state,
+            tokenizer_path=listed(need(tok, "file", str, "tokenizer"), "tokenizer.file"),
+            eos_token_id=need(tok, "eos_token_id", int, "tokenizer"),
+            prompt_template=template,
+            image_size=int(pre.get("image_size", 0)),
+            visual_tokens=int(raw.get("visual_tokens", 0)),
+            preprocessing=pre,
+            parity=raw.get("parity", {}),
+            files=files,
+            raw=raw,
+        )
+
+
+def write_manifest(root: str | os.PathLike, body: dict) -> Path:
+    """Write ``body`` (without 'files') plus the sha256 of every other file in ``root``; validate by reloading."""
+    root = Path(root)
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != MANIFEST_NAME:
+            rel = p.relative_to(root).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **body, "files": files}
+    path = root / MANIFEST_NAME
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    Manifest.load(root)  # what we write, we can read
+    return path

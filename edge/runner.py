@@ -1,0 +1,46 @@
+"""Answer frames from several sources, one stream each, in turn; shared by ``cobra-edge run`` and ``demo``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from engines.base import EngineError
+
+from .errors import CobraEdgeError
+from .profile import Profiler
+from .runtime import Answer, Runtime
+
+
+def answer_sources(runtime: Runtime, sources: dict[str, object], prompt: str, frames: int, max_new_tokens: int,
+                   on_answer: Callable[[Answer], None] | None = None,
+                   on_error: Callable[[str, Exception], None] | None = None) -> Profiler:
+    """Up to ``frames`` frames per source, round robin. A source that ends or a frame that fails is reported
+    through ``on_error`` and never stops the other streams."""
+    profiler = Profiler()
+    streams = {name: runtime.open_stream(name) for name in sources}
+    live = dict(sources)
+    try:
+        for _ in range(frames):
+            if not live:
+                break
+            for name in list(live):
+                item = live[name].read()
+                if item is None:
+                    del live[name]
+                    if on_error:
+                        on_error(name, EOFError(f"source of stream {name!r} ended"))
+                    continue
+                frame, ts = item
+                try:
+                    answer = streams[name].ask(frame, prompt, max_new_tokens=max_new_tokens, timestamp=ts)
+                except (CobraEdgeError, EngineError) as e:
+                    if on_error:
+                        on_error(name, e)
+                    continue
+                profiler.add(answer.profile)
+                if on_answer:
+                    on_answer(answer)
+    finally:
+        for s in streams.values():
+            s.close()
+    return profiler

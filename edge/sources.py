@@ -1,0 +1,91 @@
+"""Frame sources: a synthetic scene of moving shapes, and video files / devices through OpenCV.
+
+Every source yields ``(frame_bgr uint8 [H, W, 3], timestamp seconds)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .errors import CobraEdgeError
+
+
+class SourceError(CobraEdgeError, IOError):
+    """A source cannot be opened or read (names the file or device)."""
+
+
+class SyntheticSource:
+    """Shapes that move over a textured background; deterministic per seed, no camera needed.
+
+    Each frame is stamped with wall-clock time at capture, as a camera driver would.
+    """
+
+    def __init__(self, width: int = 320, height: int = 240, seed: int = 0):
+        self.width, self.height = width, height
+        rng = np.random.default_rng(seed)
+        self._background = (rng.integers(0, 60, (height, width, 3))).astype(np.uint8)
+        self._shapes = [
+            {"kind": kind, "color": tuple(int(c) for c in rng.integers(80, 256, 3)),
+             "pos": rng.uniform(0.1, 0.9, 2), "vel": rng.uniform(-0.03, 0.03, 2), "size": rng.uniform(0.08, 0.2)}
+            for kind in ("circle", "square", "triangle")
+        ]
+        self.index = 0
+
+    def read(self) -> tuple[np.ndarray, float]:
+        frame = self._background.copy()
+        w, h = self.width, self.height
+        for s in self._shapes:
+            s["pos"] = s["pos"] + s["vel"]
+            for axis in range(2):  # bounce off the borders
+                if not 0.05 < s["pos"][axis] < 0.95:
+                    s["vel"][axis] = -s["vel"][axis]
+            cx, cy, r = int(s["pos"][0] * w), int(s["pos"][1] * h), int(s["size"] * min(w, h))
+            if s["kind"] == "circle":
+                cv2.circle(frame, (cx, cy), r, s["color"], -1)
+            elif s["kind"] == "square":
+                cv2.rectangle(frame, (cx - r, cy - r), (cx + r, cy + r), s["color"], -1)
+            else:
+                pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], dtype=np.int32)
+                cv2.fillPoly(frame, [pts], s["color"])
+        self.index += 1
+        return frame, time.time()
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        while True:
+            yield self.read()
+
+
+class VideoSource:
+    """A video file (or device index / GStreamer pipeline string) read with OpenCV.
+
+    ``loop``: start again at the end (for profiling on a short clip). Timestamps are wall-clock at read.
+    """
+
+    def __init__(self, path: str | int, loop: bool = False):
+        self.path = path
+        self.loop = loop
+        self._cap = cv2.VideoCapture(path)
+        if not self._cap.isOpened():
+            raise SourceError(f"cannot open video source {path!r} (missing file, unsupported codec or no device)")
+        self.index = 0
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        ok, frame = self._cap.read()
+        if not ok and self.loop and self.index > 0:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()
+        if not ok:
+            return None
+        self.index += 1
+        return frame, time.time()
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        while (item := self.read()) is not None:
+            yield item
+
+    def close(self) -> None:
+        self._cap.release()

@@ -1,0 +1,129 @@
+"""Per-stream Mamba state: its spec, and a preallocated pool of slots.
+
+One stream's state is one contiguous slab of each array (batch-major, layers stacked):
+    conv_state [n_layer, d_inner, d_conv - 1]   model dtype
+    ssm_state  [n_layer, d_inner, d_state]      float32
+It has the same size after one frame or a million: that is the point of an SSM on a robot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import StreamError
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    n_layer: int
+    d_inner: int
+    d_conv: int
+    d_state: int
+    conv_dtype: str = "float32"
+    ssm_dtype: str = "float32"
+
+    @property
+    def conv_shape(self) -> tuple[int, int, int]:
+        return (self.n_layer, self.d_inner, self.d_conv - 1)
+
+    @property
+    def ssm_shape(self) -> tuple[int, int, int]:
+        return (self.n_layer, self.d_inner, self.d_state)
+
+    @property
+    def bytes_per_stream(self) -> int:
+        conv = int(np.prod(self.conv_shape)) * np.dtype(self.conv_dtype).itemsize
+        ssm = int(np.prod(self.ssm_shape)) * np.dtype(self.ssm_dtype).itemsize
+        return conv + ssm
+
+    def zeros(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        return (np.zeros((batch, *self.conv_shape), self.conv_dtype), np.zeros((batch, *self.ssm_shape), self.ssm_dtype))
+
+    def to_dict(self) -> dict:
+        return {"n_layer": self.n_layer, "d_inner": self.d_inner, "d_conv": self.d_conv, "d_state": self.d_state,
+                "conv_dtype": self.conv_dtype, "ssm_dtype": self.ssm_dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StateSpec":
+        try:
+            spec = cls(int(d["n_layer"]), int(d["d_inner"]), int(d["d_conv"]), int(d["d_state"]),
+                       str(d.get("conv_dtype", "float32")), str(d.get("ssm_dtype", "float32")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"state spec {d!r} is incomplete or malformed: {e}") from e
+        if spec.ssm_dtype != "float32":
+            raise ValueError(f"ssm_state must be float32 (got {spec.ssm_dtype}): the recurrence drifts in half precision")
+        return spec
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """A copy of one stream's slab; restoring it costs one memcpy."""
+
+    conv: np.ndarray
+    ssm: np.ndarray
+
+
+class StatePool:
+    """``max_streams`` slots preallocated as two arrays; a stream owns a slot; nothing moves after start.
+
+    ``conv[slot]`` and ``ssm[slot]`` are contiguous views, so a batch of one stream needs no copy:
+    ``pool.view(slot)`` returns ``[1, ...]`` views straight into the pool.
+    """
+
+    def __init__(self, spec: StateSpec, max_streams: int):
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be >= 1, got {max_streams}")
+        self.spec = spec
+        self.conv, self.ssm = spec.zeros(max_streams)
+        self._free = list(range(max_streams - 1, -1, -1))
+
+    @property
+    def capacity(self) -> int:
+        return self.conv.shape[0]
+
+    @property
+    def in_use(self) -> int:
+        return self.capacity - len(self._free)
+
+    def allocate(self) -> int:
+        if not self._free:
+            raise StreamError(f"all {self.capacity} state slots are in use; raise max_streams or close a stream")
+        slot = self._free.pop()
+        self.reset(slot)
+        return slot
+
+    def release(self, slot: int) -> None:
+        self._check(slot)
+        if slot in self._free:
+            raise StreamError(f"state slot {slot} is already free")
+        self._free.append(slot)
+
+    def reset(self, slot: int) -> None:
+        """Zero one slab in place."""
+        self._check(slot)
+        self.conv[slot] = 0
+        self.ssm[slot] = 0
+
+    def view(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """[1, ...] views of one slab (no copy)."""
+        self._check(slot)
+        return self.conv[slot:slot + 1], self.ssm[slot:slot + 1]
+
+    def write(self, slot: int, conv: np.ndarray, ssm: np.ndarray) -> None:
+        """Store a [1, ...] (or unbatched) state into a slab."""
+        self._check(slot)
+        self.conv[slot] = conv.reshape(self.spec.conv_shape)
+        self.ssm[slot] = ssm.reshape(self.spec.ssm_shape)
+
+    def snapshot(self, slot: int) -> StateSnapshot:
+        self._check(slot)
+        return StateSnapshot(self.conv[slot].copy(), self.ssm[slot].copy())
+
+    def restore(self, slot: int, snap: StateSnapshot) -> None:
+        self.write(slot, snap.conv, snap.ssm)
+
+    def _check(self, slot: int) -> None:
+        if not 0 <= slot < self.capacity:
+            raise StreamError(f"state slot {slot} out of range [0, {self.capacity})")

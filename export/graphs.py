@@ -1,0 +1,138 @@
+"""The five exported graphs as small modules, and their tensor contract (names, dtypes, symbolic shapes).
+
+This file is the one place the contract of docs/architecture.md is written on the export side; the
+manifest's graph entries are generated from ``GraphDef``s, and the runtime checks engines against them.
+
+Symbols: B streams in a batch (dynamic), L tokens in a prefill chunk (dynamic); everything else fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .model import CobraModel
+from .scan import scan_hop
+
+
+class VisionGraph(nn.Module):
+    def __init__(self, model: CobraModel):
+        super().__init__()
+        self.vision = model.vision
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """pixels uint8 [B, H, W, 3] RGB -> patch_features [B, P, d_vision]."""
+        return self.vision(pixels)
+
+
+class ProjectorGraph(nn.Module):
+    def __init__(self, model: CobraModel):
+        super().__init__()
+        self.projector = model.projector
+
+    def forward(self, patch_features: Tensor) -> Tensor:
+        """patch_features [B, P, d_vision] -> visual_embeds [B, T, d_model]."""
+        return self.projector(patch_features)
+
+
+class EmbedGraph(nn.Module):
+    def __init__(self, model: CobraModel):
+        super().__init__()
+        self.llm = model.llm
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """input_ids int64 [B, L] -> inputs_embeds [B, L, d_model]."""
+        return self.llm.embed(input_ids)
+
+
+class PrefillGraph(nn.Module):
+    """Projections over all L tokens at once; the recurrence as one ONNX Scan per layer."""
+
+    def __init__(self, model: CobraModel):
+        super().__init__()
+        self.llm = model.llm
+
+    def forward(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor):
+        """inputs_embeds [B, L, d_model], conv_state [B, n_layer, d_inner, d_conv-1],
+        ssm_state [B, n_layer, d_inner, d_state] f32 -> logits [B, V] (last position), states out."""
+        logits, conv, ssm = self.llm.forward_embeds(inputs_embeds, conv_state, ssm_state, scan=scan_hop)
+        return logits[:, -1], conv, ssm
+
+
+class StepGraph(nn.Module):
+    def __init__(self, model: CobraModel):
+        super().__init__()
+        self.llm = model.llm
+
+    def forward(self, input_ids: Tensor, conv_state: Tensor, ssm_state: Tensor):
+        """input_ids int64 [B] -> logits [B, V], conv_state_out, ssm_state_out."""
+        return self.llm.step(input_ids, conv_state, ssm_state)
+
+
+@dataclass(frozen=True)
+class TensorDef:
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple  # ints and the symbols "B", "L"
+
+
+@dataclass(frozen=True)
+class GraphDef:
+    name: str
+    module: Callable[[CobraModel], nn.Module]
+    inputs: tuple[TensorDef, ...]
+    outputs: tuple[TensorDef, ...]
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.onnx"
+
+
+def graph_defs(model: CobraModel) -> list[GraphDef]:
+    """The graphs this model exports, in pipeline order (vision and projector only when it has vision)."""
+    cfg = model.cfg
+    lm = cfg.lm
+    dt = cfg.dtype
+    conv = (lm.n_layer, lm.d_inner, lm.d_conv - 1)
+    ssm = (lm.n_layer, lm.d_inner, lm.d_state)
+    V, D = lm.vocab_padded, lm.d_model
+    states_in = (TensorDef("conv_state", dt, ("B", *conv)), TensorDef("ssm_state", "float32", ("B", *ssm)))
+    states_out = (TensorDef("conv_state_out", dt, ("B", *conv)), TensorDef("ssm_state_out", "float32", ("B", *ssm)))
+    defs = []
+    if cfg.has_vision:
+        S, P, T = cfg.image_size, cfg.vision[0].num_patches, cfg.num_visual_tokens
+        defs += [
+            GraphDef("vision", VisionGraph, (TensorDef("pixels", "uint8", ("B", S, S, 3)),),
+                     (TensorDef("patch_features", dt, ("B", P, cfg.d_vision)),)),
+            GraphDef("projector", ProjectorGraph, (TensorDef("patch_features", dt, ("B", P, cfg.d_vision)),),
+                     (TensorDef("visual_embeds", dt, ("B", T, D)),)),
+        ]
+    defs += [
+        GraphDef("embed", EmbedGraph, (TensorDef("input_ids", "int64", ("B", "L")),),
+                 (TensorDef("inputs_embeds", dt, ("B", "L", D)),)),
+        GraphDef("prefill", PrefillGraph, (TensorDef("inputs_embeds", dt, ("B", "L", D)), *states_in),
+                 (TensorDef("logits", "float32", ("B", V)), *states_out)),
+        GraphDef("step", StepGraph, (TensorDef("input_ids", "int64", ("B",)), *states_in),
+                 (TensorDef("logits", "float32", ("B", V)), *states_out)),
+    ]
+    return defs
+
+
+def example_inputs(gdef: GraphDef, batch: int, length: int, seed: int = 0) -> tuple[Tensor, ...]:
+    """Random inputs of the declared shapes (B = batch, L = length) for export tracing and parity checks."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for t in gdef.inputs:
+        shape = tuple(batch if s == "B" else length if s == "L" else s for s in t.shape)
+        if t.dtype == "uint8":
+            out.append(torch.randint(0, 256, shape, generator=g, dtype=torch.uint8))
+        elif t.dtype == "int64":
+            vocab = 256  # ids inside every vocabulary we build
+            out.append(torch.randint(0, vocab, shape, generator=g, dtype=torch.int64))
+        else:
+            scale = 1.0 if t.name != "inputs_embeds" else 0.5
+            out.append(torch.randn(shape, generator=g, dtype=getattr(torch, t.dtype)) * scale)
+    return tuple(out)

@@ -1,0 +1,209 @@
+"""Mamba-1 language model in PyTorch: the reference every exported graph is tested against.
+
+Weight names follow mamba_ssm (``backbone.embedding``, ``backbone.layers.N.norm``,
+``backbone.layers.N.mixer.{in_proj,conv1d,x_proj,dt_proj,A_log,D,out_proj}``, ``backbone.norm_f``,
+tied ``lm_head``); Hugging Face's ``MambaForCausalLM`` differs only in ``backbone.embeddings``.
+
+Glossary (shapes in every docstring use these):
+    b        batch (streams)            l        tokens in the chunk
+    d        d_model                    d_in     d_inner = expand * d_model
+    n        d_state                    k        d_conv (conv state keeps k - 1 columns)
+    r        dt_rank                    v        vocab_padded
+
+State of one layer, as mamba_ssm's ``allocate_inference_cache``:
+    conv_state [b, d_in, k - 1]   the last k - 1 inputs of the causal depthwise conv (model dtype)
+    ssm_state  [b, d_in, n]       h, always float32
+The model-level state stacks layers after the batch: [b, n_layer, d_in, k - 1] and [b, n_layer, d_in, n].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import MambaConfig
+from .scan import SCANS, ScanFn
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight, computed in float32."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight.float()).to(x.dtype)
+
+
+class MambaMixer(nn.Module):
+    """One Mamba-1 mixer (``mamba_ssm.modules.mamba_simple.Mamba``), as pure functions of the state."""
+
+    def __init__(self, cfg: MambaConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, d_in, n, k, r = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv, cfg.dt_rank
+        self.in_proj = nn.Linear(d, 2 * d_in, bias=cfg.bias)
+        self.conv1d = nn.Conv1d(d_in, d_in, kernel_size=k, groups=d_in, padding=k - 1, bias=cfg.conv_bias)
+        self.x_proj = nn.Linear(d_in, r + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(r, d_in, bias=True)
+        A = torch.arange(1, n + 1, dtype=torch.float32).repeat(d_in, 1)  # S4D-real init
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(d_in))
+        self.out_proj = nn.Linear(d_in, d, bias=cfg.bias)
+
+    def _ssm_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x [..., d_in] -> dt [..., d_in], B [..., n], C [..., n] (float32), A [d_in, n]."""
+        cfg = self.cfg
+        dt, B, C = torch.split(self.x_proj(x), [cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt).float())
+        A = -torch.exp(self.A_log.float())
+        return dt, B.float(), C.float(), A
+
+    def forward(
+        self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: ScanFn = SCANS["ref"]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """A chunk of l tokens continuing from a state.
+
+        hidden [b, l, d], conv_state [b, d_in, k-1], ssm_state [b, d_in, n] (float32)
+        -> out [b, l, d], conv_state_out, ssm_state_out (same shapes).
+        All projections run over the l tokens at once; only ``scan`` is sequential.
+        """
+        k = self.cfg.d_conv
+        # 1. Gated MLP's input projection
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # [b, l, d_in] each
+        # 2. Causal depthwise convolution, continuing from the previous k-1 inputs
+        x_cat = torch.cat([conv_state, x.transpose(1, 2)], dim=2)  # [b, d_in, k-1+l]
+        conv_state_out = x_cat[:, :, -(k - 1):]
+        x = F.conv1d(x_cat, self.conv1d.weight, self.conv1d.bias, groups=self.cfg.d_inner)  # [b, d_in, l]
+        x = F.silu(x).transpose(1, 2)  # [b, l, d_in]
+        # 3. Input-dependent discretisation: dA = exp(dt A), dBx = dt B x
+        dt, B, C, A = self._ssm_inputs(x)
+        x32 = x.float()
+        dA = torch.exp(dt.unsqueeze(-1) * A)  # [b, l, d_in, n]
+        dBx = (dt * x32).unsqueeze(-1) * B.unsqueeze(2)  # [b, l, d_in, n]
+        # 4. Selective scan (the only sequential part)
+        y, ssm_state_out = scan(dA, dBx, C, ssm_state.float())
+        # 5. Skip connection, gate, output projection
+        y = y + x32 * self.D.float()
+        y = y.to(hidden.dtype) * F.silu(z)
+        return self.out_proj(y), conv_state_out, ssm_state_out
+
+    def step(self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One token (mamba_ssm ``Mamba.step``). hidden [b, d] -> out [b, d], conv_state_out, ssm_state_out."""
+        # 1. Input projection
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # [b, d_in]
+        # 2. Conv: the window is the k-1 stored inputs then x
+        window = torch.cat([conv_state, x.unsqueeze(-1)], dim=-1)  # [b, d_in, k]
+        conv_state_out = window[:, :, 1:]
+        x = (window * self.conv1d.weight.squeeze(1)).sum(-1)
+        if self.conv1d.bias is not None:
+            x = x + self.conv1d.bias
+        x = F.silu(x)
+        # 3. Discretise and update h
+        dt, B, C, A = self._ssm_inputs(x)
+        x32 = x.float()
+        dA = torch.exp(dt.unsqueeze(-1) * A)  # [b, d_in, n]
+        h = dA * ssm_state.float() + (dt * x32).unsqueeze(-1) * B.unsqueeze(1)
+        # 4. Read out, skip, gate, project
+        y = torch.matmul(h, C.unsqueeze(-1)).squeeze(-1) + x32 * self.D.float()
+        y = y.to(hidden.dtype) * F.silu(z)
+        return self.out_proj(y), conv_state_out, h
+
+
+class MambaBlock(nn.Module):
+    """Pre-norm residual block: x + mixer(norm(x))."""
+
+    def __init__(self, cfg: MambaConfig):
+        super().__init__()
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mixer = MambaMixer(cfg)
+
+
+class MambaBackbone(nn.Module):
+    def __init__(self, cfg: MambaConfig):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.vocab_padded, cfg.d_model)
+        self.layers = nn.ModuleList(MambaBlock(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = RMSNorm(cfg.d_model, cfg.norm_eps)
+
+
+class MambaLM(nn.Module):
+    """Mamba-1 LM with a tied head. All methods are pure: the caller owns the state tensors."""
+
+    def __init__(self, cfg: MambaConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = MambaBackbone(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_padded, bias=False)
+        self.lm_head.weight = self.backbone.embedding.weight
+
+    def empty_state(self, batch: int, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """Zero state: conv [b, n_layer, d_in, k-1] (model dtype), ssm [b, n_layer, d_in, n] float32."""
+        c = self.cfg
+        dtype = dtype or self.backbone.embedding.weight.dtype
+        conv = torch.zeros(batch, c.n_layer, c.d_inner, c.d_conv - 1, dtype=dtype)
+        ssm = torch.zeros(batch, c.n_layer, c.d_inner, c.d_state, dtype=torch.float32)
+        return conv, ssm
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """input_ids [b, l] int64 -> inputs_embeds [b, l, d]."""
+        return self.backbone.embedding(input_ids)
+
+    def forward_embeds(
+        self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: ScanFn = SCANS["ref"]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Prefill. inputs_embeds [b, l, d], stacked states -> logits [b, l, v], conv_state_out, ssm_state_out."""
+        h = inputs_embeds
+        convs, ssms = [], []
+        for i, layer in enumerate(self.backbone.layers):
+            out, c, s = layer.mixer(layer.norm(h), conv_state[:, i], ssm_state[:, i], scan=scan)
+            h = h + out
+            convs.append(c)
+            ssms.append(s)
+        logits = self.lm_head(self.backbone.norm_f(h))
+        return logits, torch.stack(convs, dim=1), torch.stack(ssms, dim=1)
+
+    def step(self, input_ids: Tensor, conv_state: Tensor, ssm_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One token per stream. input_ids [b] int64 -> logits [b, v], conv_state_out, ssm_state_out."""
+        h = self.backbone.embedding(input_ids)
+        convs, ssms = [], []
+        for i, layer in enumerate(self.backbone.layers):
+            out, c, s = layer.mixer.step(layer.norm(h), conv_state[:, i], ssm_state[:, i])
+            h = h + out
+            convs.append(c)
+            ssms.append(s)
+        logits = self.lm_head(self.backbone.norm_f(h))
+        return logits, torch.stack(convs, dim=1), torch.stack(ssms, dim=1)
+
+
+def init_mamba_weights_(model: MambaLM, seed: int = 0) -> MambaLM:
+    """Random weights close to mamba_ssm's init (dt in [1e-3, 1e-1], S4D-real A, out_proj scaled by
+    1/sqrt(n_layer)) with fan-in scaled projections, so that a random model's answers depend on its input
+    rather than copying the last token through the tied head. Deterministic for a seed."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.cfg
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("A_log") or name.endswith(".D") or "norm" in name:
+                continue
+            if name.endswith("dt_proj.bias"):
+                dt = torch.exp(torch.rand(p.shape, generator=g) * (torch.log(torch.tensor(0.1)) - torch.log(torch.tensor(1e-3))) + torch.log(torch.tensor(1e-3)))
+                p.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            elif name.endswith("dt_proj.weight"):
+                std = cfg.dt_rank ** -0.5
+                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * std)
+            elif name.endswith("embedding.weight"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            elif p.ndim >= 2:  # fan-in scaled, so the mixers (not the embedding) dominate the residual stream
+                p.copy_(torch.randn(p.shape, generator=g) * p[0].numel() ** -0.5)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+        # mamba_ssm rescales out_proj by 1/sqrt(n_layer) (prenorm residual scaling)
+        for layer in model.backbone.layers:
+            layer.mixer.out_proj.weight.mul_(1.0 / (cfg.n_layer ** 0.5))
+    return model
