@@ -106,7 +106,7 @@ def cmd_demo(args) -> int:
     from .manifest import Manifest
 
     directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
-    want = preset("tiny").to_dict()
+    want = json.loads(json.dumps(preset("tiny").to_dict()))  # as the manifest holds it (tuples -> lists)
     try:
         if Manifest.load(directory).model != want:
             raise CobraEdgeError("cached artifact is from another version of the tiny preset")

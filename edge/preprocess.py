@@ -32,7 +32,7 @@ def preprocess(frame_bgr: np.ndarray, size: int, stream: str = "?") -> np.ndarra
     """frame_bgr uint8 [H, W, 3] -> pixels uint8 [size, size, 3] RGB, contiguous."""
     frame = validate_frame(frame_bgr, stream)
     h, w = frame.shape[:2]
-    shrinking = h * w >= size * size
-    interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    # area averaging when both axes shrink (antialiased, like PIL's bicubic used by Cobra), cubic otherwise
+    interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_CUBIC
     resized = frame if (h, w) == (size, size) else cv2.resize(frame, (size, size), interpolation=interp)
     return np.ascontiguousarray(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB))

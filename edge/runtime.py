@@ -86,14 +86,14 @@ class Stream:
         if timestamp is not None:
             profile.age_ms = (time.time() - timestamp) * 1e3
         timer = StageTimer(profile)
-        return self._guarded(lambda: self._answer(timer, frame_bgr, prompt, max_new_tokens))
+        return self._guarded(lambda: self._answer(timer, frame_bgr, prompt, max_new_tokens, with_image=True))
 
     def ask_text(self, prompt: str, max_new_tokens: int = 16) -> Answer:
         """Answer a text-only prompt (the templated prompt, no image), from a zero state."""
         self._check_open()
         self.stats.frames += 1
         timer = StageTimer(FrameProfile(stream=self.name, frame_index=self.stats.frames - 1))
-        return self._guarded(lambda: self._answer(timer, None, prompt, max_new_tokens))
+        return self._guarded(lambda: self._answer(timer, None, prompt, max_new_tokens, with_image=False))
 
     def close(self) -> None:
         if not self.closed:
@@ -114,12 +114,12 @@ class Stream:
         self.stats.answered += 1
         return answer
 
-    def _answer(self, timer: StageTimer, frame_bgr, prompt: str, max_new_tokens: int) -> Answer:
+    def _answer(self, timer: StageTimer, frame_bgr, prompt: str, max_new_tokens: int, with_image: bool) -> Answer:
         rt = self.runtime
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise StreamError(f"stream {self.name!r}: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
         embeds = []
-        if frame_bgr is not None:
+        if with_image:
             with timer.stage("preprocess"):
                 pixels = preprocess(frame_bgr, rt.manifest.image_size, self.name)[None]
             with timer.stage("vision"):

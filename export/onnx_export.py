@@ -153,7 +153,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
             },
             "state": {**state.to_dict(), "bytes_per_stream": state.bytes_per_stream},
             "preprocessing": {"image_size": cfg.image_size, "color": "RGB", "layout": "NHWC uint8",
-                              "resize": "naive", "interpolation": "area when shrinking, cubic when enlarging",
+                              "resize": "naive", "interpolation": "area when both axes shrink, else cubic",
                               "normalisation": "inside the vision graph, per encoder"},
             "tokenizer": {"file": "tokenizer.json", "eos_token_id": cfg.eos_token_id},
             "prompt_template": cfg.prompt_template,

@@ -1,0 +1,111 @@
+"""The runtime trusts nothing in an artifact directory."""
+
+import json
+import os
+
+import pytest
+
+from edge.errors import ManifestError
+from edge.manifest import Manifest, sha256_file
+from edge.runtime import Runtime
+
+
+def _edit(artifact, fn):
+    path = artifact / "manifest.json"
+    raw = json.loads(path.read_text())
+    fn(raw)
+    path.write_text(json.dumps(raw))
+
+
+def test_loads(tiny_artifact):
+    m = Manifest.load(tiny_artifact)
+    assert m.has_vision and m.image_size == 112 and m.visual_tokens == 64 and m.eos_token_id == 0
+    assert m.state.bytes_per_stream == 4 * 128 * 3 * 4 + 4 * 128 * 16 * 4
+
+
+def test_tampered_graph_is_refused(artifact_copy):
+    with open(artifact_copy / "step.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ManifestError, match=r"step.onnx: sha256 mismatch"):
+        Runtime.load(artifact_copy)
+
+
+def test_missing_graph_file(artifact_copy):
+    os.remove(artifact_copy / "vision.onnx")
+    with pytest.raises(ManifestError, match=r"vision.onnx: listed in the manifest but missing"):
+        Manifest.load(artifact_copy)
+
+
+@pytest.mark.parametrize("path", ["../escape.onnx", "/etc/passwd", "a/../../escape.onnx"])
+def test_paths_that_leave_the_directory(artifact_copy, path):
+    def edit(raw):
+        raw["files"][path] = {"sha256": "0" * 64}
+        raw["graphs"]["step"]["file"] = path
+    _edit(artifact_copy, edit)
+    with pytest.raises(ManifestError, match="leaves the artifact directory"):
+        Manifest.load(artifact_copy)
+
+
+def test_symlink_out_of_the_directory(artifact_copy, tmp_path):
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes((artifact_copy / "step.onnx").read_bytes())
+    os.remove(artifact_copy / "step.onnx")
+    os.symlink(outside, artifact_copy / "step.onnx")
+    with pytest.raises(ManifestError, match="resolves outside the artifact directory"):
+        Manifest.load(artifact_copy)
+
+
+def test_unlisted_file_has_no_hash(artifact_copy):
+    (artifact_copy / "other.onnx").write_bytes((artifact_copy / "step.onnx").read_bytes())
+    _edit(artifact_copy, lambda raw: raw["graphs"]["step"].update(file="other.onnx"))
+    with pytest.raises(ManifestError, match="not listed in 'files'"):
+        Manifest.load(artifact_copy)
+
+
+def test_graph_inputs_differ_from_manifest(artifact_copy):
+    def rename(raw):
+        ins = raw["graphs"]["embed"]["inputs"]
+        ins["token_ids"] = ins["input_ids"]
+    _edit(artifact_copy, rename)
+    with pytest.raises(ManifestError, match=r"embed.onnx: graph 'embed' has inputs \['input_ids'\], manifest says"):
+        Runtime.load(artifact_copy)
+
+
+def test_graph_shape_differs_from_manifest(artifact_copy):
+    _edit(artifact_copy, lambda raw: raw["graphs"]["vision"]["inputs"]["pixels"].update(shape=["B", 224, 224, 3]))
+    with pytest.raises(ManifestError, match=r"graph 'vision' input 'pixels' is uint8\[B, 112, 112, 3\], manifest says uint8\[B, 224, 224, 3\]"):
+        Runtime.load(artifact_copy)
+
+
+def test_state_spec_must_match_graphs(artifact_copy):
+    _edit(artifact_copy, lambda raw: raw["state"].update(d_state=8))
+    with pytest.raises(ManifestError, match="state spec says"):
+        Manifest.load(artifact_copy)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda raw: raw.update(format_version=99), "format_version 99 is not supported"),
+    (lambda raw: raw.pop("graphs"), "missing key 'graphs'"),
+    (lambda raw: raw["graphs"].pop("step"), r"graphs \['step'\] missing"),
+    (lambda raw: raw["graphs"].pop("projector"), "come together"),
+    (lambda raw: raw["graphs"].update(decoder=raw["graphs"]["step"]), "unknown graph 'decoder'"),
+    (lambda raw: raw.update(prompt_template="no placeholder"), "placeholder"),
+])
+def test_malformed_manifest(artifact_copy, edit, message):
+    _edit(artifact_copy, edit)
+    with pytest.raises(ManifestError, match=message):
+        Manifest.load(artifact_copy)
+
+
+def test_not_json_and_not_a_directory(artifact_copy, tmp_path):
+    with pytest.raises(ManifestError, match="not a directory"):
+        Manifest.load(tmp_path / "nope")
+    (artifact_copy / "manifest.json").write_text("{")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.load(artifact_copy)
+
+
+def test_hash_helper(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"abc")
+    assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
