@@ -30,7 +30,19 @@ def _need_export():
 
 def cmd_export(args) -> int:
     export_cli = _need_export()
-    result = export_cli.export_preset(args.preset, args.out, seed=args.seed, overwrite=args.overwrite)
+    from export.checkpoints import CheckpointError
+
+    try:
+        if args.checkpoint:
+            result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
+                                                  args.tokenizer, overwrite=args.overwrite)
+        else:
+            if args.vision_weights or args.tokenizer:
+                raise CheckpointError("--vision-weights and --tokenizer go with --checkpoint")
+            result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite)
+    except CheckpointError as e:
+        print(f"cobra-edge export: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {result.out_dir}")
     for graph, outputs in result.parity.items():
         worst = max(v["max_abs_err"] for v in outputs.values())
@@ -154,7 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("export", help="export a model to an artifact directory (needs the export extra)")
-    e.add_argument("--preset", default="tiny", help="built-in model preset (default: tiny)")
+    e.add_argument("--preset", default=None,
+                   help="built-in preset (default: tiny); with --checkpoint, its dimensions instead of the config's")
+    e.add_argument("--checkpoint", help="local folder: Hugging Face or mamba_ssm Mamba, or Cobra (config.json + "
+                                         "checkpoints/latest-checkpoint.pt)")
+    e.add_argument("--vision-weights", nargs="+", metavar="[NAME=]PATH",
+                   help="timm-named vision weights per encoder (e.g. dinov2=dino.safetensors siglip=siglip.bin)")
+    e.add_argument("--tokenizer", help="tokenizer.json (default: the one in --checkpoint)")
     e.add_argument("--out", required=True, help="artifact directory to write")
     e.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

@@ -5,9 +5,11 @@
     answer = cam.ask(frame_bgr, "What is in the image?", max_new_tokens=16)
     answer.text, answer.token_ids, answer.profile         # profile: ms per stage
 
-Per-frame Cobra semantics: every ``ask`` starts from a zero state, prefills the image tokens then the
-templated prompt, and decodes greedily until EOS or ``max_new_tokens``. The state it ends in is kept in the
-stream's slot of the ``StatePool`` (one constant-size slab per stream).
+Per-frame Cobra semantics (mode "reset", the default): every ``ask`` starts from a zero state, prefills the
+image tokens then the templated prompt, and decodes greedily until EOS or ``max_new_tokens``. Mode
+"continuous" starts each frame from the state the previous one ended in (for models trained on video); the
+answer's tokens are all fed back, so the state holds the whole exchange. Either way the state lives in the
+stream's slot of the ``StatePool``: one constant-size slab per stream, however many frames it has seen.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from .state import StatePool
 from .tokenizer import PromptTokenizer
 
 
+STREAM_MODES = ("reset", "continuous")
+
+
 @dataclass
 class Answer:
     stream: str
@@ -50,10 +55,11 @@ class StreamStats:
 class Stream:
     """One camera: its state slot, its counters and its last error. Made by ``Runtime.open_stream``."""
 
-    def __init__(self, runtime: "Runtime", name: str, slot: int):
+    def __init__(self, runtime: "Runtime", name: str, slot: int, mode: str = "reset"):
         self.runtime = runtime
         self.name = name
         self.slot = slot
+        self.mode = mode
         self.stats = StreamStats()
         self.closed = False
 
@@ -130,13 +136,16 @@ class Stream:
             ids = rt.tokenizer.encode_prompt(prompt)[None]
             embeds.append(rt.engines["embed"].run({"input_ids": ids})["inputs_embeds"])
             inputs_embeds = np.concatenate(embeds, axis=1) if len(embeds) > 1 else embeds[0]
-            conv, ssm = rt.manifest.state.zeros(1)  # Cobra: each frame starts from a clean state
+            if self.mode == "continuous":
+                conv, ssm = rt.pool.view(self.slot)  # read only: the slot is written after success
+            else:
+                conv, ssm = rt.manifest.state.zeros(1)  # Cobra: each frame starts from a clean state
             out = rt.engines["prefill"].run({"inputs_embeds": inputs_embeds, "conv_state": conv, "ssm_state": ssm})
             timer.profile.prefill_tokens = inputs_embeds.shape[1]
         with timer.stage("decode"):
             token_ids, conv, ssm = greedy_decode(
                 rt.engines["step"], out["logits"], out["conv_state_out"], out["ssm_state_out"],
-                max_new_tokens, rt.manifest.eos_token_id,
+                max_new_tokens, rt.manifest.eos_token_id, feed_last=self.mode == "continuous",
             )
             text = rt.tokenizer.decode(token_ids)
         timer.profile.new_tokens = len(token_ids)
@@ -174,12 +183,15 @@ class Runtime:
     def bytes_per_stream(self) -> int:
         return self.manifest.state.bytes_per_stream
 
-    def open_stream(self, name: str) -> Stream:
+    def open_stream(self, name: str, mode: str = "reset") -> Stream:
+        """A new stream with its own state slot. mode: "reset" (Cobra, per frame) or "continuous"."""
         if not isinstance(name, str) or not name:
             raise StreamError(f"stream name must be a non-empty str, got {name!r}")
         if name in self.streams:
             raise StreamError(f"stream {name!r} is already open")
-        stream = Stream(self, name, self.pool.allocate())
+        if mode not in STREAM_MODES:
+            raise StreamError(f"stream {name!r}: unknown mode {mode!r}; use one of {STREAM_MODES}")
+        stream = Stream(self, name, self.pool.allocate(), mode)
         self.streams[name] = stream
         return stream
 

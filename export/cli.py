@@ -1,29 +1,42 @@
-"""``cobra-edge export``: build a model (a preset with random weights) and write its artifact directory."""
+"""``cobra-edge export``: a preset with random weights, or a checkpoint from local files, to an artifact."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import preset
 from .graphs import graph_defs
-from .model import build_random
+from .model import CobraModel, build_random
 from .onnx_export import ExportResult, export_model
 
 
-def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = False,
-                  show_progress: bool = True) -> ExportResult:
+def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, show_progress: bool) -> ExportResult:
     from edge.progress import Progress
 
-    model = build_random(preset(name), seed=seed)
     steps = 2 * len(graph_defs(model)) + 2  # export + check per graph, tokenizer, manifest
-    bar = Progress(steps, label=f"export {name}", force=False) if show_progress else None
+    bar = Progress(steps, label=f"export {model.cfg.name}") if show_progress else None
 
     def say(msg: str) -> None:
         if bar:
             bar.update(1, msg)
 
     try:
-        return export_model(model, out, progress=say, overwrite=overwrite)
+        return export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite)
     finally:
         if bar:
             bar.close()
+
+
+def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = False,
+                  show_progress: bool = True) -> ExportResult:
+    from .config import preset
+
+    return _export_with_progress(build_random(preset(name), seed=seed), out, None, overwrite, show_progress)
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, vision_weights: list[str] | None = None,
+                      preset_name: str | None = None, tokenizer: str | Path | None = None,
+                      overwrite: bool = False, show_progress: bool = True) -> ExportResult:
+    from .loaders import build_from_checkpoint
+
+    model, tok = build_from_checkpoint(checkpoint, vision_weights, preset_name, tokenizer)
+    return _export_with_progress(model, out, tok, overwrite, show_progress)

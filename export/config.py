@@ -42,6 +42,7 @@ class VisionEncoderConfig:
     norm_eps: float = 1e-6
     qkv_bias: bool = True
     feature_block: int = -2  # negative counts from the end: -2 = second-to-last block
+    mlp_dim: int = 0  # hidden width of the MLP; 0 -> width * mlp_ratio (SigLIP-SO400M: 4304)
 
     grid: int = field(init=False)
     num_patches: int = field(init=False)
@@ -51,19 +52,16 @@ class VisionEncoderConfig:
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
-        if self.image_size % self.patch_size:
-            raise ValueError(
-                f"vision encoder {self.name!r}: image_size {self.image_size} is not a multiple of "
-                f"patch_size {self.patch_size}"
-            )
+        if self.image_size < self.patch_size:
+            raise ValueError(f"vision encoder {self.name!r}: image_size {self.image_size} < patch_size {self.patch_size}")
         if self.width % self.heads:
             raise ValueError(f"vision encoder {self.name!r}: width {self.width} not divisible by heads {self.heads}")
         if self.act not in ("gelu", "gelu_tanh"):
             raise ValueError(f"vision encoder {self.name!r}: unknown act {self.act!r}")
-        self.grid = self.image_size // self.patch_size
+        self.grid = self.image_size // self.patch_size  # timm floors: 384 px / 14 -> 27 (last 6 px unused)
         self.num_patches = self.grid * self.grid
         self.num_prefix_tokens = int(self.class_token) + self.reg_tokens
-        self.mlp_hidden = int(self.width * self.mlp_ratio)
+        self.mlp_hidden = self.mlp_dim or int(self.width * self.mlp_ratio)
         if not -self.depth <= self.feature_block < self.depth:
             raise ValueError(f"vision encoder {self.name!r}: feature_block {self.feature_block} outside depth {self.depth}")
 
@@ -113,7 +111,8 @@ class ModelConfig:
     name: str
     lm: MambaConfig
     vision: tuple[VisionEncoderConfig, ...] = ()
-    projector: str = "fused-gelu-mlp"  # "fused-gelu-mlp" | "gelu-mlp" | "linear"
+    projector: str = "fused-gelu-mlp"  # one of PROJECTOR_KINDS
+    projector_grid: int = 14  # LDP kinds: patch grid pooled to projector_grid^2 tokens (Cobra: 27x27 -> 14x14)
     prompt_template: str = ZEPHYR_TEMPLATE
     eos_token_id: int = 0
     dtype: str = "float32"
@@ -138,7 +137,8 @@ class ModelConfig:
                 )
             self.image_size = self.vision[0].image_size
             self.d_vision = sum(v.width for v in self.vision)
-            self.num_visual_tokens = self.vision[0].num_patches
+            ldp = self.projector in ("ldpnet", "fused-ldpnet")
+            self.num_visual_tokens = self.projector_grid ** 2 if ldp else self.vision[0].num_patches
         else:
             self.image_size = 0
             self.d_vision = 0
@@ -166,7 +166,8 @@ class ModelConfig:
         return cls(**rest)
 
 
-PROJECTOR_KINDS = {"fused-gelu-mlp", "gelu-mlp", "linear"}
+# Cobra's arch_specifier suffixes (Prismatic naming): fused-* projectors see the concatenated features
+PROJECTOR_KINDS = {"fused-gelu-mlp", "gelu-mlp", "linear", "ldpnet", "fused-ldpnet"}
 
 
 def tiny() -> ModelConfig:
@@ -189,7 +190,66 @@ def tiny() -> ModelConfig:
     return ModelConfig(name="tiny", lm=lm, vision=(dino, siglip), projector="fused-gelu-mlp")
 
 
-PRESETS = {"tiny": tiny}
+def dinov2_vit_l14_reg4(image_size: int = 384) -> VisionEncoderConfig:
+    """timm ``vit_large_patch14_reg4_dinov2.lvd142m`` at Cobra's resolution."""
+    return VisionEncoderConfig(
+        name="dinov2", image_size=image_size, patch_size=14, width=1024, depth=24, heads=16, mean=IMAGENET_MEAN,
+        std=IMAGENET_STD, class_token=True, reg_tokens=4, no_embed_class=True, layer_scale=True, act="gelu",
+    )
+
+
+def siglip_so400m_p14(image_size: int = 384) -> VisionEncoderConfig:
+    """timm ``vit_so400m_patch14_siglip_384``."""
+    return VisionEncoderConfig(
+        name="siglip", image_size=image_size, patch_size=14, width=1152, depth=27, heads=16, mlp_dim=4304,
+        mean=SIGLIP_MEAN, std=SIGLIP_STD, class_token=False, reg_tokens=0, act="gelu_tanh",
+    )
+
+
+# (d_model, n_layer) of state-spaces/mamba-*; GPT-NeoX tokenizer, 50277 tokens padded to 50280
+MAMBA_DIMS = {
+    "mamba-130m": (768, 24),
+    "mamba-370m": (1024, 48),
+    "mamba-790m": (1536, 48),
+    "mamba-1.4b": (2048, 48),
+    "mamba-2.8b": (2560, 64),
+}
+NEOX_VOCAB = 50277
+
+
+def mamba_lm(name: str) -> MambaConfig:
+    d_model, n_layer = MAMBA_DIMS[name]
+    return MambaConfig(d_model=d_model, n_layer=n_layer, vocab_size=NEOX_VOCAB)
+
+
+def _mamba_preset(name: str):
+    return lambda: ModelConfig(name=name, lm=mamba_lm(name), prompt_template="{prompt}")
+
+
+def cobra_3b() -> ModelConfig:
+    """Cobra (cobra+3b): DINOv2 + SigLIP at 384 px -> 729 tokens of 2176; fused GELU MLP; Mamba-2.8B Zephyr."""
+    return ModelConfig(name="cobra-3b", lm=mamba_lm("mamba-2.8b"), vision=(dinov2_vit_l14_reg4(), siglip_so400m_p14()),
+                       projector="fused-gelu-mlp")
+
+
+def cobra_siglip_3b() -> ModelConfig:
+    return ModelConfig(name="cobra-siglip-3b", lm=mamba_lm("mamba-2.8b"), vision=(siglip_so400m_p14(),),
+                       projector="gelu-mlp")
+
+
+def cobra_ldp_3b() -> ModelConfig:
+    """Cobra with its LDP projector (fused-ldpnet): 729 patches pooled to 14x14 = 196 tokens."""
+    return ModelConfig(name="cobra-ldp-3b", lm=mamba_lm("mamba-2.8b"), vision=(dinov2_vit_l14_reg4(), siglip_so400m_p14()),
+                       projector="fused-ldpnet", projector_grid=14)
+
+
+PRESETS = {
+    "tiny": tiny,
+    "cobra-3b": cobra_3b,
+    "cobra-siglip-3b": cobra_siglip_3b,
+    "cobra-ldp-3b": cobra_ldp_3b,
+    **{name: _mamba_preset(name) for name in MAMBA_DIMS},
+}
 
 
 def preset(name: str) -> ModelConfig:

@@ -6,14 +6,55 @@ Layouts follow Prismatic/Cobra (``projector.0``, ``projector.2``, ``projector.4`
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
 
 
+def adaptive_pool_matrix(n_in: int, n_out: int) -> Tensor:
+    """[n_out, n_in] averaging weights of ``adaptive_avg_pool1d`` (bin i covers floor(i n_in / n_out) to
+    ceil((i+1) n_in / n_out)). As a matrix the pooling exports to ONNX as one MatMul for any sizes."""
+    m = torch.zeros(n_out, n_in)
+    for i in range(n_out):
+        start, end = (i * n_in) // n_out, math.ceil((i + 1) * n_in / n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+class TokenDown(nn.Module):
+    """Adaptive average pooling of a g x g token grid to s x s: [b, g*g, c] -> [b, s*s, c] (row-major grid)."""
+
+    def __init__(self, grid_in: int, grid_out: int):
+        super().__init__()
+        pool = adaptive_pool_matrix(grid_in, grid_out)
+        self.register_buffer("pool", torch.kron(pool, pool), persistent=False)  # [s*s, g*g]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(self.pool, x)
+
+
+class PosInject(nn.Module):
+    """Depthwise 3x3 convolution over the token grid, added residually (Twins' PEG): [b, s*s, c] -> same."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.peg = nn.Sequential(nn.Conv2d(dim, dim, 3, 1, 1, bias=True, groups=dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        (b, t, c) = x.shape
+        s = math.isqrt(t)
+        grid = x.transpose(1, 2).reshape(b, c, s, s)
+        return (self.peg(grid) + grid).flatten(2).transpose(1, 2)
+
+
 class Projector(nn.Module):
     """``fused-gelu-mlp``: Linear(dv, 4 dv) -> GELU -> Linear(4 dv, d) -> GELU -> Linear(d, d) (Cobra);
-    ``gelu-mlp``: Linear(dv, d) -> GELU -> Linear(d, d); ``linear``: Linear(dv, d). T = P for all three."""
+    ``gelu-mlp``: Linear(dv, d) -> GELU -> Linear(d, d); ``linear``: Linear(dv, d); T = P for these.
+    ``fused-ldpnet`` (Cobra's LDP): Linear(dv, 4 dv) -> GELU -> Linear(4 dv, d) -> pool the grid to
+    projector_grid^2 -> + depthwise 3x3 conv; ``ldpnet``: the same with Linear(dv, d) -> GELU -> Linear(d, d)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -24,6 +65,10 @@ class Projector(nn.Module):
             layers = [nn.Linear(dv, d), nn.GELU(), nn.Linear(d, d)]
         elif cfg.projector == "linear":
             layers = [nn.Linear(dv, d)]
+        elif cfg.projector in ("ldpnet", "fused-ldpnet"):
+            hidden = 4 * dv if cfg.projector == "fused-ldpnet" else d
+            first = [nn.Linear(dv, hidden), nn.GELU(), nn.Linear(hidden, d)]
+            layers = first + [TokenDown(cfg.vision[0].grid, cfg.projector_grid), PosInject(d)]
         else:  # ModelConfig validates the kind; this guards new kinds added there but not here
             raise ValueError(f"projector kind {cfg.projector!r} has no implementation")
         self.projector = nn.Sequential(*layers)

@@ -1,0 +1,87 @@
+"""Reading checkpoints from local files: safely, strictly, with errors that name the file and the problem.
+
+Pickled files (.bin, .pt) are read only with ``torch.load(weights_only=True)``: no code in a checkpoint runs.
+A load is all or nothing: missing keys, unexpected keys and shape conflicts are listed (first few of each).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+SHOW = 5  # keys listed per kind of mismatch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the model (names the file and what is wrong)."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors file, or of a torch.save'd .bin/.pt/.pth (weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint (corrupt or truncated?): {e}") from e
+    except Exception as e:  # safetensors raises its own error type (SafetensorError)
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint (corrupt or truncated?): {e}") from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")
+    return dict(obj)
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _first(keys, n=SHOW) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                ignore_unexpected: tuple[str, ...] = ()) -> None:
+    """Copy ``state`` into ``module``; every parameter must be present with the right shape.
+
+    ``ignore_unexpected``: key prefixes the checkpoint may carry that this model deliberately does not use
+    (e.g. vision blocks after the feature block). Anything else unexpected is an error.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and not k.startswith(ignore_unexpected)]
+    conflicts = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                 for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or conflicts:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing: {_first(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected: {_first(unexpected)}")
+        if conflicts:
+            parts.append(f"{len(conflicts)} shape conflicts: {_first(conflicts)}")
+        raise CheckpointError(f"{source}: does not fit {type(module).__name__}: " + "; ".join(parts))
+    with torch.no_grad():
+        for k, t in own.items():
+            t.copy_(state[k].to(t.dtype))
