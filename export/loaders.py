@@ -106,12 +106,12 @@ def _weights_file(folder: Path) -> Path:
     raise CheckpointError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
 
 
-def load_mamba_folder(folder: str | Path) -> tuple[MambaConfig, dict[str, torch.Tensor]]:
-    """(config, state dict in our names) of a Hugging Face or mamba_ssm Mamba folder."""
+def load_mamba_folder(folder: str | Path) -> tuple[MambaConfig, dict[str, torch.Tensor], Path]:
+    """(config, state dict in our names, the weights file) of a Hugging Face or mamba_ssm Mamba folder."""
     folder = Path(folder)
     cfg = mamba_config_from_json(read_json(folder / "config.json"), str(folder / "config.json"))
     wfile = _weights_file(folder)
-    return cfg, normalize_lm_keys(read_state_dict(wfile), str(wfile))
+    return cfg, normalize_lm_keys(read_state_dict(wfile), str(wfile)), wfile
 
 
 def load_lm_into(lm: MambaLM, state: dict[str, torch.Tensor], source: str) -> None:
@@ -220,7 +220,11 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
     kind = detect_format(folder)
     tok = _tokenizer_for(folder, tokenizer)
     if kind == "cobra":
-        cfg = preset(preset_name) if preset_name else cobra_config(folder)
+        if preset_name:  # the preset's dimensions, the checkpoint's name
+            model_id = read_json(folder / "config.json").get("model", {}).get("model_id") or folder.name
+            cfg = replace(preset(preset_name), name=str(model_id))
+        else:
+            cfg = cobra_config(folder)
         cfg = replace(cfg, eos_token_id=_eos_id(tok))
         model = build_random(cfg)
         ckpt_path = folder / COBRA_CHECKPOINT
@@ -235,7 +239,7 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
         for idx, path in _match_vision_files(model, list(vision_weights or [])).items():
             load_vit_weights(model.vision.encoders[idx], path)
         return model.eval(), tok
-    lm_cfg, state = load_mamba_folder(folder)
+    lm_cfg, state, wfile = load_mamba_folder(folder)
     if preset_name:
         cfg = preset(preset_name)
         if cfg.has_vision and vision_weights:
@@ -244,7 +248,7 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
         cfg = ModelConfig(name=folder.name, lm=lm_cfg, prompt_template="{prompt}")
     cfg = replace(cfg, eos_token_id=_eos_id(tok))
     model = build_random(cfg)
-    load_lm_into(model.llm, state, str(folder))
+    load_lm_into(model.llm, state, f"{wfile} (config {folder / 'config.json'})")
     return model.eval(), tok
 
 

@@ -101,10 +101,23 @@ def test_onnx_matches_hf(hf_folder, tmp_path):
             assert err < TOL
 
 
+def test_language_model_only_artifact_answers_text(hf_folder, tmp_path):
+    folder, _ = hf_folder
+    out = export_checkpoint(folder, tmp_path / "lm", show_progress=False).out_dir
+    rt = Runtime.load(out)
+    s = rt.open_stream("text")
+    ans = s.ask_text("Is the path clear?", max_new_tokens=5)
+    assert 1 <= len(ans.token_ids) <= 5 and ans.profile.vision == 0 and ans.profile.prefill > 0
+    from edge.errors import StreamError
+
+    with pytest.raises(StreamError, match="has no vision graphs; use ask_text"):
+        s.ask(np.zeros((8, 8, 3), np.uint8), "x")
+
+
 def test_two_frames_in_a_row_match_hf(hf_folder, tmp_path, frames):
     """A continuous stream answering two frames == HF run on [vis1, prompt, answer1, vis2, prompt] embeddings."""
     folder, hf = hf_folder
-    lm_cfg, state = load_mamba_folder(folder)
+    lm_cfg, state, _ = load_mamba_folder(folder)
     model = build_random(ModelConfig(name="hf-cobra", lm=lm_cfg, vision=tiny().vision))
     load_lm_into(model.llm, state, str(folder))
     export_model(model, tmp_path / "art", tokenizer=folder / "tokenizer.json")
