@@ -130,6 +130,22 @@ def cmd_demo(args) -> int:
     return _run(directory, _sources(args), args)
 
 
+def cmd_bench(args) -> int:
+    _need_export()
+    from bench.lm import RESULTS_DIR, BenchOptions, format_table, run
+
+    extra = {"threads": args.threads or 2}
+    opts = BenchOptions.quick_options(**extra) if args.quick else BenchOptions(**extra)
+    if args.presets:
+        opts.presets = tuple(args.presets)
+    if args.repeats:
+        opts.repeats = args.repeats
+    doc, path = run(opts, Path(args.out) if args.out else RESULTS_DIR, say=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(doc))
+    print(f"\nwrote {path}")
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from .manifest import Manifest
 
@@ -198,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", help="where to keep the tiny artifact (default: $COBRA_EDGE_CACHE or ~/.cache/cobra-edge)")
     runtime_args(d)
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="side-by-side LM benchmark: ONNX vs PyTorch reference vs transformers (JSON)")
+    b.add_argument("--quick", action="store_true", help="a small model: the whole run in under two minutes")
+    b.add_argument("--presets", nargs="+", help="presets to measure (default: mamba-130m mamba-370m)")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--repeats", type=int, default=None)
+    b.add_argument("--out", help="results folder (default: bench/results)")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("inspect", help="print an artifact's manifest: model, graphs, state bytes, parity")
     i.add_argument("dir")

@@ -87,4 +87,4 @@ def test_export_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out / "manifest.json").exists() and "max |onnx - torch|" in r.stdout
     r = _cli("export", "--preset", "nope", "--out", str(tmp_path / "n"))
-    assert r.returncode == 2 and "unknown preset 'nope'; known presets: tiny" in r.stderr
+    assert r.returncode == 2 and "unknown preset 'nope'; known presets: cobra-3b" in r.stderr and "tiny" in r.stderr

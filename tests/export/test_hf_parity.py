@@ -61,6 +61,15 @@ def _hf_trace(hf, ids):
     return trace, fed
 
 
+def _assert_traces_close(who, ours, trace):
+    """Logits and both states after the prefill and after the last step, within TOL."""
+    for label, i in (("prefill", 0), (f"{STEPS} steps", STEPS)):
+        for name, a, b in zip(("logits", "conv_state", "ssm_state"), ours[i], trace[i]):
+            err = _err(a, b)
+            report(f"{who} vs HF after {label}: {name}", err, TOL)
+            assert err < TOL
+
+
 def test_reference_matches_hf(hf_folder):
     folder, hf = hf_folder
     model, _ = build_from_checkpoint(folder)
@@ -72,11 +81,7 @@ def test_reference_matches_hf(hf_folder):
         ours = [(logits[:, -1], conv, ssm)]
         for tok in fed:
             ours.append(llm.step(tok, ours[-1][1], ours[-1][2]))
-    for label, i in (("prefill", 0), (f"{STEPS} steps", STEPS)):
-        for name, a, b in zip(("logits", "conv_state", "ssm_state"), ours[i], trace[i]):
-            err = _err(a, b)
-            report(f"torch vs HF after {label}: {name}", err, TOL)
-            assert err < TOL
+    _assert_traces_close("torch", ours, trace)
 
 
 def test_onnx_matches_hf(hf_folder, tmp_path):
@@ -94,11 +99,7 @@ def test_onnx_matches_hf(hf_folder, tmp_path):
     for tok in fed:
         out = e["step"].run({"input_ids": tok.numpy(), "conv_state": ours[-1][1], "ssm_state": ours[-1][2]})
         ours.append((out["logits"], out["conv_state_out"], out["ssm_state_out"]))
-    for label, i in (("prefill", 0), (f"{STEPS} steps", STEPS)):
-        for name, a, b in zip(("logits", "conv_state", "ssm_state"), ours[i], trace[i]):
-            err = _err(a, b)
-            report(f"onnx vs HF after {label}: {name}", err, TOL)
-            assert err < TOL
+    _assert_traces_close("onnx", ours, trace)
 
 
 def test_language_model_only_artifact_answers_text(hf_folder, tmp_path):

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks behind ``cobra-edge bench``; results are JSON files under bench/results/."""

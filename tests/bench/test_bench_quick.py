@@ -1,0 +1,36 @@
+"""`cobra-edge bench --quick` runs end to end and writes JSON of the documented schema (timings not asserted)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+def test_bench_quick_writes_schema(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--quick", "--out", str(tmp_path)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "COBRA_EDGE_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    files = list(tmp_path.glob("lm-quick-*.json"))
+    assert len(files) == 1 and str(files[0]) in r.stdout
+    doc = json.loads(files[0].read_text())
+    assert doc["schema"] == "cobra-edge-bench-lm/1" and doc["read_bandwidth_gb_s"] > 0
+    assert {"cpu", "threads", "onnxruntime", "torch"} <= set(doc["machine"])
+    (p,) = doc["presets"]
+    for phase, contenders in (("prefill", {"onnx", "torch_ref", "hf"}), ("step", {"onnx", "torch_ref", "hf"})):
+        for B in ("1", "8"):
+            row = p[phase][B]
+            assert contenders <= set(row), (phase, B)
+            for c in contenders:
+                assert row[c]["median_ms"] > 0 and len(row[c]["runs_ms"]) >= 1
+    assert "onnx_steps" in p["prefill"]["1"]
+    assert p["step_floor_ms"] > 0 and p["weight_bytes"] > 0
+    assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1" in p["ratios"]["step"]
+    assert "hf_over_onnx" in p["ratios"]["prefill"]["1"] and "onnx_steps_over_onnx" in p["ratios"]["prefill"]["1"]
+    assert "prefill" in r.stdout and "step floor" in r.stdout
