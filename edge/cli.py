@@ -17,9 +17,7 @@ DEFAULT_PROMPT = "What is in the image?"
 
 def _need_export():
     try:
-        import torch  # noqa: F401
-
-        from export import cli as export_cli
+        from export import cli as export_cli  # imports torch, onnx, onnxscript
     except ImportError as e:
         raise SystemExit(
             f"cobra-edge: exporting needs the export extra (torch, onnx, onnxscript): "

@@ -29,11 +29,7 @@ def load_engine(backend: str, path: str | os.PathLike, name: str | None = None, 
             f"unknown backend {backend!r}; available: {', '.join(available_backends())}"
         ) from None
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise BackendUnavailable(f"backend {backend!r} needs {package}: pip install it ({e})") from e
-    try:
-        importlib.import_module(backend)
+        module = importlib.import_module(module_name)  # the backend module imports its package at the top
     except ImportError as e:
         raise BackendUnavailable(f"backend {backend!r} needs {package}: pip install it ({e})") from e
     return getattr(module, cls_name)(path, name=name, **options)

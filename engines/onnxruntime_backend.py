@@ -6,6 +6,7 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from .base import EngineError, TensorSpec, validate_feeds
 
@@ -37,8 +38,6 @@ class OrtEngine:
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
                  providers: Sequence[str] | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])

@@ -73,3 +73,27 @@ def test_spec_matching():
     assert not a.matches(TensorSpec("x", "float32", ("B", 5)))
     assert not a.matches(TensorSpec("x", "float16", ("B", 4)))
     assert not a.matches(TensorSpec("x", "float32", (1, 4)))
+
+
+def test_missing_backend_package_names_what_to_install(tiny_artifact):
+    """With onnxruntime unimportable, choosing it is a clear error naming the package (checked in a subprocess)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'onnxruntime' or name.startswith('onnxruntime.'):\n"
+        "            raise ImportError('onnxruntime is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from engines import load_engine, BackendUnavailable\n"
+        "try:\n"
+        f"    load_engine('onnxruntime', {str(tiny_artifact / 'step.onnx')!r})\n"
+        "except BackendUnavailable as e:\n"
+        "    print('refused:', e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "refused: backend 'onnxruntime' needs onnxruntime" in r.stdout, r.stderr
