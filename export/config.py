@@ -190,6 +190,12 @@ def tiny() -> ModelConfig:
     return ModelConfig(name="tiny", lm=lm, vision=(dino, siglip), projector="fused-gelu-mlp")
 
 
+def tiny_variant(name: str, projector: str, projector_grid: int = 14) -> ModelConfig:
+    """The tiny model with another projector (same encoders and LM)."""
+    base = tiny()
+    return ModelConfig(name=name, lm=base.lm, vision=base.vision, projector=projector, projector_grid=projector_grid)
+
+
 def dinov2_vit_l14_reg4(image_size: int = 384) -> VisionEncoderConfig:
     """timm ``vit_large_patch14_reg4_dinov2.lvd142m`` at Cobra's resolution."""
     return VisionEncoderConfig(
@@ -245,6 +251,8 @@ def cobra_ldp_3b() -> ModelConfig:
 
 PRESETS = {
     "tiny": tiny,
+    "tiny-mlp": lambda: tiny_variant("tiny-mlp", "gelu-mlp"),
+    "tiny-ldp": lambda: tiny_variant("tiny-ldp", "fused-ldpnet", projector_grid=4),  # 8x8 patches -> 4x4 tokens
     "cobra-3b": cobra_3b,
     "cobra-siglip-3b": cobra_siglip_3b,
     "cobra-ldp-3b": cobra_ldp_3b,
