@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, load_strict, read_json, read_state_dict
-from .config import MambaConfig, ModelConfig, PRESETS, cobra_3b, cobra_ldp_3b, cobra_siglip_3b, preset
+from .config import MambaConfig, ModelConfig, cobra_3b, cobra_ldp_3b, cobra_siglip_3b, preset
 from .mamba import MambaLM
 from .model import CobraModel, build_random
 from .vision import ViTEncoder
@@ -138,19 +138,23 @@ def _resample_pos_embed(pos: torch.Tensor, enc: ViTEncoder, source: str) -> torc
     return torch.cat([prefix, grid], dim=1)
 
 
-def load_vit_weights(enc: ViTEncoder, path: str | Path) -> None:
-    """timm-named weights into one encoder; later blocks and heads are ignored on purpose (listed in VIT_UNUSED)."""
-    state = read_state_dict(path)
+def load_vit_weights(enc: ViTEncoder, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """timm-named weights into one encoder; later blocks and heads are ignored on purpose (listed in VIT_UNUSED).
+
+    state: the file's tensors when the caller has read them already (read from ``path`` otherwise).
+    """
+    state = dict(read_state_dict(path) if state is None else state)
     unused = tuple(f"blocks.{i}." for i in range(enc.cfg.blocks_used, 512)) + VIT_UNUSED
     if "pos_embed" in state:
         state["pos_embed"] = _resample_pos_embed(state["pos_embed"], enc, str(path))
     load_strict(enc, state, f"{path} (vision encoder {enc.cfg.name!r})", ignore_unexpected=unused)
 
 
-def _match_vision_files(model: CobraModel, vision_weights: list[str]) -> dict[int, Path]:
-    """'name=path' picks the encoder by name; a bare path is matched by its patch embedding width."""
+def _match_vision_files(model: CobraModel, vision_weights: list[str]) -> dict[int, tuple[Path, dict | None]]:
+    """encoder index -> (file, its tensors if already read). 'name=path' picks the encoder by name; a bare path
+    is read to match it by its patch embedding width (and its tensors are kept, so it is read once)."""
     encoders = list(model.vision.encoders)
-    chosen: dict[int, Path] = {}
+    chosen: dict[int, tuple[Path, dict | None]] = {}
     for item in vision_weights:
         name, sep, p = item.partition("=")
         if sep:
@@ -158,14 +162,15 @@ def _match_vision_files(model: CobraModel, vision_weights: list[str]) -> dict[in
             if not idx:
                 raise CheckpointError(f"--vision-weights {item}: no encoder named {name!r}; this model has "
                                       f"{[e.cfg.name for e in encoders]}")
-            chosen[idx[0]] = Path(p)
+            chosen[idx[0]] = (Path(p), None)
             continue
-        width = read_state_dict(item).get("patch_embed.proj.weight")
+        state = read_state_dict(item)
+        width = state.get("patch_embed.proj.weight")
         idx = [i for i, e in enumerate(encoders) if width is not None and e.cfg.width == width.shape[0] and i not in chosen]
         if len(idx) != 1:
             raise CheckpointError(f"{item}: cannot tell which encoder it belongs to; write name=path with a name in "
                                   f"{[e.cfg.name for e in encoders]}")
-        chosen[idx[0]] = Path(item)
+        chosen[idx[0]] = (Path(item), state)
     missing = [encoders[i].cfg.name for i in range(len(encoders)) if i not in chosen]
     if missing:
         raise CheckpointError(f"vision weights missing for encoder(s) {missing}: give --vision-weights name=path "
@@ -173,10 +178,18 @@ def _match_vision_files(model: CobraModel, vision_weights: list[str]) -> dict[in
     return chosen
 
 
+def _cobra_model_section(folder: Path) -> dict:
+    """The "model" section of a Cobra run's config.json (or the whole file where it is flat)."""
+    raw = read_json(folder / "config.json")
+    section = raw.get("model", raw)
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{folder / 'config.json'}: 'model' is not an object")
+    return section
+
+
 def cobra_config(folder: Path) -> ModelConfig:
     """The preset a Cobra config.json describes (vision backbone, arch_specifier, LLM)."""
-    raw = read_json(folder / "config.json")
-    m = raw.get("model", raw)
+    m = _cobra_model_section(folder)
     vision_id, arch, llm_id = m.get("vision_backbone_id"), m.get("arch_specifier", ""), m.get("llm_backbone_id", "")
     if vision_id not in COBRA_VISION:
         raise CheckpointError(f"{folder / 'config.json'}: vision_backbone_id {vision_id!r} not supported; "
@@ -221,7 +234,7 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
     tok = _tokenizer_for(folder, tokenizer)
     if kind == "cobra":
         if preset_name:  # the preset's dimensions, the checkpoint's name
-            model_id = read_json(folder / "config.json").get("model", {}).get("model_id") or folder.name
+            model_id = _cobra_model_section(folder).get("model_id") or folder.name
             cfg = replace(preset(preset_name), name=str(model_id))
         else:
             cfg = cobra_config(folder)
@@ -236,8 +249,8 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
         load_strict(model.projector, parts["projector"], f"{ckpt_path} [model.projector]")
         load_lm_into(model.llm, normalize_lm_keys(parts["llm_backbone"], str(ckpt_path), prefix="llm."),
                      f"{ckpt_path} [model.llm_backbone]")
-        for idx, path in _match_vision_files(model, list(vision_weights or [])).items():
-            load_vit_weights(model.vision.encoders[idx], path)
+        for idx, (path, state) in _match_vision_files(model, list(vision_weights or [])).items():
+            load_vit_weights(model.vision.encoders[idx], path, state)
         return model.eval(), tok
     lm_cfg, state, wfile = load_mamba_folder(folder)
     if preset_name:
@@ -252,5 +265,5 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
     return model.eval(), tok
 
 
-__all__ = ["CheckpointError", "PRESETS", "build_from_checkpoint", "cobra_config", "detect_format",
+__all__ = ["CheckpointError", "build_from_checkpoint", "cobra_config", "detect_format",
            "load_mamba_folder", "load_vit_weights", "normalize_lm_keys"]
