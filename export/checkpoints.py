@@ -27,15 +27,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint (corrupt or truncated?): {e}") from e
-    except Exception as e:  # safetensors raises its own error type (SafetensorError)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+            SafetensorError) as e:
         raise CheckpointError(f"{path}: cannot be read as a checkpoint (corrupt or truncated?): {e}") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")

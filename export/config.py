@@ -7,7 +7,7 @@ A Cobra-style model is ``vision encoders -> projector -> Mamba LM``. The config 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -137,7 +137,7 @@ class ModelConfig:
                 )
             self.image_size = self.vision[0].image_size
             self.d_vision = sum(v.width for v in self.vision)
-            ldp = self.projector in ("ldpnet", "fused-ldpnet")
+            ldp = self.projector in LDP_KINDS
             self.num_visual_tokens = self.projector_grid ** 2 if ldp else self.vision[0].num_patches
         else:
             self.image_size = 0
@@ -167,7 +167,8 @@ class ModelConfig:
 
 
 # Cobra's arch_specifier suffixes (Prismatic naming): fused-* projectors see the concatenated features
-PROJECTOR_KINDS = {"fused-gelu-mlp", "gelu-mlp", "linear", "ldpnet", "fused-ldpnet"}
+LDP_KINDS = ("ldpnet", "fused-ldpnet")  # pool the patch grid to projector_grid^2 tokens
+PROJECTOR_KINDS = {"fused-gelu-mlp", "gelu-mlp", "linear", *LDP_KINDS}
 
 
 def tiny() -> ModelConfig:
@@ -192,8 +193,7 @@ def tiny() -> ModelConfig:
 
 def tiny_variant(name: str, projector: str, projector_grid: int = 14) -> ModelConfig:
     """The tiny model with another projector (same encoders and LM)."""
-    base = tiny()
-    return ModelConfig(name=name, lm=base.lm, vision=base.vision, projector=projector, projector_grid=projector_grid)
+    return replace(tiny(), name=name, projector=projector, projector_grid=projector_grid)
 
 
 def dinov2_vit_l14_reg4(image_size: int = 384) -> VisionEncoderConfig:

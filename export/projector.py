@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from .config import LDP_KINDS, ModelConfig
 
 
 def adaptive_pool_matrix(n_in: int, n_out: int) -> Tensor:
@@ -65,7 +65,7 @@ class Projector(nn.Module):
             layers = [nn.Linear(dv, d), nn.GELU(), nn.Linear(d, d)]
         elif cfg.projector == "linear":
             layers = [nn.Linear(dv, d)]
-        elif cfg.projector in ("ldpnet", "fused-ldpnet"):
+        elif cfg.projector in LDP_KINDS:
             hidden = 4 * dv if cfg.projector == "fused-ldpnet" else d
             first = [nn.Linear(dv, hidden), nn.GELU(), nn.Linear(hidden, d)]
             layers = first + [TokenDown(cfg.vision[0].grid, cfg.projector_grid), PosInject(d)]
