@@ -78,18 +78,12 @@ def _model_config(name: str):
 
 def _artifact(name: str, model, opts: BenchOptions) -> Path:
     """Export once per preset into the cache (random weights, seed 0); reused while the config is unchanged."""
-    from edge.errors import CobraEdgeError
-    from edge.manifest import Manifest
+    from edge.manifest import artifact_matches
     from export.onnx_export import export_model
 
     out = opts.cache_dir / name
-    want = json.loads(json.dumps(model.cfg.to_dict()))
-    try:
-        if Manifest.load(out, verify_hashes=False).model == want:
-            return out
-    except CobraEdgeError:
-        pass
-    export_model(model, out, overwrite=True)
+    if not artifact_matches(out, model.cfg.to_dict(), verify_hashes=False):
+        export_model(model, out, overwrite=True)
     return out
 
 

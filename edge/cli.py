@@ -113,15 +113,12 @@ def cmd_demo(args) -> int:
     export_cli = _need_export()
     from export.config import preset
 
-    from .manifest import Manifest
+    from .manifest import artifact_matches
 
     directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
-    want = json.loads(json.dumps(preset("tiny").to_dict()))  # as the manifest holds it (tuples -> lists)
-    try:
-        if Manifest.load(directory).model != want:
-            raise CobraEdgeError("cached artifact is from another version of the tiny preset")
+    if artifact_matches(directory, preset("tiny").to_dict()):
         print(f"using the tiny model exported in {directory}")
-    except CobraEdgeError:
+    else:
         print(f"exporting the tiny model to {directory} ...")
         export_cli.export_preset("tiny", directory, overwrite=True)
     args.video = None

@@ -197,6 +197,15 @@ class Manifest:
         )
 
 
+def artifact_matches(directory: str | os.PathLike, model: dict, verify_hashes: bool = True) -> bool:
+    """True when ``directory`` holds a valid artifact exported from this model config (compared as the
+    manifest stores it: through JSON, so tuples read back as lists). For caches of exports."""
+    try:
+        return Manifest.load(directory, verify_hashes=verify_hashes).model == json.loads(json.dumps(model))
+    except ManifestError:
+        return False
+
+
 def write_manifest(root: str | os.PathLike, body: dict) -> Path:
     """Write ``body`` (without 'files') plus the sha256 of every other file in ``root``; validate by reloading."""
     root = Path(root)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from edge.errors import ManifestError
-from edge.manifest import Manifest, sha256_file
+from edge.manifest import Manifest, artifact_matches, sha256_file
 from edge.runtime import Runtime
 
 
@@ -109,3 +109,16 @@ def test_hash_helper(tmp_path):
     p = tmp_path / "f"
     p.write_bytes(b"abc")
     assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_artifact_matches_its_config(artifact_copy):
+    """The cache check of demo and bench: the same config (as JSON stores it) matches; others and damage do not."""
+    model = Manifest.load(artifact_copy).model
+    as_tuples = {**model, "vision": [{**v, "mean": tuple(v["mean"])} for v in model["vision"]]}
+    assert artifact_matches(artifact_copy, as_tuples)
+    assert not artifact_matches(artifact_copy, {**model, "name": "other"})
+    with open(artifact_copy / "step.onnx", "ab") as f:
+        f.write(b"\0")
+    assert not artifact_matches(artifact_copy, model)
+    assert artifact_matches(artifact_copy, model, verify_hashes=False)
+    assert not artifact_matches(artifact_copy.parent / "missing", model)
