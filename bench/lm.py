@@ -165,16 +165,13 @@ def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
 
 def ratios(result: dict, floor_ms: float) -> dict:
     """Pairwise speed-ups from medians (>1: ONNX is faster), and the step as a multiple of the bandwidth floor."""
-    out: dict = {"prefill": {}, "step": {}}
-    for B, row in result["prefill"].items():
+    def over_onnx(row: dict) -> dict:
         on = row["onnx"]["median_ms"]
-        r = {f"{k}_over_onnx": row[k]["median_ms"] / on for k in row if k != "onnx"}
-        out["prefill"][B] = r
-    for B, row in result["step"].items():
-        on = row["onnx"]["median_ms"]
-        r = {f"{k}_over_onnx": row[k]["median_ms"] / on for k in row if k != "onnx"}
-        r["onnx_over_floor"] = on / floor_ms
-        out["step"][B] = r
+        return {f"{k}_over_onnx": row[k]["median_ms"] / on for k in row if k != "onnx"}
+
+    out: dict = {"prefill": {B: over_onnx(row) for B, row in result["prefill"].items()},
+                 "step": {B: {**over_onnx(row), "onnx_over_floor": row["onnx"]["median_ms"] / floor_ms}
+                          for B, row in result["step"].items()}}
     if "1" in result["step"] and "8" in result["step"]:
         out["step"]["b8_over_b1"] = result["step"]["8"]["onnx"]["median_ms"] / result["step"]["1"]["onnx"]["median_ms"]
     return out

@@ -27,20 +27,14 @@ def _need_export():
 
 
 def cmd_export(args) -> int:
-    export_cli = _need_export()
-    from export.checkpoints import CheckpointError
-
-    try:
-        if args.checkpoint:
-            result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
-                                                  args.tokenizer, overwrite=args.overwrite)
-        else:
-            if args.vision_weights or args.tokenizer:
-                raise CheckpointError("--vision-weights and --tokenizer go with --checkpoint")
-            result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite)
-    except CheckpointError as e:
-        print(f"cobra-edge export: error: {e}", file=sys.stderr)
-        return 2
+    export_cli = _need_export()  # its errors (CheckpointError is a ValueError) are reported by main()
+    if args.checkpoint:
+        result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
+                                              args.tokenizer, overwrite=args.overwrite)
+    elif args.vision_weights or args.tokenizer:
+        raise ValueError("--vision-weights and --tokenizer go with --checkpoint")
+    else:
+        result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {result.out_dir}")
     for graph, outputs in result.parity.items():
         worst = max(v["max_abs_err"] for v in outputs.values())
