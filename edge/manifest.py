@@ -23,13 +23,16 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 # Tensors the runtime feeds and reads, per graph (the export side writes the same names: export/graphs.py).
+# The vision graph's outputs (one fused ``patch_features``, or ``features_<encoder>`` per encoder) are fed to the
+# projector by name; a projector may also take detector boxes (BOX_INPUTS) and then emits ``object_embeds``.
 REQUIRED_TENSORS = {
-    "vision": ({"pixels"}, {"patch_features"}),
-    "projector": ({"patch_features"}, {"visual_embeds"}),
+    "vision": ({"pixels"}, set()),
+    "projector": (set(), {"visual_embeds"}),
     "embed": ({"input_ids"}, {"inputs_embeds"}),
     "prefill": ({"inputs_embeds", "conv_state", "ssm_state"}, {"logits", "conv_state_out", "ssm_state_out"}),
     "step": ({"input_ids", "conv_state", "ssm_state"}, {"logits", "conv_state_out", "ssm_state_out"}),
 }
+BOX_INPUTS = {"boxes": TensorSpec("boxes", "float32", ("B", "K", 4)), "box_mask": TensorSpec("box_mask", "bool", ("B", "K"))}
 LM_GRAPHS = ("embed", "prefill", "step")
 VISION_GRAPHS = ("vision", "projector")
 
@@ -160,6 +163,8 @@ class Manifest:
             raise ManifestError(f"{mpath}: graphs {missing} missing; every artifact needs {list(LM_GRAPHS)}")
         if ("vision" in graphs) != ("projector" in graphs):
             raise ManifestError(f"{mpath}: 'vision' and 'projector' graphs come together or not at all")
+        if "vision" in graphs:
+            _check_vision_feeds_projector(mpath, graphs["vision"], graphs["projector"])
 
         try:
             state = StateSpec.from_dict(need(raw, "state", dict))
@@ -195,6 +200,25 @@ class Manifest:
             files=files,
             raw=raw,
         )
+
+
+def _check_vision_feeds_projector(mpath: Path, vision: GraphEntry, projector: GraphEntry) -> None:
+    """Every projector input is a vision output of the same spec, or a box input; boxes come with object_embeds."""
+    if not vision.outputs:
+        raise ManifestError(f"{mpath}: graphs.vision declares no outputs")
+    for name, spec in projector.inputs.items():
+        source = vision.outputs.get(name) or BOX_INPUTS.get(name)
+        if source is None:
+            raise ManifestError(
+                f"{mpath}: graphs.projector input {name!r} is neither a vision output {sorted(vision.outputs)} "
+                f"nor a box input {sorted(BOX_INPUTS)}"
+            )
+        if not spec.matches(source):
+            raise ManifestError(f"{mpath}: graphs.projector input {name!r} is {spec.describe()}, expected {source.describe()}")
+    takes_boxes = set(BOX_INPUTS) & set(projector.inputs)
+    if takes_boxes and (takes_boxes != set(BOX_INPUTS) or "object_embeds" not in projector.outputs):
+        raise ManifestError(f"{mpath}: graphs.projector: box inputs {sorted(BOX_INPUTS)} and output 'object_embeds' "
+                            "come together")
 
 
 def artifact_matches(directory: str | os.PathLike, model: dict, verify_hashes: bool = True) -> bool:

@@ -31,8 +31,9 @@ def answer_sources(runtime: Runtime, sources: dict[str, object], prompt: str, fr
                         on_error(name, EOFError(f"source of stream {name!r} ended"))
                     continue
                 frame, ts = item
+                boxes = getattr(live[name], "boxes", None) if runtime.takes_boxes else None  # synthetic: its shapes
                 try:
-                    answer = streams[name].ask(frame, prompt, max_new_tokens=max_new_tokens, timestamp=ts)
+                    answer = streams[name].ask(frame, prompt, max_new_tokens=max_new_tokens, timestamp=ts, boxes=boxes)
                 except (CobraEdgeError, EngineError) as e:
                     if on_error:
                         on_error(name, e)

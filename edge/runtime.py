@@ -24,6 +24,7 @@ import numpy as np
 from engines import EngineInputError, load_engine
 from engines.base import Engine, EngineError
 
+from .boxes import box_feeds
 from .decode import greedy_decode
 from .errors import CobraEdgeError, FrameError, ManifestError, StreamError
 from .manifest import Manifest
@@ -76,10 +77,12 @@ class Stream:
         self.runtime.pool.reset(self.slot)
 
     def ask(self, frame_bgr: np.ndarray, prompt: str, max_new_tokens: int = 16,
-            timestamp: float | None = None) -> Answer:
+            timestamp: float | None = None, boxes=None) -> Answer:
         """Answer ``prompt`` about one frame (uint8 BGR [H, W, 3]).
 
         timestamp: capture time (``time.time()`` seconds), to record the frame's age when work began.
+        boxes: for models with object tokens (``Runtime.takes_boxes``), detector boxes [K, 4] as (x1, y1, x2, y2)
+        normalised to [0, 1] over the frame; one token per box follows the image tokens.
         Raises FrameError (bad frame) or CobraEdgeError naming this stream; the stream's state and every
         other stream are left as they were.
         """
@@ -92,7 +95,7 @@ class Stream:
         if timestamp is not None:
             profile.age_ms = (time.time() - timestamp) * 1e3
         timer = StageTimer(profile)
-        return self._guarded(lambda: self._answer(timer, frame_bgr, prompt, max_new_tokens, with_image=True))
+        return self._guarded(lambda: self._answer(timer, frame_bgr, prompt, max_new_tokens, with_image=True, boxes=boxes))
 
     def ask_text(self, prompt: str, max_new_tokens: int = 16) -> Answer:
         """Answer a text-only prompt (the templated prompt, no image), from a zero state."""
@@ -120,18 +123,27 @@ class Stream:
         self.stats.answered += 1
         return answer
 
-    def _answer(self, timer: StageTimer, frame_bgr, prompt: str, max_new_tokens: int, with_image: bool) -> Answer:
+    def _answer(self, timer: StageTimer, frame_bgr, prompt: str, max_new_tokens: int, with_image: bool,
+                boxes=None) -> Answer:
         rt = self.runtime
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise StreamError(f"stream {self.name!r}: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        if boxes is not None and not rt.takes_boxes:
+            raise StreamError(f"stream {self.name!r}: boxes given, but artifact {rt.manifest.root} has no object tokens")
         embeds = []
         if with_image:
             with timer.stage("preprocess"):
                 pixels = preprocess(frame_bgr, rt.manifest.image_size, self.name)[None]
+                extra, n_boxes = box_feeds(boxes, self.name) if rt.takes_boxes else ({}, 0)
             with timer.stage("vision"):
-                features = rt.engines["vision"].run({"pixels": pixels})["patch_features"]
+                features = rt.engines["vision"].run({"pixels": pixels})
             with timer.stage("projector"):
-                embeds.append(rt.engines["projector"].run({"patch_features": features})["visual_embeds"])
+                projector = rt.engines["projector"]
+                feeds = {name: features[name] for name in projector.inputs if name in features}
+                out = projector.run({**feeds, **extra})
+                embeds.append(out["visual_embeds"])
+                if n_boxes:
+                    embeds.append(out["object_embeds"][:, :n_boxes])  # padding boxes never reach the LM
         with timer.stage("prefill"):
             ids = rt.tokenizer.encode_prompt(prompt)[None]
             embeds.append(rt.engines["embed"].run({"input_ids": ids})["inputs_embeds"])
@@ -178,6 +190,11 @@ class Runtime:
             engines[name] = engine
         tokenizer = PromptTokenizer(manifest.tokenizer_path, manifest.prompt_template, manifest.eos_token_id)
         return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend)
+
+    @property
+    def takes_boxes(self) -> bool:
+        """True when the model appends object tokens for detector boxes (``Stream.ask(..., boxes=...)``)."""
+        return "vision" in self.engines and "boxes" in self.engines["projector"].inputs
 
     @property
     def bytes_per_stream(self) -> int:

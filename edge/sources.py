@@ -21,7 +21,9 @@ class SourceError(CobraEdgeError, IOError):
 class SyntheticSource:
     """Shapes that move over a textured background; deterministic per seed, no camera needed.
 
-    Each frame is stamped with wall-clock time at capture, as a camera driver would.
+    Each frame is stamped with wall-clock time at capture, as a camera driver would. ``boxes`` holds the
+    shapes' bounding boxes in the last frame, [3, 4] (x1, y1, x2, y2) normalised, as a detector would report
+    them (for models with object tokens).
     """
 
     def __init__(self, width: int = 320, height: int = 240, seed: int = 0):
@@ -34,10 +36,12 @@ class SyntheticSource:
             for kind in ("circle", "square", "triangle")
         ]
         self.index = 0
+        self.boxes = np.zeros((0, 4), np.float32)
 
     def read(self) -> tuple[np.ndarray, float]:
         frame = self._background.copy()
         w, h = self.width, self.height
+        boxes = []
         for s in self._shapes:
             s["pos"] = s["pos"] + s["vel"]
             for axis in range(2):  # bounce off the borders
@@ -51,6 +55,8 @@ class SyntheticSource:
             else:
                 pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], dtype=np.int32)
                 cv2.fillPoly(frame, [pts], s["color"])
+            boxes.append([(cx - r) / w, (cy - r) / h, (cx + r) / w, (cy + r) / h])
+        self.boxes = np.clip(np.array(boxes, np.float32), 0.0, 1.0)
         self.index += 1
         return frame, time.time()
 

@@ -23,8 +23,9 @@ class VisionGraph(nn.Module):
         super().__init__()
         self.vision = model.vision
 
-    def forward(self, pixels: Tensor) -> Tensor:
-        """pixels uint8 [B, H, W, 3] RGB -> patch_features [B, P, d_vision]."""
+    def forward(self, pixels: Tensor):
+        """pixels uint8 [B, H, W, 3] RGB -> patch_features [B, P, d_vision] (channel-fused encoders), or
+        features_<name> [B, P_e, c_e] per encoder (multi-scale projectors)."""
         return self.vision(pixels)
 
 
@@ -33,9 +34,10 @@ class ProjectorGraph(nn.Module):
         super().__init__()
         self.projector = model.projector
 
-    def forward(self, patch_features: Tensor) -> Tensor:
-        """patch_features [B, P, d_vision] -> visual_embeds [B, T, d_model]."""
-        return self.projector(patch_features)
+    def forward(self, *inputs: Tensor):
+        """The vision graph's outputs (+ boxes [B, K, 4], box_mask [B, K] for object tokens)
+        -> visual_embeds [B, T, d_model] (+ object_embeds [B, K, d_model])."""
+        return self.projector(*inputs)
 
 
 class EmbedGraph(nn.Module):
@@ -76,7 +78,7 @@ class StepGraph(nn.Module):
 class TensorDef:
     name: str
     dtype: str  # numpy dtype name
-    shape: tuple  # ints and the symbols "B", "L"
+    shape: tuple  # ints and the symbols "B", "L", "K"
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,18 @@ def graph_defs(model: CobraModel) -> list[GraphDef]:
     states_out = (TensorDef("conv_state_out", dt, ("B", *conv)), TensorDef("ssm_state_out", "float32", ("B", *ssm)))
     defs = []
     if cfg.has_vision:
-        S, P, T = cfg.image_size, cfg.vision[0].num_patches, cfg.num_visual_tokens
+        S, T = cfg.image_size, cfg.num_visual_tokens
+        if cfg.multi_scale:
+            features = tuple(TensorDef(f"features_{v.name}", dt, ("B", v.num_patches, v.width)) for v in cfg.vision)
+        else:
+            features = (TensorDef("patch_features", dt, ("B", cfg.vision[0].num_patches, cfg.d_vision)),)
+        proj_in, proj_out = features, (TensorDef("visual_embeds", dt, ("B", T, D)),)
+        if cfg.object_tokens:
+            proj_in += (TensorDef("boxes", "float32", ("B", "K", 4)), TensorDef("box_mask", "bool", ("B", "K")))
+            proj_out += (TensorDef("object_embeds", dt, ("B", "K", D)),)
         defs += [
-            GraphDef("vision", VisionGraph, (TensorDef("pixels", "uint8", ("B", S, S, 3)),),
-                     (TensorDef("patch_features", dt, ("B", P, cfg.d_vision)),)),
-            GraphDef("projector", ProjectorGraph, (TensorDef("patch_features", dt, ("B", P, cfg.d_vision)),),
-                     (TensorDef("visual_embeds", dt, ("B", T, D)),)),
+            GraphDef("vision", VisionGraph, (TensorDef("pixels", "uint8", ("B", S, S, 3)),), features),
+            GraphDef("projector", ProjectorGraph, proj_in, proj_out),
         ]
     defs += [
         GraphDef("embed", EmbedGraph, (TensorDef("input_ids", "int64", ("B", "L")),),
@@ -122,12 +130,19 @@ def graph_defs(model: CobraModel) -> list[GraphDef]:
 
 
 def example_inputs(gdef: GraphDef, batch: int, length: int, seed: int = 0) -> tuple[Tensor, ...]:
-    """Random inputs of the declared shapes (B = batch, L = length) for export tracing and parity checks."""
+    """Random inputs of the declared shapes (B = batch, L = K = length) for export tracing and parity checks.
+    Boxes are normalised (x1, y1, x2, y2), some reaching past the frame's border; masks keep ~70 %."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for t in gdef.inputs:
-        shape = tuple(batch if s == "B" else length if s == "L" else s for s in t.shape)
-        if t.dtype == "uint8":
+        shape = tuple(batch if s == "B" else length if s in ("L", "K") else s for s in t.shape)
+        if t.name == "boxes":
+            corner = torch.rand(*shape[:-1], 2, generator=g) * 1.1 - 0.1
+            size = 0.05 + 0.6 * torch.rand(*shape[:-1], 2, generator=g)
+            out.append(torch.cat([corner, corner + size], dim=-1))
+        elif t.dtype == "bool":
+            out.append(torch.rand(shape, generator=g) < 0.7)
+        elif t.dtype == "uint8":
             out.append(torch.randint(0, 256, shape, generator=g, dtype=torch.uint8))
         elif t.dtype == "int64":
             vocab = 256  # ids inside every vocabulary we build

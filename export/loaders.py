@@ -31,6 +31,7 @@ COBRA_CHECKPOINT = Path("checkpoints") / "latest-checkpoint.pt"
 COBRA_VISION = {"dinosiglip-vit-so-384px": cobra_3b, "siglip-vit-so400m-384px": cobra_siglip_3b}
 # Unused by Cobra: blocks after the feature block, final norms, classifier/pooling heads
 VIT_UNUSED = ("norm.", "fc_norm.", "head", "attn_pool.", "mask_token")
+CONVNEXT_UNUSED = ("head.", "norm_pre.")  # the classifier head (timm's norm_pre is an Identity without weights)
 
 
 def detect_format(path: str | Path) -> str:
@@ -139,12 +140,16 @@ def _resample_pos_embed(pos: torch.Tensor, enc: ViTEncoder, source: str) -> torc
 
 
 def load_vit_weights(enc: ViTEncoder, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
-    """timm-named weights into one encoder; later blocks and heads are ignored on purpose (listed in VIT_UNUSED).
+    """timm-named weights into one encoder (a ViT, or a ConvNeXt); later ViT blocks and heads are ignored on
+    purpose (listed in VIT_UNUSED / CONVNEXT_UNUSED).
 
     state: the file's tensors when the caller has read them already (read from ``path`` otherwise).
     """
     state = dict(read_state_dict(path) if state is None else state)
-    unused = tuple(f"blocks.{i}." for i in range(enc.cfg.blocks_used, 512)) + VIT_UNUSED
+    if enc.cfg.kind == "convnext":
+        unused = CONVNEXT_UNUSED
+    else:
+        unused = tuple(f"blocks.{i}." for i in range(enc.cfg.blocks_used, 512)) + VIT_UNUSED
     if "pos_embed" in state:
         state["pos_embed"] = _resample_pos_embed(state["pos_embed"], enc, str(path))
     load_strict(enc, state, f"{path} (vision encoder {enc.cfg.name!r})", ignore_unexpected=unused)

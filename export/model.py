@@ -7,8 +7,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .mamba import MambaLM, RMSNorm, init_mamba_weights_
-from .projector import Projector
-from .vision import FusedVision, LayerScale
+from .projector import build_projector
+from .vision import FusedVision
 
 
 class CobraModel(nn.Module):
@@ -17,13 +17,21 @@ class CobraModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.vision = FusedVision(cfg.vision) if cfg.has_vision else None
-        self.projector = Projector(cfg) if cfg.has_vision else None
+        self.vision = FusedVision(cfg.vision, fuse=not cfg.multi_scale) if cfg.has_vision else None
+        self.projector = build_projector(cfg) if cfg.has_vision else None
         self.llm = MambaLM(cfg.lm)
 
-    def visual_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels uint8 [b, H, W, 3] RGB -> visual_embeds [b, T, d_model]."""
-        return self.projector(self.vision(pixels))
+    def visual_embeds(self, pixels: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """pixels uint8 [b, H, W, 3] RGB -> the visual tokens the LM sees, [b, T (+ K), d_model]: for models with
+        object tokens, one per box of ``boxes`` [b, K, 4] (normalised x1, y1, x2, y2; none when omitted)."""
+        features = self.vision(pixels)
+        features = features if isinstance(features, tuple) else (features,)
+        if not self.cfg.object_tokens:
+            return self.projector(*features)
+        if boxes is None:
+            boxes = torch.zeros(pixels.shape[0], 0, 4)
+        visual, objects = self.projector(*features, boxes, torch.ones(boxes.shape[:2], dtype=torch.bool))
+        return torch.cat([visual, objects], dim=1)
 
 
 def build_random(cfg: ModelConfig, seed: int = 0) -> CobraModel:
@@ -36,9 +44,7 @@ def build_random(cfg: ModelConfig, seed: int = 0) -> CobraModel:
             if module is None:
                 continue
             for sub in module.modules():
-                if isinstance(sub, LayerScale):
-                    sub.gamma.copy_(0.1 + 0.05 * torch.rand(sub.gamma.shape, generator=g))
-                elif isinstance(sub, nn.LayerNorm):
+                if isinstance(sub, nn.LayerNorm):
                     sub.weight.copy_(1 + 0.1 * torch.randn(sub.weight.shape, generator=g))
                     sub.bias.copy_(0.1 * torch.randn(sub.bias.shape, generator=g))
                 elif isinstance(sub, (nn.Linear, nn.Conv2d)):
@@ -49,6 +55,10 @@ def build_random(cfg: ModelConfig, seed: int = 0) -> CobraModel:
             for name, p in module.named_parameters(recurse=True):
                 if name.endswith(("cls_token", "reg_token", "pos_embed")):
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                elif name.endswith("queries"):  # SVA / abstractor
+                    p.copy_(torch.randn(p.shape, generator=g))
+                elif name.endswith("gamma"):  # layer scales (ViT ls1/ls2, ConvNeXt blocks)
+                    p.copy_(0.1 + 0.05 * torch.rand(p.shape, generator=g))
         init_mamba_weights_(model.llm, seed=seed + 1)
         for sub in model.llm.modules():
             if isinstance(sub, RMSNorm):

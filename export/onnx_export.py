@@ -8,6 +8,7 @@ fails loudly past tolerance.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import shutil
@@ -45,9 +46,11 @@ class ExportResult:
 def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> None:
     module = gdef.module(model).eval()
     args = example_inputs(gdef, batch=2, length=5)
-    B = torch.export.Dim("B", min=1, max=4096)
-    L = torch.export.Dim("L", min=1, max=1 << 20)
-    dyn = tuple({i: (B if s == "B" else L) for i, s in enumerate(t.shape) if isinstance(s, str)} for t in gdef.inputs)
+    dims = {"B": torch.export.Dim("B", min=1, max=4096), "L": torch.export.Dim("L", min=1, max=1 << 20),
+            "K": torch.export.Dim("K", min=1, max=4096)}
+    dyn = tuple({i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in gdef.inputs)
+    if any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values()):
+        dyn = (dyn,)  # forward(*inputs): torch.export sees one argument holding the tuple
     weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     # torch's exporter narrates every stage on stdout/stderr and warns about things we checked; keep it quiet
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)

@@ -24,6 +24,29 @@ def adaptive_pool_matrix(n_in: int, n_out: int) -> Tensor:
     return m
 
 
+def bilinear_matrix(n_in: int, n_out: int) -> Tensor:
+    """[n_out, n_in] weights of 1D linear interpolation as ``F.interpolate(mode="linear", align_corners=False)``
+    (source position (i + 0.5) n_in / n_out - 0.5, clamped at the edges)."""
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for i in range(n_out):
+        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        lo = min(int(src), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        frac = src - lo
+        m[i, lo] += 1.0 - frac
+        m[i, hi] += frac
+    return m.float()
+
+
+def grid_resample_matrix(g_in: int, g_out: int) -> Tensor:
+    """[g_out^2, g_in^2] resampling of a row-major g_in x g_in token grid: area pooling to shrink, bilinear to
+    grow, identity when equal."""
+    if g_in == g_out:
+        return torch.eye(g_in * g_in)
+    one = adaptive_pool_matrix(g_in, g_out) if g_out < g_in else bilinear_matrix(g_in, g_out)
+    return torch.kron(one, one)
+
+
 class TokenDown(nn.Module):
     """Adaptive average pooling of a g x g token grid to s x s: [b, g*g, c] -> [b, s*s, c] (row-major grid)."""
 
@@ -76,3 +99,21 @@ class Projector(nn.Module):
     def forward(self, patch_features: Tensor) -> Tensor:
         """patch_features [b, P, dv] -> visual_embeds [b, T, d]."""
         return self.projector(patch_features)
+
+
+def build_projector(cfg: ModelConfig) -> nn.Module:
+    """The projector module of ``cfg.projector``. Its forward takes the vision graph's outputs (one tensor, or
+    one per encoder for multi-scale kinds; then boxes for object tokens) and returns visual_embeds."""
+    if cfg.projector == "sva":
+        from .sva import SpatialVisionAggregator
+
+        return SpatialVisionAggregator(cfg)
+    if cfg.projector == "mg-conv-gate":
+        from .mg import MultiGranularityProjector
+
+        return MultiGranularityProjector(cfg)
+    if cfg.projector == "abstractor":
+        from .abstractor import VisualAbstractor
+
+        return VisualAbstractor(cfg)
+    return Projector(cfg)

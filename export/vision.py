@@ -39,10 +39,15 @@ class Mlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(width, hidden)
         self.fc2 = nn.Linear(hidden, width)
-        self.approximate = "tanh" if act == "gelu_tanh" else "none"
+        self.act = act
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
+        h = self.fc1(x)
+        if self.act == "quick_gelu":  # OpenAI CLIP
+            h = h * torch.sigmoid(1.702 * h)
+        else:
+            h = F.gelu(h, approximate="tanh" if self.act == "gelu_tanh" else "none")
+        return self.fc2(h)
 
 
 class LayerScale(nn.Module):
@@ -92,6 +97,7 @@ class ViTEncoder(nn.Module):
             self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, cfg.width))
         pos_len = cfg.num_patches + (0 if cfg.no_embed_class else cfg.num_prefix_tokens)
         self.pos_embed = nn.Parameter(torch.randn(1, pos_len, cfg.width) * 0.02)
+        self.norm_pre = nn.LayerNorm(cfg.width, eps=cfg.norm_eps) if cfg.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.blocks_used))
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
@@ -111,23 +117,46 @@ class ViTEncoder(nn.Module):
     def forward(self, rgb01: Tensor) -> Tensor:
         """rgb01 [b, 3, H, W] float in [0, 1] -> patch features [b, P, c]."""
         x = (rgb01 - self.mean) / self.std
-        x = self._prefix_and_pos(self.patch_embed(x))
+        x = self.norm_pre(self._prefix_and_pos(self.patch_embed(x)))
         for block in self.blocks:
             x = block(x)
         return x[:, self.cfg.num_prefix_tokens:]
 
 
-class FusedVision(nn.Module):
-    """Cobra's vision graph: uint8 RGB pixels [b, H, W, 3] -> patch_features [b, P, sum(c_i)].
+def resample(rgb01: Tensor, size: int) -> Tensor:
+    """[b, 3, S, S] -> [b, 3, size, size]: area average when S is a multiple of size (as OpenCV's INTER_AREA),
+    else bilinear. How an encoder of a lower resolution than the vision graph's input sees the frame."""
+    side = rgb01.shape[-1]
+    if side == size:
+        return rgb01
+    if side % size == 0:
+        return F.avg_pool2d(rgb01, side // size)
+    return F.interpolate(rgb01, size=(size, size), mode="bilinear", align_corners=False)
 
-    Each encoder applies its own normalisation inside; features are concatenated on channels
-    (DINOv2 first, then SigLIP, as Prismatic's ``DinoSigLIPViTBackbone``).
+
+def build_encoder(cfg: VisionEncoderConfig) -> nn.Module:
+    if cfg.kind == "convnext":
+        from .convnext import ConvNeXtEncoder
+
+        return ConvNeXtEncoder(cfg)
+    return ViTEncoder(cfg)
+
+
+class FusedVision(nn.Module):
+    """The vision graph: uint8 RGB pixels [b, H, W, 3] -> encoder features.
+
+    Each encoder applies its own normalisation inside, at its own resolution (resampled from the input when
+    smaller). ``fuse=True`` (Cobra): features concatenated on channels, DINOv2 first then SigLIP as Prismatic's
+    ``DinoSigLIPViTBackbone`` -> patch_features [b, P, sum(c_i)]. ``fuse=False`` (multi-scale projectors):
+    a tuple with one [b, P_i, c_i] per encoder.
     """
 
-    def __init__(self, cfgs: tuple[VisionEncoderConfig, ...]):
+    def __init__(self, cfgs: tuple[VisionEncoderConfig, ...], fuse: bool = True):
         super().__init__()
-        self.encoders = nn.ModuleList(ViTEncoder(c) for c in cfgs)
+        self.encoders = nn.ModuleList(build_encoder(c) for c in cfgs)
+        self.fuse = fuse
 
-    def forward(self, pixels: Tensor) -> Tensor:
+    def forward(self, pixels: Tensor) -> Tensor | tuple[Tensor, ...]:
         rgb01 = pixels.permute(0, 3, 1, 2).float() / 255.0
-        return torch.cat([enc(rgb01) for enc in self.encoders], dim=-1)
+        feats = tuple(enc(resample(rgb01, enc.cfg.image_size)) for enc in self.encoders)
+        return torch.cat(feats, dim=-1) if self.fuse else feats

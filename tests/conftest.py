@@ -63,3 +63,27 @@ def frames():
 def report(label: str, err: float, tol: float) -> None:
     """Parity tests print the max error before asserting it."""
     print(f"{label}: max abs err {err:.3e} (tol {tol:.1e})")
+
+
+def torch_greedy(model, tokenizer, frame, prompt, max_new_tokens, boxes=None):
+    """The answer computed by the PyTorch reference alone (loop scan, torch step), for comparison with the
+    runtime. boxes: normalised [K, 4] for models with object tokens."""
+    torch = pytest.importorskip("torch")
+    from edge.preprocess import preprocess
+
+    pixels = torch.from_numpy(preprocess(frame, model.cfg.image_size)[None])
+    ids = torch.from_numpy(tokenizer.encode_prompt(prompt)[None])
+    llm = model.llm
+    with torch.no_grad():
+        box_t = None if boxes is None else torch.as_tensor(np.asarray(boxes, np.float32))[None]
+        x = torch.cat([model.visual_embeds(pixels, box_t), llm.embed(ids)], dim=1)
+        logits, conv, ssm = llm.forward_embeds(x, *llm.empty_state(1))
+        logits = logits[:, -1]
+        out = []
+        for _ in range(max_new_tokens):
+            tok = int(logits[0].argmax())
+            if tok == model.cfg.eos_token_id:
+                break
+            out.append(tok)
+            logits, conv, ssm = llm.step(torch.tensor([tok]), conv, ssm)
+    return out

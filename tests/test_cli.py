@@ -80,11 +80,16 @@ def test_run_on_tampered_artifact_fails_clearly(artifact_copy):
     assert r.returncode == 2 and "prefill.onnx: sha256 mismatch" in r.stderr
 
 
-def test_export_command(tmp_path):
+def test_export_command_then_run_synthetic(tmp_path):
+    """The issue's recipe for every connector, with the one that takes detector boxes (the synthetic source
+    reports its shapes' boxes, as a detector would)."""
     pytest.importorskip("torch")
     out = tmp_path / "t"
-    r = _cli("export", "--preset", "tiny", "--out", str(out))
+    r = _cli("export", "--preset", "tiny-mg", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert (out / "manifest.json").exists() and "max |onnx - torch|" in r.stdout
+    r = _cli("run", str(out), "--synthetic", "--streams", "2", "--frames", "2")
+    assert r.returncode == 0, r.stderr
+    assert "64 visual tokens" in r.stdout and "summary: 4 frames answered on 2 streams, 0 errors" in r.stdout
     r = _cli("export", "--preset", "nope", "--out", str(tmp_path / "n"))
-    assert r.returncode == 2 and "unknown preset 'nope'; known presets: cobra-3b" in r.stderr and "tiny" in r.stderr
+    assert r.returncode == 2 and "unknown preset 'nope'; known presets: cambrian-sva-3b, cobra-3b" in r.stderr and "tiny-mg" in r.stderr

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edge.errors import FrameError, StreamError
-from edge.preprocess import preprocess
 from edge.runtime import Runtime
+from tests.conftest import torch_greedy
 
 PROMPT = "What is in the image?"
 
@@ -13,26 +13,6 @@ PROMPT = "What is in the image?"
 @pytest.fixture
 def runtime(tiny_artifact):
     return Runtime.load(tiny_artifact, max_streams=4, threads=1)
-
-
-def _torch_greedy(model, tokenizer, frame, prompt, max_new_tokens):
-    """The answer computed by the PyTorch reference alone (loop scan, torch step), for comparison."""
-    torch = pytest.importorskip("torch")
-    pixels = torch.from_numpy(preprocess(frame, model.cfg.image_size)[None])
-    ids = torch.from_numpy(tokenizer.encode_prompt(prompt)[None])
-    llm = model.llm
-    with torch.no_grad():
-        x = torch.cat([model.visual_embeds(pixels), llm.embed(ids)], dim=1)
-        logits, conv, ssm = llm.forward_embeds(x, *llm.empty_state(1))
-        logits = logits[:, -1]
-        out = []
-        for _ in range(max_new_tokens):
-            tok = int(logits[0].argmax())
-            if tok == model.cfg.eos_token_id:
-                break
-            out.append(tok)
-            logits, conv, ssm = llm.step(torch.tensor([tok]), conv, ssm)
-    return out
 
 
 def test_answer_has_text_tokens_and_profile(runtime, frames):
@@ -52,7 +32,7 @@ def test_matches_pytorch_end_to_end(runtime, tiny_model, frames):
     cam = runtime.open_stream("cam")
     for frame in frames[:3]:
         ans = cam.ask(frame, PROMPT, max_new_tokens=8)
-        want = _torch_greedy(tiny_model, runtime.tokenizer, frame, PROMPT, 8)
+        want = torch_greedy(tiny_model, runtime.tokenizer, frame, PROMPT, 8)
         print("onnx", ans.token_ids, "torch", want)
         assert ans.token_ids == want
 
