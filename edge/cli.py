@@ -121,12 +121,28 @@ def cmd_demo(args) -> int:
 
 def cmd_bench(args) -> int:
     _need_export()
+    if args.connectors:
+        return _bench_connectors(args)
     from bench.lm import RESULTS_DIR, BenchOptions, format_table, run
 
     extra = {"threads": args.threads or 2}
     opts = BenchOptions.quick_options(**extra) if args.quick else BenchOptions(**extra)
     if args.presets:
         opts.presets = tuple(args.presets)
+    if args.repeats:
+        opts.repeats = args.repeats
+    doc, path = run(opts, Path(args.out) if args.out else RESULTS_DIR, say=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(doc))
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _bench_connectors(args) -> int:
+    from bench.connectors import ConnectorOptions, format_table, run
+    from bench.lm import RESULTS_DIR
+
+    extra = {"threads": args.threads or 2}
+    opts = ConnectorOptions.quick_options(**extra) if args.quick else ConnectorOptions(**extra)
     if args.repeats:
         opts.repeats = args.repeats
     doc, path = run(opts, Path(args.out) if args.out else RESULTS_DIR, say=lambda m: print(m, file=sys.stderr, flush=True))
@@ -206,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="side-by-side LM benchmark: ONNX vs PyTorch reference vs transformers (JSON)")
     b.add_argument("--quick", action="store_true", help="a small model: the whole run in under two minutes")
+    b.add_argument("--connectors", action="store_true",
+                   help="cost of each projector design: tokens, parameters, projector and prefill time (Markdown table)")
     b.add_argument("--presets", nargs="+", help="presets to measure (default: mamba-130m mamba-370m)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--repeats", type=int, default=None)

@@ -34,3 +34,20 @@ def test_bench_quick_writes_schema(tmp_path):
     assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1" in p["ratios"]["step"]
     assert "hf_over_onnx" in p["ratios"]["prefill"]["1"] and "onnx_steps_over_onnx" in p["ratios"]["prefill"]["1"]
     assert "prefill" in r.stdout and "step floor" in r.stdout
+
+
+def test_bench_connectors_quick_writes_table_and_schema(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--connectors", "--quick", "--out", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "COBRA_EDGE_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    (path,) = tmp_path.glob("connectors-quick-*.json")
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == "cobra-edge-bench-connectors/1" and doc["prefill_backbone"] == "bench-tiny"
+    rows = {row["projector"]: row for row in doc["rows"]}
+    assert set(rows) == {"fused-gelu-mlp", "fused-ldpnet", "sva", "mg-conv-gate", "abstractor"}
+    assert rows["fused-ldpnet"]["visual_tokens"] == 16 and rows["mg-conv-gate"]["visual_tokens"] == 64 + 3
+    for row in rows.values():
+        assert row["prefill_tokens"] == row["visual_tokens"] + 16
+        assert row["projector_parameters"] > 0 and row["prefill_ms"]["median_ms"] > 0 and row["projector_ms"]["median_ms"] > 0
+    assert r.stdout.count("\n| tiny") == 5 and "| design | visual tokens |" in r.stdout
