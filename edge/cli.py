@@ -120,33 +120,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    """The LM benchmark (bench/lm.py), or with --connectors the connector cost table (bench/connectors.py)."""
     _need_export()
-    if args.connectors:
-        return _bench_connectors(args)
-    from bench.lm import RESULTS_DIR, BenchOptions, format_table, run
+    from bench import connectors, lm
 
+    module, options = (connectors, connectors.ConnectorOptions) if args.connectors else (lm, lm.BenchOptions)
     extra = {"threads": args.threads or 2}
-    opts = BenchOptions.quick_options(**extra) if args.quick else BenchOptions(**extra)
-    if args.presets:
+    opts = options.quick_options(**extra) if args.quick else options(**extra)
+    if args.presets and not args.connectors:
         opts.presets = tuple(args.presets)
     if args.repeats:
         opts.repeats = args.repeats
-    doc, path = run(opts, Path(args.out) if args.out else RESULTS_DIR, say=lambda m: print(m, file=sys.stderr, flush=True))
-    print(format_table(doc))
-    print(f"\nwrote {path}")
-    return 0
-
-
-def _bench_connectors(args) -> int:
-    from bench.connectors import ConnectorOptions, format_table, run
-    from bench.lm import RESULTS_DIR
-
-    extra = {"threads": args.threads or 2}
-    opts = ConnectorOptions.quick_options(**extra) if args.quick else ConnectorOptions(**extra)
-    if args.repeats:
-        opts.repeats = args.repeats
-    doc, path = run(opts, Path(args.out) if args.out else RESULTS_DIR, say=lambda m: print(m, file=sys.stderr, flush=True))
-    print(format_table(doc))
+    out = Path(args.out) if args.out else lm.RESULTS_DIR
+    doc, path = module.run(opts, out, say=lambda m: print(m, file=sys.stderr, flush=True))
+    print(module.format_table(doc))
     print(f"\nwrote {path}")
     return 0
 
