@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import FeedForward
 from .config import VisionEncoderConfig
 
 
@@ -24,16 +25,6 @@ class LayerNorm2d(nn.LayerNorm):
         return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
 
 
-class ConvMlp(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, 4 * dim)
-        self.fc2 = nn.Linear(4 * dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class ConvNeXtBlock(nn.Module):
     """depthwise 7x7 -> LayerNorm -> MLP (4x, GELU) -> layer scale, residual: [b, c, h, w] -> same."""
 
@@ -41,7 +32,7 @@ class ConvNeXtBlock(nn.Module):
         super().__init__()
         self.conv_dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
-        self.mlp = ConvMlp(dim)
+        self.mlp = FeedForward(dim)  # timm names: mlp.fc1, mlp.fc2
         self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
 
     def forward(self, x: Tensor) -> Tensor:
