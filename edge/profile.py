@@ -26,6 +26,8 @@ class FrameProfile:
     age_ms: float | None = None  # now - capture timestamp at start, when the frame had one
     prefill_tokens: int = 0
     new_tokens: int = 0
+    batch_size: int = 1  # frames answered together with this one (itself included)
+    dropped: int = 0  # frames of this stream dropped since its previous answer (superseded or too old)
 
     def to_dict(self) -> dict:
         return asdict(self)

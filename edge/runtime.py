@@ -15,22 +15,19 @@ stream's slot of the ``StatePool``: one constant-size slab per stream, however m
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from engines import EngineInputError, load_engine
-from engines.base import Engine, EngineError
+from engines import load_engine
+from engines.base import Engine
 
-from .boxes import box_feeds
-from .decode import greedy_decode
-from .errors import CobraEdgeError, FrameError, ManifestError, StreamError
+from .batch import Request, answer_batch
+from .errors import FrameError, ManifestError, StreamError
 from .manifest import Manifest
-from .preprocess import preprocess
-from .profile import FrameProfile, StageTimer
-from .state import StatePool
+from .profile import FrameProfile
+from .state import StatePool, StateSnapshot
 from .tokenizer import PromptTokenizer
 
 
@@ -86,23 +83,53 @@ class Stream:
         Raises FrameError (bad frame) or CobraEdgeError naming this stream; the stream's state and every
         other stream are left as they were.
         """
-        self._check_open()
-        rt = self.runtime
-        if not rt.manifest.has_vision:
-            raise StreamError(f"stream {self.name!r}: artifact {rt.manifest.root} has no vision graphs; use ask_text()")
-        self.stats.frames += 1
-        profile = FrameProfile(stream=self.name, frame_index=self.stats.frames - 1)
-        if timestamp is not None:
-            profile.age_ms = (time.time() - timestamp) * 1e3
-        timer = StageTimer(profile)
-        return self._guarded(lambda: self._answer(timer, frame_bgr, prompt, max_new_tokens, with_image=True, boxes=boxes))
+        if frame_bgr is None:
+            self._check_open()
+            self.stats.frames += 1
+            self.stats.errors += 1
+            self.stats.last_error = f"stream {self.name!r}: frame is None (camera gave no image?)"
+            raise FrameError(self.stats.last_error)
+        return self._one(Request(self, frame_bgr, prompt, max_new_tokens, timestamp, boxes))
 
     def ask_text(self, prompt: str, max_new_tokens: int = 16) -> Answer:
-        """Answer a text-only prompt (the templated prompt, no image), from a zero state."""
+        """Answer a text-only prompt (the templated prompt, no image), from a zero state (reset mode)."""
+        return self._one(Request(self, None, prompt, max_new_tokens))
+
+    def ask_many(self, frame_bgr: np.ndarray, prompts: list[str], max_new_tokens: int = 16,
+                 timestamp: float | None = None, boxes=None) -> list[Answer]:
+        """Several prompts about one frame, from a fork of the state: the image is encoded and prefilled once,
+        snapshotted, and every prompt is answered from a copy of that snapshot (all prompts in one batch).
+        Each answer equals asking that prompt alone; its profile shows only the prompt's prefill and decode,
+        and the first answer's also the image's cost. The stream's slot keeps the state after the image."""
+        fork = self.fork(frame_bgr, timestamp=timestamp, boxes=boxes)
+        answers = fork.ask_all(prompts, max_new_tokens)
+        answers[0].profile.preprocess += fork.profile.preprocess
+        for stage in ("vision", "projector", "prefill"):
+            setattr(answers[0].profile, stage, getattr(answers[0].profile, stage) + getattr(fork.profile, stage))
+        return answers
+
+    def fork(self, frame_bgr: np.ndarray, timestamp: float | None = None, boxes=None):
+        """Encode and prefill one frame's image tokens, keep the state as a snapshot: then ``fork.ask(prompt)``
+        any number of times without re-encoding or re-prefilling the image."""
+        from .fork import ImageFork
+
+        return ImageFork.create(self, frame_bgr, timestamp, boxes)
+
+    def choose(self, frame_bgr: np.ndarray, prompt: str, answers: list[str], boxes=None):
+        """Answer-set scoring for closed questions: the log-probability of each given answer after the prompt
+        (one batched step per answer token), the best one and its probability within the set."""
+        from .scoring import choose
+
+        return choose(self, frame_bgr, prompt, answers, boxes)
+
+    def snapshot(self) -> StateSnapshot:
+        """A copy of this stream's state (one memcpy)."""
         self._check_open()
-        self.stats.frames += 1
-        timer = StageTimer(FrameProfile(stream=self.name, frame_index=self.stats.frames - 1))
-        return self._guarded(lambda: self._answer(timer, None, prompt, max_new_tokens, with_image=False))
+        return self.runtime.pool.snapshot(self.slot)
+
+    def restore(self, snap: StateSnapshot) -> None:
+        self._check_open()
+        self.runtime.pool.restore(self.slot, snap)
 
     def close(self) -> None:
         if not self.closed:
@@ -111,58 +138,11 @@ class Stream:
 
     # internals
 
-    def _guarded(self, work) -> Answer:
-        try:
-            answer = work()
-        except (CobraEdgeError, EngineError, TypeError) as e:
-            self.stats.errors += 1
-            self.stats.last_error = str(e)
-            if isinstance(e, EngineInputError):
-                raise FrameError(f"stream {self.name!r}: {e}") from e
-            raise
-        self.stats.answered += 1
-        return answer
-
-    def _answer(self, timer: StageTimer, frame_bgr, prompt: str, max_new_tokens: int, with_image: bool,
-                boxes=None) -> Answer:
-        rt = self.runtime
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise StreamError(f"stream {self.name!r}: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if boxes is not None and not rt.takes_boxes:
-            raise StreamError(f"stream {self.name!r}: boxes given, but artifact {rt.manifest.root} has no object tokens")
-        embeds = []
-        if with_image:
-            with timer.stage("preprocess"):
-                pixels = preprocess(frame_bgr, rt.manifest.image_size, self.name)[None]
-                extra, n_boxes = box_feeds(boxes, self.name) if rt.takes_boxes else ({}, 0)
-            with timer.stage("vision"):
-                features = rt.engines["vision"].run({"pixels": pixels})
-            with timer.stage("projector"):
-                projector = rt.engines["projector"]
-                feeds = {name: features[name] for name in projector.inputs if name in features}
-                out = projector.run({**feeds, **extra})
-                embeds.append(out["visual_embeds"])
-                if n_boxes:
-                    embeds.append(out["object_embeds"][:, :n_boxes])  # padding boxes never reach the LM
-        with timer.stage("prefill"):
-            ids = rt.tokenizer.encode_prompt(prompt)[None]
-            embeds.append(rt.engines["embed"].run({"input_ids": ids})["inputs_embeds"])
-            inputs_embeds = np.concatenate(embeds, axis=1) if len(embeds) > 1 else embeds[0]
-            if self.mode == "continuous":
-                conv, ssm = rt.pool.view(self.slot)  # read only: the slot is written after success
-            else:
-                conv, ssm = rt.manifest.state.zeros(1)  # Cobra: each frame starts from a clean state
-            out = rt.engines["prefill"].run({"inputs_embeds": inputs_embeds, "conv_state": conv, "ssm_state": ssm})
-            timer.profile.prefill_tokens = inputs_embeds.shape[1]
-        with timer.stage("decode"):
-            token_ids, conv, ssm = greedy_decode(
-                rt.engines["step"], out["logits"], out["conv_state_out"], out["ssm_state_out"],
-                max_new_tokens, rt.manifest.eos_token_id, feed_last=self.mode == "continuous",
-            )
-            text = rt.tokenizer.decode(token_ids)
-        timer.profile.new_tokens = len(token_ids)
-        rt.pool.write(self.slot, conv, ssm)
-        return Answer(self.name, text, token_ids, timer.finish())
+    def _one(self, request: Request) -> Answer:
+        (result,) = answer_batch(self.runtime, [request])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _check_open(self) -> None:
         if self.closed:
@@ -199,6 +179,11 @@ class Runtime:
     @property
     def bytes_per_stream(self) -> int:
         return self.manifest.state.bytes_per_stream
+
+    def answer(self, requests: list[Request]) -> list[Answer | Exception]:
+        """Answer frames of several streams as one batch (see edge.batch); each result is an Answer or the
+        exception that failed that request alone."""
+        return answer_batch(self, requests)
 
     def open_stream(self, name: str, mode: str = "reset") -> Stream:
         """A new stream with its own state slot. mode: "reset" (Cobra, per frame) or "continuous"."""

@@ -36,5 +36,9 @@ class PromptTokenizer:
             self._cache.move_to_end(prompt)
         return ids
 
+    def encode_text(self, text: str) -> np.ndarray:
+        """Plain text (no template) -> ids int64 [L], e.g. a candidate answer to score."""
+        return np.asarray(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+
     def decode(self, ids) -> str:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)

@@ -1,0 +1,211 @@
+"""Answer frames of several streams as one batch: one vision, projector and embed call for all of them, one
+prefill per group of equal length, one decode batch that streams leave as their answers end.
+
+Every stream's state is gathered from the ``StatePool`` (or zeros, in ``reset`` mode), and scattered back only
+when its answer is complete; a stream whose frame is bad fails alone (its error is its result) and the others
+are answered. A single ``Stream.ask`` is a batch of one, so batched and unbatched answers take the same path.
+
+Timing: each frame's profile holds its own preprocess time and the wall time of each batched stage it took
+part in (the latency that frame saw), plus the batch size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engines.base import EngineError, EngineInputError
+
+from .boxes import box_feeds
+from .decode import greedy_decode
+from .errors import CobraEdgeError, FrameError, StreamError
+from .preprocess import preprocess
+from .profile import FrameProfile, StageTimer
+
+if TYPE_CHECKING:
+    from .runtime import Answer, Runtime, Stream
+
+
+@dataclass
+class Request:
+    """One frame (or text-only prompt: ``frame=None``) for one stream."""
+
+    stream: "Stream"
+    frame: np.ndarray | None
+    prompt: str
+    max_new_tokens: int = 16
+    timestamp: float | None = None  # capture time, time.time() seconds
+    boxes: object = None  # normalised [K, 4] for models with object tokens
+    start: tuple[np.ndarray, np.ndarray] | None = None  # a state to start from instead of the stream's (forks)
+    prefix: np.ndarray | None = None  # embeddings already pushed into ``start`` (forks: the image)
+    write_state: bool = True  # store the final state in the stream's slot
+    dropped: int = 0  # frames of this stream dropped since its previous answer (scheduler)
+
+
+@dataclass
+class _Row:
+    req: Request
+    timer: StageTimer
+    pixels: np.ndarray | None = None
+    box_feeds: dict = field(default_factory=dict)
+    n_boxes: int = 0
+    ids: np.ndarray | None = None
+    parts: list = field(default_factory=list)  # embeddings to prefill, in order
+
+    @property
+    def profile(self) -> FrameProfile:
+        return self.timer.profile
+
+
+def _start_row(req: Request, with_boxes: bool) -> _Row:
+    s = req.stream
+    s._check_open()
+    if req.start is None:  # a prompt answered from a fork is not a new frame
+        s.stats.frames += 1
+    profile = FrameProfile(stream=s.name, frame_index=s.stats.frames - 1, dropped=req.dropped)
+    if req.timestamp is not None:
+        profile.age_ms = (time.time() - req.timestamp) * 1e3
+    row = _Row(req, StageTimer(profile))
+    if not isinstance(req.max_new_tokens, int) or req.max_new_tokens < 0:
+        raise StreamError(f"stream {s.name!r}: max_new_tokens must be an int >= 0, got {req.max_new_tokens!r}")
+    rt = s.runtime
+    if req.boxes is not None and not with_boxes:
+        raise StreamError(f"stream {s.name!r}: boxes given, but artifact {rt.manifest.root} has no object tokens")
+    with row.timer.stage("preprocess"):
+        if req.frame is not None:
+            if not rt.manifest.has_vision:
+                raise StreamError(f"stream {s.name!r}: artifact {rt.manifest.root} has no vision graphs; use ask_text()")
+            row.pixels = preprocess(req.frame, rt.manifest.image_size, s.name)
+            if with_boxes:
+                row.box_feeds, row.n_boxes = box_feeds(req.boxes, s.name)
+        row.ids = rt.tokenizer.encode_prompt(req.prompt)
+    return row
+
+
+def _fail(row_or_req, error: Exception, results: list, index: int) -> None:
+    req = row_or_req.req if isinstance(row_or_req, _Row) else row_or_req
+    stats = req.stream.stats
+    stats.errors += 1
+    stats.last_error = str(error)
+    if isinstance(error, EngineInputError):
+        error = FrameError(f"stream {req.stream.name!r}: {error}")
+    results[index] = error
+
+
+def _timed_stage(rows: list[_Row], stage: str, t0: float) -> None:
+    ms = (time.perf_counter() - t0) * 1e3
+    for r in rows:
+        setattr(r.profile, stage, getattr(r.profile, stage) + ms)
+
+
+def _visual_embeds(rt: "Runtime", rows: list[_Row]) -> None:
+    """One vision and one projector call for every row with a frame; appends its visual (+ object) tokens."""
+    img = [r for r in rows if r.pixels is not None]
+    if not img:
+        return
+    t0 = time.perf_counter()
+    features = rt.engines["vision"].run({"pixels": np.stack([r.pixels for r in img])})
+    _timed_stage(img, "vision", t0)
+    t0 = time.perf_counter()
+    projector = rt.engines["projector"]
+    feeds = {name: features[name] for name in projector.inputs if name in features}
+    if rt.takes_boxes:  # pad every row's boxes to the batch's largest K with masked boxes
+        k = max(r.box_feeds["boxes"].shape[1] for r in img)
+        boxes = np.zeros((len(img), k, 4), np.float32)
+        mask = np.zeros((len(img), k), bool)
+        for j, r in enumerate(img):
+            n = r.box_feeds["boxes"].shape[1]
+            boxes[j, :n], mask[j, :n] = r.box_feeds["boxes"][0], r.box_feeds["box_mask"][0]
+        feeds.update(boxes=boxes, box_mask=mask)
+    out = projector.run(feeds)
+    for j, r in enumerate(img):
+        r.parts.append(out["visual_embeds"][j:j + 1])
+        if r.n_boxes:
+            r.parts.append(out["object_embeds"][j:j + 1, :r.n_boxes])  # padding boxes never reach the LM
+    _timed_stage(img, "projector", t0)
+
+
+def _groups(rows: list[_Row], key) -> dict:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
+def _start_state(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarray]:
+    """Gathered start states [n, ...] (copies: the pool is written only after success)."""
+    conv, ssm = rt.manifest.state.zeros(len(rows))
+    for j, r in enumerate(rows):
+        if r.req.start is not None:
+            conv[j], ssm[j] = r.req.start[0].reshape(conv.shape[1:]), r.req.start[1].reshape(ssm.shape[1:])
+        elif r.req.stream.mode == "continuous":
+            conv[j], ssm[j] = rt.pool.conv[r.req.stream.slot], rt.pool.ssm[r.req.stream.slot]
+    return conv, ssm
+
+
+def prefill_rows(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embed prompts (one call per prompt length), prefill (one call per total length); -> logits [n, V],
+    conv, ssm in the order of ``rows``."""
+    t0 = time.perf_counter()
+    for ids_len, group in _groups(rows, lambda r: len(r.ids)).items():
+        emb = rt.engines["embed"].run({"input_ids": np.stack([r.ids for r in group])})["inputs_embeds"]
+        for j, r in enumerate(group):
+            r.parts.append(emb[j:j + 1])
+    logits = conv = ssm = None
+    index = {id(r): j for j, r in enumerate(rows)}
+    for _, group in _groups(rows, lambda r: sum(p.shape[1] for p in r.parts)).items():
+        x = np.concatenate([np.concatenate(r.parts, axis=1) for r in group], axis=0)
+        c, s = _start_state(rt, group)
+        out = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": c, "ssm_state": s})
+        if logits is None:
+            logits = np.empty((len(rows), *out["logits"].shape[1:]), out["logits"].dtype)
+            conv, ssm = rt.manifest.state.zeros(len(rows))
+        at = [index[id(r)] for r in group]
+        logits[at], conv[at], ssm[at] = out["logits"], out["conv_state_out"], out["ssm_state_out"]
+        for r in group:
+            r.profile.prefill_tokens = x.shape[1]
+    _timed_stage(rows, "prefill", t0)
+    return logits, conv, ssm
+
+
+def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Exception"]:
+    """Answer every request; the result for a request is its Answer, or the exception that failed it."""
+    from .runtime import Answer
+
+    results: list = [None] * len(requests)
+    rows: list[_Row] = []
+    where: list[int] = []
+    for i, req in enumerate(requests):
+        try:
+            rows.append(_start_row(req, rt.takes_boxes))
+            where.append(i)
+        except (CobraEdgeError, EngineError, TypeError) as e:
+            _fail(req, e, results, i)
+    if not rows:
+        return results
+    batch = len(rows)
+    try:
+        _visual_embeds(rt, rows)
+        logits, conv, ssm = prefill_rows(rt, rows)
+        t0 = time.perf_counter()
+        tokens, conv, ssm = greedy_decode(
+            rt.engines["step"], logits, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
+            feed_last=[r.req.stream.mode == "continuous" for r in rows],
+        )
+        texts = [rt.tokenizer.decode(t) for t in tokens]
+        _timed_stage(rows, "decode", t0)
+    except (CobraEdgeError, EngineError) as e:  # a failure of the batch's graphs fails every row in it
+        for r, i in zip(rows, where):
+            _fail(r, e, results, i)
+        return results
+    for j, (r, i) in enumerate(zip(rows, where)):
+        if r.req.write_state:
+            rt.pool.write(r.req.stream.slot, conv[j], ssm[j])
+        r.profile.new_tokens = len(tokens[j])
+        r.profile.batch_size = batch
+        r.req.stream.stats.answered += 1
+        results[i] = Answer(r.req.stream.name, texts[j], tokens[j], r.timer.finish())
+    return results
