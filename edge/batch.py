@@ -68,6 +68,7 @@ def _start_row(req: Request, with_boxes: bool) -> _Row:
     profile = FrameProfile(stream=s.name, frame_index=s.stats.frames - 1, dropped=req.dropped)
     if req.timestamp is not None:
         profile.age_ms = (time.time() - req.timestamp) * 1e3
+        profile.capture_ts = req.timestamp
     row = _Row(req, StageTimer(profile))
     if not isinstance(req.max_new_tokens, int) or req.max_new_tokens < 0:
         raise StreamError(f"stream {s.name!r}: max_new_tokens must be an int >= 0, got {req.max_new_tokens!r}")

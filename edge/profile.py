@@ -24,6 +24,7 @@ class FrameProfile:
     decode: float = 0.0
     total: float = 0.0
     age_ms: float | None = None  # now - capture timestamp at start, when the frame had one
+    capture_ts: float | None = None  # the frame's capture timestamp (time.time() seconds), when it had one
     prefill_tokens: int = 0
     new_tokens: int = 0
     batch_size: int = 1  # frames answered together with this one (itself included)
