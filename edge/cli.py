@@ -85,12 +85,37 @@ def _run(directory, sources: dict, args) -> int:
 
 
 def _sources(args) -> dict:
-    from .sources import SyntheticSource, VideoSource
+    from .sources import ImageFolderSource, SyntheticSource, VideoSource
 
     names = [f"cam{i}" for i in range(args.streams)]
+    if getattr(args, "images", None):
+        return {n: ImageFolderSource(args.images, loop=True) for n in names}
+    if getattr(args, "device", None) is not None:  # V4L2 index (or a GStreamer pipeline string) through OpenCV
+        device = int(args.device) if str(args.device).isdigit() else args.device
+        return {n: VideoSource(device) for n in names[:1]}
     if args.video:
         return {n: VideoSource(args.video, loop=True) for n in names}
     return {n: SyntheticSource(seed=i) for i, n in enumerate(names)}
+
+
+def cmd_profile(args) -> int:
+    from .profiling import format_summary, run_profile, write_outputs
+    from .runtime import Runtime
+
+    sources = _sources(args)
+    runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads)
+    print(f"profiling {len(sources)} streams x {args.frames} frames on {args.dir} ({runtime.manifest.visual_tokens} "
+          f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream)")
+    run = run_profile(runtime, sources, args.prompt, args.frames, args.max_new_tokens, max_age_ms=args.max_age_ms,
+                      mode=args.mode)
+    for e in run.errors:
+        print(f"{e['stream']:<10} error: {e['error']}", file=sys.stderr)
+    print(format_summary(run.summary))
+    paths = write_outputs(run, args.out)
+    if "png" not in paths:
+        print("(no PNG: matplotlib is not installed; pip install 'cobra-edge[plot]')")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0 if run.records else 1
 
 
 def cmd_run(args) -> int:
@@ -201,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--synthetic", action="store_true", help="moving shapes, one scene per stream")
     runtime_args(r)
     r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("profile", help="per-frame latency records (CSV, JSON, PNG) through the batching scheduler")
+    pr.add_argument("dir", help="artifact directory")
+    src = pr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="video file (every stream reads its own copy, looping)")
+    src.add_argument("--synthetic", action="store_true", help="moving shapes, one scene per stream")
+    src.add_argument("--images", help="a folder of images (name order, looping)")
+    src.add_argument("--device", help="camera index (V4L2) or GStreamer pipeline, through OpenCV: one stream")
+    pr.add_argument("--out", required=True, help="output path stem: writes PATH.csv, PATH.json, PATH.png")
+    pr.add_argument("--max-age-ms", type=float, default=None, help="drop frames older than this when their turn comes")
+    pr.add_argument("--mode", choices=("reset", "continuous"), default="reset")
+    runtime_args(pr)
+    pr.set_defaults(func=cmd_profile)
 
     d = sub.add_parser("demo", help="export the tiny model (cached) and answer 2 synthetic streams")
     d.add_argument("--dir", help="where to keep the tiny artifact (default: $COBRA_EDGE_CACHE or ~/.cache/cobra-edge)")

@@ -1,4 +1,4 @@
-"""Frame sources: a synthetic scene of moving shapes, and video files / devices through OpenCV.
+"""Frame sources: a synthetic scene of moving shapes, video files / devices through OpenCV, a folder of images.
 
 Every source yields ``(frame_bgr uint8 [H, W, 3], timestamp seconds)``.
 """
@@ -95,3 +95,37 @@ class VideoSource:
 
     def close(self) -> None:
         self._cap.release()
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageFolderSource:
+    """The images of a folder in name order (``loop``: start again at the end). An unreadable file raises
+    SourceError naming it when its turn comes; the next read continues with the following file."""
+
+    def __init__(self, folder: str, loop: bool = False):
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise SourceError(f"image folder {str(self.folder)!r} does not exist or is not a folder")
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"image folder {str(self.folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.loop = loop
+        self.index = 0
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        if self.index >= len(self.files) and not self.loop:
+            return None
+        path = self.files[self.index % len(self.files)]
+        self.index += 1
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"cannot decode image {str(path)!r}")
+        return frame, time.time()
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        while (item := self.read()) is not None:
+            yield item
