@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Request:
-    """One frame (or text-only prompt: ``frame=None``) for one stream."""
+    """One frame and prompt for one stream (``text_only``: the prompt alone, ``frame`` unused)."""
 
     stream: "Stream"
     frame: np.ndarray | None
@@ -40,7 +40,7 @@ class Request:
     timestamp: float | None = None  # capture time, time.time() seconds
     boxes: object = None  # normalised [K, 4] for models with object tokens
     start: tuple[np.ndarray, np.ndarray] | None = None  # a state to start from instead of the stream's (forks)
-    prefix: np.ndarray | None = None  # embeddings already pushed into ``start`` (forks: the image)
+    text_only: bool = False  # no image: ask_text, and prompts answered from a fork (the image is in ``start``)
     write_state: bool = True  # store the final state in the stream's slot
     dropped: int = 0  # frames of this stream dropped since its previous answer (scheduler)
 
@@ -76,7 +76,7 @@ def _start_row(req: Request, with_boxes: bool) -> _Row:
     if req.boxes is not None and not with_boxes:
         raise StreamError(f"stream {s.name!r}: boxes given, but artifact {rt.manifest.root} has no object tokens")
     with row.timer.stage("preprocess"):
-        if req.frame is not None:
+        if not req.text_only:  # a None frame is a FrameError here, never a text prompt
             if not rt.manifest.has_vision:
                 raise StreamError(f"stream {s.name!r}: artifact {rt.manifest.root} has no vision graphs; use ask_text()")
             row.pixels = preprocess(req.frame, rt.manifest.image_size, s.name)
@@ -86,14 +86,14 @@ def _start_row(req: Request, with_boxes: bool) -> _Row:
     return row
 
 
-def _fail(row_or_req, error: Exception, results: list, index: int) -> None:
-    req = row_or_req.req if isinstance(row_or_req, _Row) else row_or_req
+def _failed(req: Request, error: Exception) -> Exception:
+    """Count a failure on its stream; -> the error to report (a bad graph input becomes a FrameError)."""
     stats = req.stream.stats
     stats.errors += 1
     stats.last_error = str(error)
     if isinstance(error, EngineInputError):
-        error = FrameError(f"stream {req.stream.name!r}: {error}")
-    results[index] = error
+        return FrameError(f"stream {req.stream.name!r}: {error}")
+    return error
 
 
 def _timed_stage(rows: list[_Row], stage: str, t0: float) -> None:
@@ -151,13 +151,13 @@ def prefill_rows(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarra
     """Embed prompts (one call per prompt length), prefill (one call per total length); -> logits [n, V],
     conv, ssm in the order of ``rows``."""
     t0 = time.perf_counter()
-    for ids_len, group in _groups(rows, lambda r: len(r.ids)).items():
+    for group in _groups(rows, lambda r: len(r.ids)).values():
         emb = rt.engines["embed"].run({"input_ids": np.stack([r.ids for r in group])})["inputs_embeds"]
         for j, r in enumerate(group):
             r.parts.append(emb[j:j + 1])
     logits = conv = ssm = None
     index = {id(r): j for j, r in enumerate(rows)}
-    for _, group in _groups(rows, lambda r: sum(p.shape[1] for p in r.parts)).items():
+    for group in _groups(rows, lambda r: sum(p.shape[1] for p in r.parts)).values():
         x = np.concatenate([np.concatenate(r.parts, axis=1) for r in group], axis=0)
         c, s = _start_state(rt, group)
         out = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": c, "ssm_state": s})
@@ -184,7 +184,7 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
             rows.append(_start_row(req, rt.takes_boxes))
             where.append(i)
         except (CobraEdgeError, EngineError, TypeError) as e:
-            _fail(req, e, results, i)
+            results[i] = _failed(req, e)
     if not rows:
         return results
     batch = len(rows)
@@ -200,7 +200,7 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
         _timed_stage(rows, "decode", t0)
     except (CobraEdgeError, EngineError) as e:  # a failure of the batch's graphs fails every row in it
         for r, i in zip(rows, where):
-            _fail(r, e, results, i)
+            results[i] = _failed(r.req, e)
         return results
     for j, (r, i) in enumerate(zip(rows, where)):
         if r.req.write_state:

@@ -17,7 +17,7 @@ import numpy as np
 
 from engines.base import EngineError
 
-from .batch import Request, _fail, _start_row, _start_state, _visual_embeds, answer_batch
+from .batch import Request, _failed, _start_row, _start_state, _visual_embeds, answer_batch
 from .errors import CobraEdgeError
 from .profile import FrameProfile
 
@@ -36,12 +36,7 @@ class ImageFork:
     def create(cls, stream: "Stream", frame_bgr, timestamp=None, boxes=None) -> "ImageFork":
         rt = stream.runtime
         req = Request(stream, frame_bgr, "", 0, timestamp, boxes)
-        errors: list = [None]
         try:
-            if frame_bgr is None:
-                from .errors import FrameError
-
-                raise FrameError(f"stream {stream.name!r}: frame is None (camera gave no image?)")
             row = _start_row(req, rt.takes_boxes)
             _visual_embeds(rt, [row])
             t0 = time.perf_counter()
@@ -51,8 +46,7 @@ class ImageFork:
             row.profile.prefill += (time.perf_counter() - t0) * 1e3
             row.profile.prefill_tokens = x.shape[1]
         except (CobraEdgeError, EngineError, TypeError) as e:
-            _fail(req, e, errors, 0)
-            raise errors[0] from e
+            raise _failed(req, e) from e
         conv, ssm = out["conv_state_out"], out["ssm_state_out"]
         rt.pool.write(stream.slot, conv, ssm)
         return cls(stream, conv, ssm, row.timer.finish())
@@ -69,4 +63,5 @@ class ImageFork:
         return results
 
     def _request(self, prompt: str, max_new_tokens: int) -> Request:
-        return Request(self.stream, None, prompt, max_new_tokens, start=(self.conv, self.ssm), write_state=False)
+        return Request(self.stream, None, prompt, max_new_tokens, start=(self.conv, self.ssm), text_only=True,
+                       write_state=False)

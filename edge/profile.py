@@ -79,8 +79,12 @@ class Profiler:
         return out
 
     def format_summary(self) -> str:
-        s = self.summary()
-        lines = [f"{'stage':<11}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
-        for stage, q in s.items():
-            lines.append(f"{stage:<11}{q['p50']:>10.2f}{q['p90']:>10.2f}{q['p99']:>10.2f}{q['max']:>10.2f}")
-        return "\n".join(lines)
+        return format_stages(self.summary())
+
+
+def format_stages(summary: dict[str, dict[str, float]]) -> str:
+    """The table of ``Profiler.summary()``: one row per stage, p50/p90/p99/max in ms."""
+    lines = [f"{'stage':<11}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
+    for stage, q in summary.items():
+        lines.append(f"{stage:<11}{q['p50']:>10.2f}{q['p90']:>10.2f}{q['p99']:>10.2f}{q['max']:>10.2f}")
+    return "\n".join(lines)

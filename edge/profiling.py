@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CobraEdgeError
-from .profile import STAGES, FrameProfile, Profiler
+from .profile import STAGES, Profiler, format_stages
 from .progress import Progress
 from .runtime import Runtime
 from .scheduler import FrameScheduler
@@ -57,6 +57,7 @@ def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_n
     for name in sources:
         sched.add_stream(name, mode)
     live = dict(sources)
+    profiler = Profiler()
     seen_errors = {n: 0 for n in sources}
     bar = Progress(frames, "profile", force=progress and os.isatty(2))
     t0 = time.perf_counter()
@@ -79,6 +80,7 @@ def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_n
             frame, ts = item
             sched.submit(name, frame, ts, boxes=getattr(live[name], "boxes", None) if runtime.takes_boxes else None)
         for answer in sched.run_once():
+            profiler.add(answer.profile)
             rec = {**answer.profile.to_dict(), "done_s": time.perf_counter() - t0, "answer": answer.text}
             run.records.append({k: rec.get(k) for k in RECORD_FIELDS})
         for name in sources:  # errors of this round, per stream
@@ -89,13 +91,12 @@ def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_n
         bar.update(1, f"{len(run.records)} answered")
     bar.close()
     wall = time.perf_counter() - t0
-    run.summary = summarize(run.records, sched, wall, runtime.bytes_per_stream, rss_start, rss_bytes())
+    run.summary = summarize(run.records, profiler, sched, wall, runtime.bytes_per_stream, rss_start, rss_bytes())
     return run
 
 
-def summarize(records: list[dict], sched: FrameScheduler, wall_s: float, state_bytes: int,
+def summarize(records: list[dict], prof: Profiler, sched: FrameScheduler, wall_s: float, state_bytes: int,
               rss_start: int, rss_end: int) -> dict:
-    prof = Profiler([FrameProfile(**{k: r[k] for k in FrameProfile.__dataclass_fields__ if k in r}) for r in records])
     streams = {}
     for name, c in sched.stats.items():
         done = np.array([r["done_s"] for r in records if r["stream"] == name])
@@ -109,9 +110,7 @@ def summarize(records: list[dict], sched: FrameScheduler, wall_s: float, state_b
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{'stage':<11}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
-    for stage, q in summary["stages_ms"].items():
-        lines.append(f"{stage:<11}{q['p50']:>10.2f}{q['p90']:>10.2f}{q['p99']:>10.2f}{q['max']:>10.2f}")
+    lines = [format_stages(summary["stages_ms"])]
     lines.append(f"{'stream':<11}{'answered':>10}{'dropped':>10}{'errors':>10}{'fps':>10}{'jitter ms':>11}")
     for name, s in summary["streams"].items():
         lines.append(f"{name:<11}{s['answered']:>10}{s['dropped']:>10}{s['errors']:>10}{s['fps']:>10.2f}"

@@ -24,7 +24,7 @@ from engines import load_engine
 from engines.base import Engine
 
 from .batch import Request, answer_batch
-from .errors import FrameError, ManifestError, StreamError
+from .errors import ManifestError, StreamError
 from .manifest import Manifest
 from .profile import FrameProfile
 from .state import StatePool, StateSnapshot
@@ -83,17 +83,11 @@ class Stream:
         Raises FrameError (bad frame) or CobraEdgeError naming this stream; the stream's state and every
         other stream are left as they were.
         """
-        if frame_bgr is None:
-            self._check_open()
-            self.stats.frames += 1
-            self.stats.errors += 1
-            self.stats.last_error = f"stream {self.name!r}: frame is None (camera gave no image?)"
-            raise FrameError(self.stats.last_error)
         return self._one(Request(self, frame_bgr, prompt, max_new_tokens, timestamp, boxes))
 
     def ask_text(self, prompt: str, max_new_tokens: int = 16) -> Answer:
         """Answer a text-only prompt (the templated prompt, no image), from a zero state (reset mode)."""
-        return self._one(Request(self, None, prompt, max_new_tokens))
+        return self._one(Request(self, None, prompt, max_new_tokens, text_only=True))
 
     def ask_many(self, frame_bgr: np.ndarray, prompts: list[str], max_new_tokens: int = 16,
                  timestamp: float | None = None, boxes=None) -> list[Answer]:
@@ -103,8 +97,7 @@ class Stream:
         and the first answer's also the image's cost. The stream's slot keeps the state after the image."""
         fork = self.fork(frame_bgr, timestamp=timestamp, boxes=boxes)
         answers = fork.ask_all(prompts, max_new_tokens)
-        answers[0].profile.preprocess += fork.profile.preprocess
-        for stage in ("vision", "projector", "prefill"):
+        for stage in ("preprocess", "vision", "projector", "prefill"):
             setattr(answers[0].profile, stage, getattr(answers[0].profile, stage) + getattr(fork.profile, stage))
         return answers
 

@@ -137,7 +137,7 @@ class FrameScheduler:
                 with self._lock:
                     if not self._pending:
                         self._ready.wait(idle_wait_s)
-                if not answers and self.min_interval_ms is not None:
+                if self.min_interval_ms is not None:  # pending frames may be waiting out their rate limit
                     time.sleep(min(idle_wait_s, self.min_interval_ms / 1e3 / 4))
                 continue
             if on_answer:

@@ -17,7 +17,7 @@ import numpy as np
 
 from engines.base import EngineError
 
-from .batch import Request, _fail, _start_row, _visual_embeds, prefill_rows
+from .batch import Request, _failed, _start_row, _visual_embeds, prefill_rows
 from .errors import CobraEdgeError, StreamError
 from .profile import FrameProfile
 
@@ -43,7 +43,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=None) -> Choice:
     rt = stream.runtime
     req = Request(stream, frame_bgr, prompt, 0, boxes=boxes, write_state=False)
-    errors: list = [None]
     try:
         if (not isinstance(answers, (list, tuple)) or not answers or len(set(answers)) != len(answers)
                 or not all(isinstance(a, str) and a for a in answers)):
@@ -60,8 +59,7 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
         row.profile.decode += (time.perf_counter() - t0) * 1e3
         row.profile.new_tokens = max(len(i) for i in ids)
     except (CobraEdgeError, EngineError, TypeError) as e:
-        _fail(req, e, errors, 0)
-        raise errors[0] from e
+        raise _failed(req, e) from e
     stream.stats.answered += 1
     best = int(np.argmax(scores))
     p = np.exp(scores - scores.max())

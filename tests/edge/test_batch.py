@@ -83,6 +83,8 @@ def test_fork_answers_many_prompts_with_one_image_pass(runtime, frames):
     assert engines["prefill"].rows == 1 + len(PROMPTS)  # the image once, then each prompt (one batched call)
     assert answers[1].profile.prefill_tokens == len(runtime.tokenizer.encode_prompt(PROMPTS[1]))
     assert answers[1].profile.vision == 0 and answers[0].profile.vision > 0
+    with pytest.raises(FrameError, match="frame is None"):  # never taken as a text-only prompt
+        cam.fork(None)
     fork = cam.fork(frames[1])
     assert fork.ask(PROMPTS[2], 6).token_ids == cam.ask(frames[1], PROMPTS[2], max_new_tokens=6).token_ids
 
@@ -125,5 +127,7 @@ def test_answer_set_scoring_matches_pytorch(runtime, tiny_model, frames):
         print(f"scores {choice.log_probs} ref {ref}: max abs err {err:.2e}")
         assert choice.answer == max(ref, key=ref.get) and err < 1e-3
         assert 0 < choice.probability <= 1 and choice.profile.vision > 0
+    with pytest.raises(FrameError, match="'cam': frame is None"):
+        cam.choose(None, "Is there a car?", answers)
     with pytest.raises(Exception, match="distinct non-empty"):
         cam.choose(frames[0], "?", ["yes", "yes"])
