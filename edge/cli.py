@@ -1,4 +1,4 @@
-"""The ``cobra-edge`` command line: export, run, demo, inspect."""
+"""The ``cobra-edge`` command line: export, run, profile, demo, bench, ros, inspect."""
 
 from __future__ import annotations
 
@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=None)
     b.add_argument("--out", help="results folder (default: bench/results)")
     b.set_defaults(func=cmd_bench)
+
+    from ros_bridge.cli import add_parser as add_ros_parser  # argparse only; ROS libraries load when it runs
+
+    add_ros_parser(sub)
 
     i = sub.add_parser("inspect", help="print an artifact's manifest: model, graphs, state bytes, parity")
     i.add_argument("dir")

@@ -40,6 +40,8 @@ class Answer:
     text: str
     token_ids: list[int]
     profile: FrameProfile
+    tag: object = None  # whatever the caller attached to the frame (the scheduler passes it through: ROS headers)
+    choice: object = None  # the scoring.Choice when the answer was chosen from an answer set
 
 
 @dataclass
@@ -108,12 +110,13 @@ class Stream:
 
         return ImageFork.create(self, frame_bgr, timestamp, boxes)
 
-    def choose(self, frame_bgr: np.ndarray, prompt: str, answers: list[str], boxes=None):
+    def choose(self, frame_bgr: np.ndarray, prompt: str, answers: list[str], boxes=None,
+               timestamp: float | None = None):
         """Answer-set scoring for closed questions: the log-probability of each given answer after the prompt
         (one batched step per answer token), the best one and its probability within the set."""
         from .scoring import choose
 
-        return choose(self, frame_bgr, prompt, answers, boxes)
+        return choose(self, frame_bgr, prompt, answers, boxes, timestamp)
 
     def snapshot(self) -> StateSnapshot:
         """A copy of this stream's state (one memcpy)."""

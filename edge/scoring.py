@@ -40,9 +40,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=None) -> Choice:
+def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=None,
+           timestamp: float | None = None) -> Choice:
     rt = stream.runtime
-    req = Request(stream, frame_bgr, prompt, 0, boxes=boxes, write_state=False)
+    req = Request(stream, frame_bgr, prompt, 0, timestamp, boxes=boxes, write_state=False)
     try:
         if (not isinstance(answers, (list, tuple)) or not answers or len(set(answers)) != len(answers)
                 or not all(isinstance(a, str) and a for a in answers)):

@@ -29,8 +29,8 @@ def test_blocker_works():
 def test_runtime_packages_import_and_run_without_torch(tiny_artifact):
     r = _run(f"""
         import pkgutil, importlib, numpy as np
-        import edge, engines
-        for pkg in (edge, engines):
+        import edge, engines, ros_bridge
+        for pkg in (edge, engines, ros_bridge):
             for mod in pkgutil.iter_modules(pkg.__path__):
                 importlib.import_module(pkg.__name__ + "." + mod.name)
         from edge.runtime import Runtime

@@ -111,3 +111,40 @@ def test_continuous_mode_memory_is_constant(tiny_artifact, frames):
     assert growth < 2 * 2**20
     assert conv.nbytes + ssm.nbytes == state_bytes == rt.bytes_per_stream and cam.stats.answered == 2000
     assert np.isfinite(ssm).all()
+
+
+def test_blocking_submit_is_lossless_and_tags_come_back(runtime, frames):
+    """Recorded sources: ``block=True`` waits for the stream's previous frame to be taken (nothing superseded);
+    a wait that times out submits nothing; each answer carries its frame's tag; wait_idle sees the end."""
+    sched = FrameScheduler(runtime, PROMPT, max_new_tokens=2)
+    sched.add_stream("bag")
+    assert sched.submit("bag", frames[0], tag="f0", block=True, timeout=0.1)
+    assert not sched.submit("bag", frames[1], tag="f1", block=True, timeout=0.05)  # f0 not taken yet
+    assert sched.stats["bag"].submitted == 1 and sched.stats["bag"].superseded == 0
+    assert not sched.wait_idle(timeout=0.01)
+    answered, stop = [], threading.Event()
+    worker = threading.Thread(target=sched.serve, args=(stop, answered.append))
+    worker.start()
+    try:
+        for i in range(1, 6):
+            assert sched.submit("bag", frames[i % 2], tag=f"f{i}", block=True, timeout=30)
+        assert sched.wait_idle(timeout=30)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert [a.tag for a in answered] == [f"f{i}" for i in range(6)]
+    assert sched.stats["bag"].superseded == 0 and sched.stats["bag"].answered == 6
+
+
+def test_answer_set_mode_scores_instead_of_decoding(runtime, frames):
+    sched = FrameScheduler(runtime, PROMPT, answers=["yes", "no"])
+    sched.add_stream("a")
+    sched.submit("a", frames[0], tag=7)
+    (ans,) = sched.run_once()
+    direct = runtime.open_stream("direct").choose(frames[0], PROMPT, ["yes", "no"])
+    assert ans.tag == 7 and ans.text == direct.answer and ans.token_ids == []
+    assert ans.choice.log_probs == pytest.approx(direct.log_probs, abs=1e-5)
+    sched.submit("a", np.zeros((4, 4), np.uint8))  # a bad frame fails on its stream, through on_error
+    errors = []
+    assert sched.run_once(on_error=lambda name, e: errors.append((name, str(e)))) == []
+    assert errors and errors[0][0] == "a" and sched.stats["a"].errors == 1

@@ -1,0 +1,104 @@
+"""Transport that replays a ROS 2 bag (MCAP or SQLite3, read with ``rosbags``) through the node and writes what
+the node publishes to a JSON-lines file: one line per answer, latency record and error, each with the topic it
+was published on (``"published_on": "/cam0/image_raw/answer"``).
+
+Recorded data is replayed losslessly (``live`` is False: every frame is answered, none superseded), either as
+fast as the node answers (``max_speed``) or at the recorded pace (messages released at their log time
+offsets; the node still answers every frame, so a slow model lags behind the recording).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from .messages import COMPRESSED_TYPE, IMAGE_TYPE, SerializedMsg
+from .transport import Handler, TransportError, check_topic
+
+CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+
+
+def _open_reader(path: Path):
+    try:
+        from rosbags.rosbag2 import Reader, ReaderError
+    except ImportError as e:
+        raise TransportError(f"bag replay needs rosbags: pip install 'cobra-edge[ros]' ({e})") from e
+    try:
+        reader = Reader(path)
+        reader.open()
+    except (ReaderError, OSError) as e:
+        raise TransportError(f"cannot open ROS 2 bag {path}: {e}") from e
+    return reader
+
+
+def camera_topics(path: str | Path) -> dict[str, str]:
+    """The Image / CompressedImage topics recorded in a bag -> their message type."""
+    reader = _open_reader(Path(path))
+    try:
+        return {c.topic: c.msgtype for c in reader.connections if c.msgtype in CAMERA_TYPES}
+    finally:
+        reader.close()
+
+
+class BagTransport:
+    live = False
+
+    def __init__(self, path: str | Path, out: str | Path | None = None, max_speed: bool = True):
+        self.path = Path(path)
+        self.max_speed = max_speed
+        self._reader = _open_reader(self.path)
+        self.topics = {c.topic: c.msgtype for c in self._reader.connections}
+        self._handlers: dict[str, Handler] = {}
+        self._out = open(out, "w", encoding="utf-8") if out is not None else None
+        self._lock = threading.Lock()
+        self.replayed = 0
+        self.lines = 0
+        self.closed = False
+
+    def advertise(self, topic: str) -> None:
+        pass  # the output file takes anything
+
+    def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None:
+        """Replay ``topic`` (its recorded type is used; ``msg_type`` is the node's guess from the name)."""
+        recorded = self.topics.get(check_topic(topic))
+        if recorded is None:
+            cams = [t for t, ty in self.topics.items() if ty in CAMERA_TYPES]
+            raise TransportError(f"topic {topic!r} is not in bag {self.path} (camera topics there: {cams})")
+        if recorded not in CAMERA_TYPES:
+            raise TransportError(f"topic {topic!r} in bag {self.path} holds {recorded}, not a camera image type")
+        self._handlers[check_topic(topic)] = handler
+
+    def spin(self, stop: threading.Event) -> None:
+        """Hand every recorded message of the subscribed topics to its handler, in log-time order."""
+        connections = [c for c in self._reader.connections if c.topic in self._handlers]
+        start_wall = first_log = None
+        for conn, log_ns, raw in self._reader.messages(connections=connections):
+            if stop.is_set():
+                return
+            if not self.max_speed:
+                if first_log is None:
+                    start_wall, first_log = time.monotonic(), log_ns
+                delay = (log_ns - first_log) / 1e9 - (time.monotonic() - start_wall)
+                if delay > 0 and stop.wait(delay):
+                    return
+            self._handlers[conn.topic](conn.topic, SerializedMsg(conn.msgtype, raw), time.time())
+            self.replayed += 1
+
+    def publish(self, topic: str, text: str) -> None:
+        if self._out is None:
+            return
+        line = json.dumps({"published_on": topic, **json.loads(text)})
+        with self._lock:
+            self._out.write(line + "\n")
+            self.lines += 1
+
+    def close(self) -> int:
+        if self.closed:
+            return 0
+        self.closed = True
+        self._reader.close()
+        if self._out is not None:
+            self._out.close()
+        return 0

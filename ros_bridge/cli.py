@@ -1,0 +1,139 @@
+"""``cobra-edge ros``: the camera node on DDS (ROS 2 wire format), a ROS 2 bag, or rclpy.
+
+    cobra-edge ros --transport dds --model DIR --topics /cam0/image_raw,/cam1/image_raw --prompt TEXT \\
+        [--domain-id N] [--interface lo] [--peer ADDR ...] [--multicast]
+    cobra-edge ros --transport bag --bag PATH --model DIR --prompt TEXT [--max-speed] --out PATH.jsonl
+    cobra-edge ros --transport rclpy --model DIR --topics ... --prompt TEXT      (needs a ROS 2 installation)
+
+SIGINT / SIGTERM stop it cleanly: the worker finishes its batch, the DDS participant is deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from contextlib import contextmanager
+
+from edge.cli import DEFAULT_PROMPT
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("ros", help="ROS 2 camera node: answers on <topic>/answer, latency on <topic>/latency",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--transport", choices=("dds", "bag", "rclpy"), default="dds")
+    r.add_argument("--model", required=True, help="artifact directory (cobra-edge export)")
+    r.add_argument("--topics", help="comma-separated camera topics, one stream each (bag: default all recorded "
+                                    "Image/CompressedImage topics); names ending in /compressed are CompressedImage")
+    r.add_argument("--prompt", default=DEFAULT_PROMPT)
+    r.add_argument("--answers", help="comma-separated answer set: score these instead of decoding (e.g. yes,no)")
+    r.add_argument("--max-new-tokens", type=int, default=16)
+    r.add_argument("--max-age-ms", type=float, default=None, help="drop frames older than this when their turn comes")
+    r.add_argument("--min-interval-ms", type=float, default=None, help="answer each topic at most this often")
+    r.add_argument("--max-batch", type=int, default=8)
+    r.add_argument("--mode", choices=("reset", "continuous"), default="reset")
+    r.add_argument("--backend", default="onnxruntime")
+    r.add_argument("--threads", type=int, default=None, help="intra-op threads per graph")
+    dds = r.add_argument_group("dds transport")
+    dds.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)),
+                     help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
+    dds.add_argument("--interface", default="lo",
+                     help="network interface for DDS (default lo: loopback only; e.g. eth0 to reach a camera driver "
+                          "on another machine)")
+    dds.add_argument("--peer", action="append", default=None,
+                     help="unicast discovery peer (repeatable; default 127.0.0.1 on lo, none elsewhere)")
+    dds.add_argument("--multicast", action="store_true", help="allow multicast discovery (default: on unless lo)")
+    bag = r.add_argument_group("bag transport")
+    bag.add_argument("--bag", help="ROS 2 bag directory (MCAP or SQLite3)")
+    bag.add_argument("--max-speed", action="store_true", help="replay as fast as the node answers (default: "
+                                                              "recorded pace)")
+    bag.add_argument("--out", help="JSON-lines file for answers, latency records and errors")
+    r.set_defaults(func=cmd_ros)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _transport(args):
+    if args.transport == "dds":
+        try:
+            from .dds import DdsConfig, DdsTransport
+        except ImportError as e:
+            raise SystemExit(f"cobra-edge ros: the dds transport needs cyclonedds: pip install 'cobra-edge[ros]' ({e})")
+        loopback = args.interface == "lo"
+        peers = tuple(args.peer) if args.peer is not None else (("127.0.0.1",) if loopback else ())
+        config = DdsConfig(args.domain_id, args.interface, peers, multicast=args.multicast or not loopback)
+        return DdsTransport(config), f"DDS domain {config.domain_id} on {config.interface}"
+    from .bag import BagTransport
+
+    if not args.bag or not args.out:
+        raise ValueError("--transport bag needs --bag PATH and --out PATH")
+    return BagTransport(args.bag, args.out, max_speed=args.max_speed), f"bag {args.bag}"
+
+
+def cmd_ros(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.transport == "rclpy":
+        from .rclpy_node import main as rclpy_main
+
+        return rclpy_main(_rclpy_args(args))
+
+    from edge.runtime import Runtime
+
+    from .node import CameraNode, NodeConfig
+
+    topics = _split(args.topics)
+    if topics is None:
+        if args.transport != "bag" or not args.bag:
+            raise ValueError("--topics is required (comma-separated camera topics)")
+        from .bag import camera_topics
+
+        topics = sorted(camera_topics(args.bag))
+        if not topics:
+            raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
+    config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
+                        args.min_interval_ms, args.max_batch, args.mode)
+    runtime = Runtime.load(args.model, backend=args.backend, max_streams=len(config.topics), threads=args.threads)
+    transport, where = _transport(args)
+    node = CameraNode(runtime, transport, config)
+
+    stop = threading.Event()
+    print(f"cobra-edge ros: {len(config.topics)} camera topics on {where}: {', '.join(config.topics)} "
+          f"(answers on <topic>/answer, latency on <topic>/latency)", flush=True)
+    with _stop_on_signals(stop):
+        left = node.run(stop)
+    for topic in config.topics:
+        print(f"  {topic}: {node.topic_counters(topic)}")
+    if args.transport == "bag":
+        print(f"wrote {transport.lines} lines to {args.out}")
+    print(f"cobra-edge ros: stopped; DDS participants left open: {left}" if args.transport == "dds"
+          else "cobra-edge ros: stopped", flush=True)
+    return 0 if left == 0 else 1
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT / SIGTERM set ``stop`` (a clean shutdown) instead of raising; the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _rclpy_args(args) -> list[str]:
+    """Our options as ROS 2 parameters (--ros-args -p name:=value) for the rclpy node."""
+    params = {"model": args.model, "topics": args.topics or "", "prompt": args.prompt,
+              "answers": args.answers or "", "max_new_tokens": args.max_new_tokens, "backend": args.backend}
+    out = ["--ros-args"]
+    for k, v in params.items():
+        out += ["-p", f"{k}:={v}"]
+    return out
+

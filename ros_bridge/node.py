@@ -1,0 +1,194 @@
+"""CameraNode: one stream per camera topic; answers, latency records and errors out, whatever the middleware.
+
+    node = CameraNode(Runtime.load("artifacts/cobra"), DdsTransport(), NodeConfig(
+        topics=["/cam0/image_raw", "/cam1/image_raw/compressed"], prompt="Is the path clear?"))
+    node.run(stop)          # until stop is set (or a bag ends); then the transport is closed
+
+Per answered frame, on ``<topic>/answer`` (std_msgs/String holding JSON):
+    {"kind": "answer", "topic", "stamp": {"sec", "nanosec"}, "frame_id", "text", "tokens"}
+    (+ "probability", "log_probs" with an answer set)
+and on ``<topic>/latency``: the same topic/stamp/frame_id plus ``stages_ms`` (preprocess, vision, projector,
+prefill, decode, total), ``age_ms`` (arrival -> start of work), ``stamp_to_answer_ms`` (header stamp -> answer,
+live transports only: it assumes the camera's clock is this machine's), ``batch_size``, ``dropped`` and the
+topic's counters. A frame that cannot be converted or answered gives ``{"kind": "error", ...}`` on
+``<topic>/error``; it is counted on its topic and never stops the others.
+
+Scheduling is edge.FrameScheduler's: per topic the newest frame wins (live cameras); recorded sources
+(``transport.live`` False) are fed losslessly, each frame waiting until the previous one of its topic is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from edge.errors import CobraEdgeError
+from edge.profile import STAGES
+from edge.runtime import Answer, Runtime
+from edge.scheduler import FrameScheduler
+
+from .convert import ConversionError, as_message, to_bgr
+from .messages import Header, type_for_topic
+from .transport import Transport, check_topic
+
+log = logging.getLogger("cobra_edge.ros")
+
+
+@dataclass
+class NodeConfig:
+    topics: list[str]
+    prompt: str
+    answers: list[str] | None = None  # answer set: score these (closed questions) instead of decoding
+    max_new_tokens: int = 16
+    max_age_ms: float | None = None  # drop frames older than this (arrival time) when their turn comes
+    min_interval_ms: float | None = None  # answer each topic at most this often
+    max_batch: int = 8
+    mode: str = "reset"  # edge stream mode: "reset" (Cobra, per frame) or "continuous"
+
+    def __post_init__(self):
+        if not self.topics:
+            raise ValueError("no camera topics given")
+        self.topics = [check_topic(t) for t in self.topics]
+        if len(set(self.topics)) != len(self.topics):
+            raise ValueError(f"camera topics repeat: {self.topics}")
+
+
+@dataclass(frozen=True)
+class FrameTag:
+    """What the node remembers of a frame while it waits: its header and when it arrived (time.time())."""
+
+    header: Header
+    received: float
+
+
+@dataclass
+class TopicCounters:
+    received: int = 0
+    conversion_errors: int = 0
+    published: int = 0
+
+
+@dataclass
+class CameraNode:
+    runtime: Runtime
+    transport: Transport
+    config: NodeConfig
+    counters: dict[str, TopicCounters] = field(default_factory=dict)
+
+    def __post_init__(self):
+        c = self.config
+        self.scheduler = FrameScheduler(self.runtime, c.prompt, c.max_new_tokens, c.max_age_ms, c.min_interval_ms,
+                                        c.max_batch, answers=c.answers)
+        for topic in c.topics:
+            self.scheduler.add_stream(topic, c.mode)
+            self.counters[topic] = TopicCounters()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> None:
+        """Advertise the output topics, subscribe to the cameras, start the inference worker."""
+        for topic in self.config.topics:
+            for suffix in ("answer", "latency", "error"):
+                self.transport.advertise(f"{topic}/{suffix}")
+            self.transport.subscribe(topic, type_for_topic(topic), self.on_message)
+        self._worker = threading.Thread(target=self.scheduler.serve, name="cobra-edge-worker",
+                                        args=(self._stop, self._on_answer), kwargs={"on_error": self._on_error},
+                                        daemon=True)
+        self._worker.start()
+
+    def run(self, stop: threading.Event, drain_timeout_s: float = 600.0) -> int:
+        """start(), deliver messages until ``stop`` (or the source ends, then answer what is queued), stop().
+        -> DDS participants left open by the transport (0 when it shut down cleanly)."""
+        self.start()
+        try:
+            self.transport.spin(stop)
+            deadline = time.monotonic() + drain_timeout_s
+            while not stop.is_set() and time.monotonic() < deadline:  # a bag ended: finish its frames
+                if self.scheduler.wait_idle(timeout=0.1):
+                    break
+        finally:
+            left = self.stop()
+        return left
+
+    def stop(self, join_timeout_s: float = 1.5) -> int:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(join_timeout_s)
+            if self._worker.is_alive():
+                log.warning("inference worker still busy after %.1f s; leaving it (daemon thread)", join_timeout_s)
+        left = self.transport.close()
+        return left or 0
+
+    # messages in
+
+    def on_message(self, topic: str, msg, received: float) -> None:
+        """Transport callback: convert, then hand the frame to the scheduler (never raises for a bad message)."""
+        counters = self.counters[topic]
+        counters.received += 1
+        try:
+            image = as_message(msg, topic)
+            frame = to_bgr(image, topic)
+        except ConversionError as e:
+            counters.conversion_errors += 1
+            self._publish_error(topic, e, "conversion")
+            return
+        tag = FrameTag(image.header, received)
+        if self.transport.live:
+            self.scheduler.submit(topic, frame, received, tag=tag)
+            return
+        while not self._stop.is_set():  # recorded: wait for the previous frame of this topic to be taken
+            if self.scheduler.submit(topic, frame, received, tag=tag, block=True, timeout=0.1):
+                return
+
+    # messages out
+
+    def _on_answer(self, answer: Answer) -> None:
+        topic, tag = answer.stream, answer.tag
+        base = {"topic": topic, "stamp": tag.header.stamp.to_dict(), "frame_id": tag.header.frame_id}
+        out = {"kind": "answer", **base, "text": answer.text, "tokens": len(answer.token_ids)}
+        if answer.choice is not None:
+            out.update(probability=answer.choice.probability, log_probs=answer.choice.log_probs)
+        p = answer.profile
+        now = time.time()
+        latency = {
+            "kind": "latency", **base,
+            "frame_index": p.frame_index,
+            "stages_ms": {s: round(getattr(p, s), 3) for s in STAGES},
+            "age_ms": None if p.age_ms is None else round(p.age_ms, 3),
+            "received_to_answer_ms": round((now - tag.received) * 1e3, 3),
+            "stamp_to_answer_ms": round((now - tag.header.stamp.to_seconds()) * 1e3, 3) if self.transport.live
+            else None,
+            "batch_size": p.batch_size,
+            "dropped": p.dropped,
+            "prefill_tokens": p.prefill_tokens,
+            "new_tokens": p.new_tokens,
+            "counters": self.topic_counters(topic),
+        }
+        self._publish(f"{topic}/answer", out)
+        self._publish(f"{topic}/latency", latency)
+
+    def _on_error(self, topic: str, error: Exception) -> None:
+        self._publish_error(topic, error, "runtime")
+
+    def _publish_error(self, topic: str, error: Exception, stage: str) -> None:
+        log.warning("%s: %s", topic, error)
+        self._publish(f"{topic}/error", {"kind": "error", "topic": topic, "stage": stage, "error": str(error),
+                                         "counters": self.topic_counters(topic)})
+
+    def _publish(self, out_topic: str, doc: dict) -> None:
+        camera = out_topic.rsplit("/", 1)[0]
+        try:
+            self.transport.publish(out_topic, json.dumps(doc))
+            self.counters[camera].published += 1
+        except (CobraEdgeError, OSError) as e:  # TransportError, or a bag's output file
+            log.error("could not publish on %s: %s", out_topic, e)
+
+    def topic_counters(self, topic: str) -> dict:
+        s, c = self.scheduler.stats[topic], self.counters[topic]
+        return {"received": c.received, "answered": s.answered, "superseded": s.superseded, "stale": s.stale,
+                "conversion_errors": c.conversion_errors, "errors": s.errors}

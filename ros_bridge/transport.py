@@ -1,0 +1,49 @@
+"""What a middleware must offer the node: deliver camera messages, publish strings.
+
+    transport.advertise("/cam0/image_raw/answer")          # std_msgs/String publishers, made up front
+    transport.subscribe("/cam0/image_raw", "sensor_msgs/msg/Image", handler)
+    transport.spin(stop)       # calls handler(topic, msg, received_time) until stop is set or the source ends
+    transport.publish("/cam0/image_raw/answer", text)
+    transport.close()          # releases the middleware (DDS participant, bag file)
+
+``msg`` is anything ``convert.as_message`` takes; ``received_time`` is ``time.time()`` when it arrived (for a
+bag: when it was replayed). ``live`` is False for recorded sources: frames are then fed losslessly.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Protocol
+
+from edge.errors import CobraEdgeError
+
+Handler = Callable[[str, object, float], None]
+
+
+class TransportError(CobraEdgeError, RuntimeError):
+    """The middleware refused: a publish failed, a topic is not in the bag, a library is missing."""
+
+
+class Transport(Protocol):
+    live: bool
+
+    def advertise(self, topic: str) -> None: ...
+
+    def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None: ...
+
+    def spin(self, stop: threading.Event) -> None: ...
+
+    def publish(self, topic: str, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def check_topic(topic: str) -> str:
+    """A ROS 2 topic name, made absolute: ``cam0/image_raw`` -> ``/cam0/image_raw``."""
+    name = topic.strip()
+    if not name or name == "/" or any(c.isspace() for c in name) or "//" in name:
+        raise ValueError(f"invalid ROS topic name {topic!r}")
+    name = "/" + name.strip("/")
+    if not all(c.isalnum() or c in "/_~{}" for c in name):
+        raise ValueError(f"invalid ROS topic name {topic!r}: only letters, digits, '_' and '/' are allowed")
+    return name
