@@ -79,10 +79,10 @@ def _model_config(name: str):
 def _artifact(name: str, model, opts: BenchOptions) -> Path:
     """Export once per preset into the cache (random weights, seed 0); reused while the config is unchanged."""
     from edge.manifest import artifact_matches
-    from export.onnx_export import export_model
+    from export.onnx_export import EXPORT_REVISION, export_model
 
     out = opts.cache_dir / name
-    if not artifact_matches(out, model.cfg.to_dict(), verify_hashes=False):
+    if not artifact_matches(out, model.cfg.to_dict(), verify_hashes=False, revision=EXPORT_REVISION):
         export_model(model, out, overwrite=True)
     return out
 
@@ -136,8 +136,11 @@ def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
             row: dict = {}
             say(f"[{name}] prefill B={B}, L={L}")
             row["onnx"] = timed(lambda: eng["prefill"].run({"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm}), **fast)
-            row["torch_ref"] = timed(lambda: llm.forward_embeds(llm.embed(ids_t), *llm.empty_state(B)), **slow)
-            row["hf"] = timed(lambda: hf(input_ids=ids_t, use_cache=True), **slow)
+            # every contender computes the LM head on the last position only (what a prefill needs; HF's
+            # generate() asks the same with logits_to_keep=1)
+            row["torch_ref"] = timed(lambda: llm.forward_embeds(llm.embed(ids_t), *llm.empty_state(B), last_only=True),
+                                     **slow)
+            row["hf"] = timed(lambda: hf(input_ids=ids_t, use_cache=True, logits_to_keep=1), **slow)
             if B == 1:
                 def step_loop():
                     c, s = conv, ssm

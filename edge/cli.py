@@ -135,7 +135,7 @@ def cmd_demo(args) -> int:
     from .manifest import artifact_matches
 
     directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
-    if artifact_matches(directory, preset("tiny").to_dict()):
+    if artifact_matches(directory, preset("tiny").to_dict(), revision=export_cli.EXPORT_REVISION):
         print(f"using the tiny model exported in {directory}")
     else:
         print(f"exporting the tiny model to {directory} ...")

@@ -221,13 +221,18 @@ def _check_vision_feeds_projector(mpath: Path, vision: GraphEntry, projector: Gr
                             "come together")
 
 
-def artifact_matches(directory: str | os.PathLike, model: dict, verify_hashes: bool = True) -> bool:
+def artifact_matches(directory: str | os.PathLike, model: dict, verify_hashes: bool = True,
+                     revision: str | None = None) -> bool:
     """True when ``directory`` holds a valid artifact exported from this model config (compared as the
-    manifest stores it: through JSON, so tuples read back as lists). For caches of exports."""
+    manifest stores it: through JSON, so tuples read back as lists) and, if given, by this exporter
+    ``revision`` (export.onnx_export.EXPORT_REVISION). For caches of exports."""
     try:
-        return Manifest.load(directory, verify_hashes=verify_hashes).model == json.loads(json.dumps(model))
+        m = Manifest.load(directory, verify_hashes=verify_hashes)
     except ManifestError:
         return False
+    if revision is not None and m.raw.get("export", {}).get("revision") != revision:
+        return False
+    return m.model == json.loads(json.dumps(model))
 
 
 def write_manifest(root: str | os.PathLike, body: dict) -> Path:

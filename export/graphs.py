@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from .model import CobraModel
-from .scan import scan_hop
+from .scan import SCANS
+
+PREFILL_SCAN = "chunked"
 
 
 class VisionGraph(nn.Module):
@@ -51,16 +53,19 @@ class EmbedGraph(nn.Module):
 
 
 class PrefillGraph(nn.Module):
-    """Projections over all L tokens at once; the recurrence as one ONNX Scan per layer."""
+    """Projections over all L tokens at once; the recurrence as one ONNX Scan per layer (``scan``: a form of
+    export/scan.py; chunked by default, chosen by measurement: bench/scan_forms.py)."""
 
-    def __init__(self, model: CobraModel):
+    def __init__(self, model: CobraModel, scan: str = PREFILL_SCAN):
         super().__init__()
         self.llm = model.llm
+        self.scan = SCANS[scan]
 
     def forward(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor):
         """inputs_embeds [B, L, d_model], conv_state [B, n_layer, d_inner, d_conv-1],
         ssm_state [B, n_layer, d_inner, d_state] f32 -> logits [B, V] (last position), states out."""
-        logits, conv, ssm = self.llm.forward_embeds(inputs_embeds, conv_state, ssm_state, scan=scan_hop)
+        logits, conv, ssm = self.llm.forward_embeds(inputs_embeds, conv_state, ssm_state, scan=self.scan,
+                                                    last_only=True)
         return logits[:, -1], conv, ssm
 
 

@@ -24,12 +24,15 @@ import torch
 from edge.manifest import write_manifest
 from edge.state import StateSpec
 
-from .graphs import GraphDef, example_inputs, graph_defs
+from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
 from .model import CobraModel
+from .scan import DEFAULT_CHUNK
 from .tokenizer import write_tokenizer
 
 # max |ort - ref| <= atol + rtol * max |ref|, per output dtype
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2)}
+# how the graphs are built (not what they compute): caches of exports are stale when it changes
+EXPORT_REVISION = f"prefill-scan={PREFILL_SCAN}:{DEFAULT_CHUNK};lm-head=last"
 EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
@@ -46,7 +49,9 @@ class ExportResult:
 def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> None:
     module = gdef.module(model).eval()
     args = example_inputs(gdef, batch=2, length=5)
-    dims = {"B": torch.export.Dim("B", min=1, max=4096), "L": torch.export.Dim("L", min=1, max=1 << 20),
+    # L is left to torch.export to bound (Dim.DYNAMIC): the chunked scan pads L to a multiple of its chunk, and a
+    # named Dim with explicit bounds trips torch.export's derived-dimension check; the name is set afterwards
+    dims = {"B": torch.export.Dim("B", min=1, max=4096), "L": torch.export.Dim.DYNAMIC,
             "K": torch.export.Dim("K", min=1, max=4096)}
     dyn = tuple({i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in gdef.inputs)
     if any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values()):
@@ -61,6 +66,34 @@ def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> None:
             output_names=[t.name for t in gdef.outputs], dynamic_shapes=dyn, verbose=False,
         )
     program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+    _name_dynamic_dims(path, gdef)
+
+
+def _name_dynamic_dims(path: Path, gdef: GraphDef) -> None:
+    """Give the graph's symbolic dimensions the contract's names (B, L, K) wherever the exporter wrote its own
+    (s29, ...): inputs, outputs and every value_info, subgraphs included, so the names stay consistent."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    rename = {}
+    for t, vi in zip(gdef.inputs, model.graph.input):
+        for want, dim in zip(t.shape, vi.type.tensor_type.shape.dim):
+            if isinstance(want, str) and dim.dim_param and dim.dim_param != want:
+                rename[dim.dim_param] = want
+    if not rename:
+        return
+
+    def fix(graph) -> None:
+        for vi in [*graph.input, *graph.output, *graph.value_info]:
+            for dim in vi.type.tensor_type.shape.dim:
+                if dim.dim_param in rename:
+                    dim.dim_param = rename[dim.dim_param]
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    fix(attr.g)
+    fix(model.graph)
+    onnx.save(model, str(path))
 
 
 def _reference(model: CobraModel, name: str) -> Callable:
@@ -161,6 +194,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
             "tokenizer": {"file": "tokenizer.json", "eos_token_id": cfg.eos_token_id},
             "prompt_template": cfg.prompt_template,
             "parity": {"reference": "export.mamba / export.vision (PyTorch, fp32)", "graphs": parity},
+            "export": {"revision": EXPORT_REVISION},
         }
         say("manifest")
         write_manifest(tmp, body)

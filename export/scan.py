@@ -1,34 +1,54 @@
-"""The selective-state recurrence of Mamba-1, in two forms that must agree.
+"""The selective-state recurrence of Mamba-1 (mamba_ssm's ``selective_scan``), in forms that must agree.
 
 Glossary (mamba-minimal's symbols, paper names):
     b        batch (streams)                     l   sequence length (tokens)
     d_in     d_inner = expand * d_model          n   d_state
+    x        the scan's input (after conv, SiLU) [b, l, d_in]
+    dt       the input-dependent step, softplus  [b, l, d_in]
+    A        -exp(A_log)                          [d_in, n]
+    B, C     input / output projections          [b, l, n]
     dA       exp(dt * A), the discretised A      [b, l, d_in, n]
     dBx      dt * B * x, the discretised input   [b, l, d_in, n]
-    C        output projection of the state      [b, l, n]
     h        the SSM state                       [b, d_in, n]   (float32 always)
 
     h_t = dA_t * h_{t-1} + dBx_t
     y_t = h_t @ C_t                              [b, d_in]
 
-``scan_ref`` is the readable Python loop (the reference). ``scan_hop`` is the same recurrence as
-``torch._higher_order_ops.scan``, which torch's dynamo ONNX exporter turns into one ONNX ``Scan`` node
-with a dynamic length: the projections around it run over all tokens at once, only this runs in order.
+Every form takes ``(x, dt, A, B, C, h)`` and returns ``(y [b, l, d_in], h_l)``:
+- ``scan_ref``: the readable Python loop over tokens (the reference);
+- ``scan_hop``: ``torch._higher_order_ops.scan`` over tokens, which torch's dynamo ONNX exporter turns into one
+  ONNX ``Scan`` node with a dynamic length; dA and dBx are materialised for all l tokens first;
+- ``scan_chunked``: a ``Scan`` over chunks of ``chunk`` tokens. Each iteration discretises its chunk in bulk
+  (dA, dBx for ``chunk`` tokens: small, cache-resident tensors instead of [l, d_in, n] ones), then runs the
+  recurrence unrolled over the chunk, then one batched matmul for the chunk's outputs. Padding to a multiple
+  of ``chunk`` uses dt = 0, where dA = 1 and dBx = 0: the state passes through padding unchanged.
+  Chosen by measurement (bench/scan_forms.py): ONNX Runtime pays a fixed cost per Scan iteration, and per
+  body op, that the per-token Scan pays l times.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-ScanFn = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+ScanFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+DEFAULT_CHUNK = 16
 
 
-def scan_ref(dA: Tensor, dBx: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-    """Reference loop. dA, dBx: [b, l, d_in, n]; C: [b, l, n]; h: [b, d_in, n] -> (y [b, l, d_in], h)."""
-    (b, l, d_in, n) = dA.shape
+def discretize(x: Tensor, dt: Tensor, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+    """x, dt [..., d_in], A [d_in, n], B [..., n] -> dA, dBx [..., d_in, n] (zero-order hold for A, Euler for B)."""
+    dA = torch.exp(dt.unsqueeze(-1) * A)
+    dBx = (dt * x).unsqueeze(-1) * B.unsqueeze(-2)
+    return dA, dBx
+
+
+def scan_ref(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Reference loop. x, dt [b, l, d_in]; A [d_in, n]; B, C [b, l, n]; h [b, d_in, n] -> (y [b, l, d_in], h)."""
+    (b, l, d_in) = x.shape
+    dA, dBx = discretize(x, dt, A, B)
     ys = []
     for t in range(l):
         h = dA[:, t] * h + dBx[:, t]
@@ -36,9 +56,12 @@ def scan_ref(dA: Tensor, dBx: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Ten
     return torch.stack(ys, dim=1), h
 
 
-def scan_hop(dA: Tensor, dBx: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-    """Same contract as ``scan_ref``; exports to one ONNX ``Scan`` whose body is a multiply-add and a matmul."""
+def scan_hop(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Same contract as ``scan_ref``: one ONNX ``Scan`` over tokens whose body is a multiply-add and a matmul."""
     from torch._higher_order_ops.scan import scan
+
+    # time-major before discretising: transposing x, dt, B, C is 16x cheaper than transposing dA, dBx
+    dA, dBx = discretize(x.transpose(0, 1), dt.transpose(0, 1), A, B.transpose(0, 1))  # [l, b, d_in, n]
 
     def body(h_prev: Tensor, xs: tuple[Tensor, Tensor, Tensor]):
         dA_t, dBx_t, C_t = xs  # [b, d_in, n], [b, d_in, n], [b, n]
@@ -48,8 +71,43 @@ def scan_hop(dA: Tensor, dBx: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Ten
 
     # scan runs over dim 0: time-major inputs; the carry must be laid out as the body returns it
     h = h.clone(memory_format=torch.contiguous_format)
-    h_last, ys = scan(body, h, (dA.transpose(0, 1), dBx.transpose(0, 1), C.transpose(0, 1)))
+    h_last, ys = scan(body, h, (dA, dBx, C.transpose(0, 1)))
     return ys.transpose(0, 1), h_last
 
 
-SCANS: dict[str, ScanFn] = {"ref": scan_ref, "hop": scan_hop}
+def _chunk_body(A: Tensor, chunk: int, h: Tensor, xs: tuple[Tensor, Tensor, Tensor, Tensor]):
+    """One chunk. h [b, d_in, n]; x_c, dt_c [chunk, b, d_in]; B_c, C_c [chunk, b, n] -> (h, y_c [chunk, b, d_in])."""
+    x_c, dt_c, B_c, C_c = xs
+    dA, dBx = discretize(x_c, dt_c, A, B_c)  # [chunk, b, d_in, n], cache-sized
+    # split into [1, b, d_in, n] pieces and concatenate them back: no Squeeze/Unsqueeze per token, so the
+    # unrolled recurrence is exactly one Mul and one Add per token
+    dA_k, dBx_k = torch.split(dA, 1), torch.split(dBx, 1)
+    h = h.unsqueeze(0)
+    hs = []
+    for k in range(chunk):
+        h = dA_k[k] * h + dBx_k[k]
+        hs.append(h)
+    y_c = torch.matmul(torch.cat(hs), C_c.unsqueeze(-1)).squeeze(-1)  # [chunk, b, d_in]
+    return h.squeeze(0), y_c
+
+
+def scan_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tensor,
+                 chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, Tensor]:
+    """Same contract as ``scan_ref``: one ONNX ``Scan`` over ceil(l / chunk) chunks (see the module docstring)."""
+    from torch._higher_order_ops.scan import scan
+
+    (b, l, d_in) = x.shape
+    pad = (-l) % chunk
+    if pad:  # dt = 0 on padding: dA = 1, dBx = 0, the state passes through
+        x, dt, B, C = (torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (x, dt, B, C))
+
+    def chunks(t: Tensor) -> Tensor:  # [b, l + pad, f] -> [(l + pad) / chunk, chunk, b, f], time-major
+        return t.transpose(0, 1).reshape(-1, chunk, b, t.shape[-1])
+
+    h = h.clone(memory_format=torch.contiguous_format)
+    h_last, ys = scan(partial(_chunk_body, A, chunk), h, (chunks(x), chunks(dt), chunks(B), chunks(C)))
+    y = ys.reshape(-1, b, d_in)[:l].transpose(0, 1)
+    return y, h_last
+
+
+SCANS: dict[str, ScanFn] = {"ref": scan_ref, "hop": scan_hop, "chunked": scan_chunked}

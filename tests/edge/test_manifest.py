@@ -117,6 +117,9 @@ def test_artifact_matches_its_config(artifact_copy):
     as_tuples = {**model, "vision": [{**v, "mean": tuple(v["mean"])} for v in model["vision"]]}
     assert artifact_matches(artifact_copy, as_tuples)
     assert not artifact_matches(artifact_copy, {**model, "name": "other"})
+    revision = Manifest.load(artifact_copy).raw["export"]["revision"]
+    assert artifact_matches(artifact_copy, model, revision=revision)
+    assert not artifact_matches(artifact_copy, model, revision="an older exporter")  # a stale cached export
     with open(artifact_copy / "step.onnx", "ab") as f:
         f.write(b"\0")
     assert not artifact_matches(artifact_copy, model)

@@ -1,12 +1,14 @@
 """The PyTorch reference against itself: scan forms agree; chunks and steps continue the same state."""
 
+from functools import partial
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from export.config import MambaConfig  # noqa: E402
 from export.mamba import MambaLM, init_mamba_weights_  # noqa: E402
-from export.scan import scan_hop, scan_ref  # noqa: E402
+from export.scan import scan_chunked, scan_hop, scan_ref  # noqa: E402
 from tests.conftest import report  # noqa: E402
 
 TOL = 2e-5
@@ -22,17 +24,28 @@ def _max_err(a, b):
     return max(float((x - y).abs().max()) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("l", [1, 2, 7, 33])
-def test_scan_hop_equals_loop(l):
-    g = torch.Generator().manual_seed(l)
-    b, d, n = 2, 6, 4
-    dA = torch.rand(b, l, d, n, generator=g)
-    dBx = torch.randn(b, l, d, n, generator=g)
-    C = torch.randn(b, l, n, generator=g)
-    h0 = torch.randn(b, d, n, generator=g)
-    err = _max_err(scan_hop(dA, dBx, C, h0), scan_ref(dA, dBx, C, h0))
-    report(f"scan_hop vs scan_ref l={l}", err, 1e-6)
-    assert err < 1e-6
+def _scan_inputs(b, l, d, n, seed):
+    """x, dt, A, B, C, h0 as a Mamba layer makes them: dt > 0 (softplus), A < 0."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, l, d, generator=g)
+    dt = torch.nn.functional.softplus(torch.randn(b, l, d, generator=g) - 1)
+    A = -torch.exp(torch.rand(d, n, generator=g) * 2)
+    B, C = torch.randn(b, l, n, generator=g), torch.randn(b, l, n, generator=g)
+    return x, dt, A, B, C, torch.randn(b, d, n, generator=g)
+
+
+@pytest.mark.parametrize("form", ["hop", "chunked-4", "chunked-16"])
+@pytest.mark.parametrize("l", [1, 2, 7, 33, 64])
+def test_scan_forms_equal_the_loop(form, l):
+    """Every exportable form equals the reference loop, also where the chunk does not divide l (padding)."""
+    ins = _scan_inputs(2, l, 6, 4, seed=l)
+    fn = scan_hop if form == "hop" else partial(scan_chunked, chunk=int(form.split("-")[1]))
+    y, h = fn(*ins)
+    y_ref, h_ref = scan_ref(*ins)
+    assert y.shape == y_ref.shape == (2, l, 6) and h.shape == h_ref.shape == (2, 6, 4)
+    err = _max_err((y, h), (y_ref, h_ref))
+    report(f"scan {form} vs scan_ref l={l}", err, 1e-5)
+    assert err < 1e-5
 
 
 def test_config_derived_fields():
