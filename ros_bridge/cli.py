@@ -81,8 +81,6 @@ def cmd_ros(args) -> int:
 
         return rclpy_main(_rclpy_args(args))
 
-    from edge.runtime import Runtime
-
     from .node import CameraNode, NodeConfig
 
     topics = _split(args.topics)
@@ -96,9 +94,12 @@ def cmd_ros(args) -> int:
             raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
     config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
                         args.min_interval_ms, args.max_batch, args.mode)
-    runtime = Runtime.load(args.model, backend=args.backend, max_streams=len(config.topics), threads=args.threads)
     transport, where = _transport(args)
-    node = CameraNode(runtime, transport, config)
+    try:
+        node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads)
+    except BaseException:
+        transport.close()  # a bad artifact must not leave a DDS participant or a bag file open
+        raise
 
     stop = threading.Event()
     print(f"cobra-edge ros: {len(config.topics)} camera topics on {where}: {', '.join(config.topics)} "

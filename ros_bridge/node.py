@@ -1,6 +1,6 @@
 """CameraNode: one stream per camera topic; answers, latency records and errors out, whatever the middleware.
 
-    node = CameraNode(Runtime.load("artifacts/cobra"), DdsTransport(), NodeConfig(
+    node = CameraNode.from_artifact("artifacts/cobra", DdsTransport(), NodeConfig(
         topics=["/cam0/image_raw", "/cam1/image_raw/compressed"], prompt="Is the path clear?"))
     node.run(stop)          # until stop is set (or a bag ends); then the transport is closed
 
@@ -87,6 +87,13 @@ class CameraNode:
             self.counters[topic] = TopicCounters()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+
+    @classmethod
+    def from_artifact(cls, directory, transport: Transport, config: NodeConfig, backend: str = "onnxruntime",
+                      threads: int | None = None) -> "CameraNode":
+        """Load the artifact ``directory`` with ``backend`` (one state slot per topic) and make the node."""
+        runtime = Runtime.load(directory, backend=backend, max_streams=len(config.topics), threads=threads)
+        return cls(runtime, transport, config)
 
     # lifecycle
 

@@ -74,8 +74,6 @@ PARAMETERS = {"model": "", "topics": "", "prompt": DEFAULT_PROMPT, "answers": ""
 def main(args=None) -> int:
     import rclpy
 
-    from edge.runtime import Runtime
-
     from .node import CameraNode, NodeConfig
 
     rclpy.init(args=args)
@@ -88,9 +86,7 @@ def main(args=None) -> int:
     config = NodeConfig([t for t in p["topics"].split(",") if t.strip()], p["prompt"],
                         [a for a in p["answers"].split(",") if a.strip()] or None, int(p["max_new_tokens"]),
                         p["max_age_ms"] or None, p["min_interval_ms"] or None)
-    runtime = Runtime.load(p["model"], backend=p["backend"], max_streams=len(config.topics),
-                           threads=p["threads"] or None)
-    camera = CameraNode(runtime, RclpyTransport(node), config)
+    camera = CameraNode.from_artifact(p["model"], RclpyTransport(node), config, p["backend"], p["threads"] or None)
     node.get_logger().info(f"answering {', '.join(config.topics)} with {p['model']}")
     stop = threading.Event()
     try:

@@ -97,3 +97,11 @@ def test_missing_topic_names_the_bag_topics(tiny_artifact, tmp_path, capsys):
                str(tmp_path / "o.jsonl"), "--topics", "/front/image_raw"])
     err = capsys.readouterr().err
     assert rc == 2 and "/front/image_raw" in err and "/cam0/image_raw" in err, err
+
+
+def test_bad_artifact_is_a_clear_error(tmp_path, capsys):
+    bag = write_bag(tmp_path / "one", "sqlite3", [("/cam0/image_raw", SEC, image_msg(scene(), "rgb8"))])
+    rc = main(["ros", "--transport", "bag", "--bag", str(bag), "--model", str(tmp_path / "no_such_artifact"),
+               "--out", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no_such_artifact" in err, err
