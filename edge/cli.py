@@ -131,11 +131,12 @@ def cmd_demo(args) -> int:
     """Export the tiny model once (cached), then answer synthetic frames on several streams."""
     export_cli = _need_export()
     from export.config import preset
+    from export.onnx_export import EXPORT_REVISION
 
     from .manifest import artifact_matches
 
     directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
-    if artifact_matches(directory, preset("tiny").to_dict(), revision=export_cli.EXPORT_REVISION):
+    if artifact_matches(directory, preset("tiny").to_dict(), revision=EXPORT_REVISION):
         print(f"using the tiny model exported in {directory}")
     else:
         print(f"exporting the tiny model to {directory} ...")

@@ -6,9 +6,7 @@ from pathlib import Path
 
 from .graphs import graph_defs
 from .model import CobraModel, build_random
-from .onnx_export import EXPORT_REVISION, ExportResult, export_model
-
-__all__ = ["EXPORT_REVISION", "ExportResult", "export_model", "export_preset", "export_checkpoint"]
+from .onnx_export import ExportResult, export_model
 
 
 def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, show_progress: bool) -> ExportResult:

@@ -65,35 +65,33 @@ def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> None:
             module, args, dynamo=True, input_names=[t.name for t in gdef.inputs],
             output_names=[t.name for t in gdef.outputs], dynamic_shapes=dyn, verbose=False,
         )
+    _name_dynamic_dims(program.model, gdef)
     program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
-    _name_dynamic_dims(path, gdef)
 
 
-def _name_dynamic_dims(path: Path, gdef: GraphDef) -> None:
+def _name_dynamic_dims(model, gdef: GraphDef) -> None:
     """Give the graph's symbolic dimensions the contract's names (B, L, K) wherever the exporter wrote its own
-    (s29, ...): inputs, outputs and every value_info, subgraphs included, so the names stay consistent."""
-    import onnx
+    (s29, ...), in the in-memory model before it is saved: graph inputs and outputs and every value inside,
+    subgraphs (Scan bodies) included, so the names stay consistent."""
+    import onnx_ir as ir
 
-    model = onnx.load(str(path), load_external_data=False)
     rename = {}
-    for t, vi in zip(gdef.inputs, model.graph.input):
-        for want, dim in zip(t.shape, vi.type.tensor_type.shape.dim):
-            if isinstance(want, str) and dim.dim_param and dim.dim_param != want:
-                rename[dim.dim_param] = want
+    for t, value in zip(gdef.inputs, model.graph.inputs):
+        for want, dim in zip(t.shape, value.shape or ()):
+            if isinstance(want, str) and isinstance(dim, ir.SymbolicDim) and dim.value not in (None, want):
+                rename[dim.value] = want
     if not rename:
         return
-
-    def fix(graph) -> None:
-        for vi in [*graph.input, *graph.output, *graph.value_info]:
-            for dim in vi.type.tensor_type.shape.dim:
-                if dim.dim_param in rename:
-                    dim.dim_param = rename[dim.dim_param]
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    fix(attr.g)
-    fix(model.graph)
-    onnx.save(model, str(path))
+    values = [*model.graph.inputs, *model.graph.outputs]
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        values += node.outputs
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                values += [*attr.value.inputs, *attr.value.outputs]
+    for v in values:
+        if v.shape is not None and any(isinstance(d, ir.SymbolicDim) and d.value in rename for d in v.shape):
+            v.shape = ir.Shape([ir.SymbolicDim(rename[d.value]) if isinstance(d, ir.SymbolicDim) and d.value in rename
+                                else d for d in v.shape])
 
 
 def _reference(model: CobraModel, name: str) -> Callable:

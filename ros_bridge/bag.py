@@ -33,15 +33,6 @@ def _open_reader(path: Path):
     return reader
 
 
-def camera_topics(path: str | Path) -> dict[str, str]:
-    """The Image / CompressedImage topics recorded in a bag -> their message type."""
-    reader = _open_reader(Path(path))
-    try:
-        return {c.topic: c.msgtype for c in reader.connections if c.msgtype in CAMERA_TYPES}
-    finally:
-        reader.close()
-
-
 class BagTransport:
     live = False
 
@@ -57,18 +48,24 @@ class BagTransport:
         self.lines = 0
         self.closed = False
 
+    @property
+    def camera_topics(self) -> list[str]:
+        """The Image / CompressedImage topics recorded in the bag, sorted."""
+        return sorted(t for t, ty in self.topics.items() if ty in CAMERA_TYPES)
+
     def advertise(self, topic: str) -> None:
         pass  # the output file takes anything
 
     def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None:
         """Replay ``topic`` (its recorded type is used; ``msg_type`` is the node's guess from the name)."""
-        recorded = self.topics.get(check_topic(topic))
+        name = check_topic(topic)
+        recorded = self.topics.get(name)
         if recorded is None:
-            cams = [t for t, ty in self.topics.items() if ty in CAMERA_TYPES]
-            raise TransportError(f"topic {topic!r} is not in bag {self.path} (camera topics there: {cams})")
+            raise TransportError(f"topic {topic!r} is not in bag {self.path} (camera topics there: "
+                                 f"{self.camera_topics})")
         if recorded not in CAMERA_TYPES:
             raise TransportError(f"topic {topic!r} in bag {self.path} holds {recorded}, not a camera image type")
-        self._handlers[check_topic(topic)] = handler
+        self._handlers[name] = handler
 
     def spin(self, stop: threading.Event) -> None:
         """Hand every recorded message of the subscribed topics to its handler, in log-time order."""

@@ -25,7 +25,7 @@ class CdrError(CobraEdgeError, ValueError):
 
 class _Reader:
     def __init__(self, buf, what: str):
-        self.buf = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
+        self.buf = memoryview(buf).cast("B")
         self.what = what
         if len(self.buf) < 4:
             raise CdrError(f"{what}: {len(self.buf)} bytes is shorter than the 4-byte CDR header")

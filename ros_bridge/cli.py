@@ -84,21 +84,19 @@ def cmd_ros(args) -> int:
     from .node import CameraNode, NodeConfig
 
     topics = _split(args.topics)
-    if topics is None:
-        if args.transport != "bag" or not args.bag:
-            raise ValueError("--topics is required (comma-separated camera topics)")
-        from .bag import camera_topics
-
-        topics = sorted(camera_topics(args.bag))
-        if not topics:
-            raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
-    config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
-                        args.min_interval_ms, args.max_batch, args.mode)
+    if topics is None and args.transport != "bag":
+        raise ValueError("--topics is required (comma-separated camera topics)")
     transport, where = _transport(args)
     try:
+        if topics is None:  # a bag: every camera topic it recorded
+            topics = transport.camera_topics
+            if not topics:
+                raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
+        config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
+                            args.min_interval_ms, args.max_batch, args.mode)
         node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads)
     except BaseException:
-        transport.close()  # a bad artifact must not leave a DDS participant or a bag file open
+        transport.close()  # bad options or a bad artifact must not leave a DDS participant or a bag file open
         raise
 
     stop = threading.Event()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cyclonedds.core import DDSException, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import Domain, DomainParticipant
@@ -44,7 +44,6 @@ class DdsConfig:
     peers: tuple[str, ...] = ("127.0.0.1",)  # unicast discovery peers ([] with multicast: discover by multicast)
     multicast: bool = False
     max_participants: int = 32  # participant indices to probe on each peer (unicast discovery)
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not 0 <= int(self.domain_id) <= 232:

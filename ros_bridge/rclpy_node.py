@@ -15,7 +15,7 @@ import time
 
 from edge.cli import DEFAULT_PROMPT
 
-from .messages import COMPRESSED_TYPE
+from .messages import COMPRESSED_TYPE, IMAGE_TYPE
 from .transport import Handler
 
 
@@ -29,8 +29,7 @@ class RclpyTransport:
 
         self.node = node
         self._string = String
-        self._image_types = {COMPRESSED_TYPE: CompressedImage}
-        self._image = Image
+        self._image_types = {IMAGE_TYPE: Image, COMPRESSED_TYPE: CompressedImage}
         self._sensor_qos = qos_profile_sensor_data
         self._publishers = {}
         self._subscriptions = []
@@ -40,9 +39,8 @@ class RclpyTransport:
             self._publishers[topic] = self.node.create_publisher(self._string, topic, 10)
 
     def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None:
-        cls = self._image_types.get(msg_type, self._image)
         self._subscriptions.append(self.node.create_subscription(
-            cls, topic, lambda msg, t=topic: handler(t, msg, time.time()), self._sensor_qos))
+            self._image_types[msg_type], topic, lambda msg, t=topic: handler(t, msg, time.time()), self._sensor_qos))
 
     def spin(self, stop: threading.Event) -> None:
         import rclpy
