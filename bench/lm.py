@@ -1,14 +1,18 @@
 """Language-model benchmark, side by side in one run: same random weights, same inputs, same threads.
 
 Contenders
-- ``onnx``       our exported graphs in ONNX Runtime (prefill graph; step graph)
+- ``onnx``       our exported graphs in ONNX Runtime (prefill graph; step graph), fp32
+- ``onnx_int8``, ``onnx_fp16``  the precision variants of the same graphs (export/precision.py)
+- ``onnx_bound``, ``onnx_int8_bound``  the decode step in the IO-bound loop the runtime decodes with (state kept
+                 in OrtValues, only the argmax token id copied out: engines/loop.py)
 - ``onnx_steps`` the step graph called once per prompt token: what the prefill graph buys
 - ``torch_ref``  our PyTorch reference (export/mamba.py)
 - ``hf``         Hugging Face transformers' MambaForCausalLM with its cache (its pure-PyTorch path on CPU)
 
 Also measured: the machine's memory read bandwidth and the bandwidth floor of one decode step (weight bytes
 read once / bandwidth); each step time is reported as a multiple of that floor. Medians over repeats after
-warm-up; ratios are computed pair by pair from the medians of the same run.
+warm-up; contenders take turns round by round (one call each per round), so a slow spell of the shared machine
+hits all of them alike; ratios are computed pair by pair from the medians of the same run.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from typing import Callable
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA = "cobra-edge-bench-lm/1"
+SCHEMA = "cobra-edge-bench-lm/2"
 
 
 @dataclass
 class BenchOptions:
     presets: tuple[str, ...] = ("mamba-130m", "mamba-370m")
     batch_sizes: tuple[int, ...] = (1, 8)
+    precisions: tuple[str, ...] = ("fp32", "int8", "fp16")
     visual_tokens: int = 729
     prompt_tokens: int = 32
     threads: int = 2
@@ -44,6 +49,26 @@ class BenchOptions:
     def quick_options(cls, **kw) -> "BenchOptions":
         """Small model and sequence: the whole run in well under two minutes (for CI)."""
         return cls(presets=("bench-tiny",), visual_tokens=64, prompt_tokens=16, repeats=3, quick=True, **kw)
+
+
+def side_by_side(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                 slow: tuple[str, ...] = (), slow_repeats: int = 1) -> dict:
+    """Time contenders in turns: every round calls each once (``slow`` ones only in the first ``slow_repeats``
+    rounds, after no warm-up). -> {name: {median_ms, min_ms, runs_ms}}."""
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(warmup):
+        for k, fn in fns.items():
+            if k not in slow:
+                fn()
+    for i in range(repeats):
+        for k, fn in fns.items():
+            if k in slow and i >= slow_repeats:
+                continue
+            t = time.perf_counter()
+            fn()
+            runs[k].append((time.perf_counter() - t) * 1e3)
+    return {k: {"median_ms": float(np.median(r)), "min_ms": float(np.min(r)), "runs_ms": [round(x, 3) for x in r]}
+            for k, r in runs.items()}
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int) -> dict:
@@ -82,8 +107,9 @@ def _artifact(name: str, model, opts: BenchOptions) -> Path:
     from export.onnx_export import EXPORT_REVISION, export_model
 
     out = opts.cache_dir / name
-    if not artifact_matches(out, model.cfg.to_dict(), verify_hashes=False, revision=EXPORT_REVISION):
-        export_model(model, out, overwrite=True)
+    if not artifact_matches(out, model.cfg.to_dict(), verify_hashes=False, revision=EXPORT_REVISION,
+                            precisions=opts.precisions):
+        export_model(model, out, overwrite=True, precisions=opts.precisions)
     return out
 
 
@@ -107,6 +133,9 @@ def _hf_model(model):
 def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
     import torch
 
+    from edge.decode import STATE_CARRY
+    from engines.loop import open_loop
+
     from engines import load_engine
     from edge.manifest import Manifest
     from export.model import build_random
@@ -117,53 +146,100 @@ def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
     say(f"[{name}] export (cached)")
     art = _artifact(name, model, opts)
     manifest = Manifest.load(art, verify_hashes=False)
-    eng = {n: load_engine("onnxruntime", g.path, name=n, threads=opts.threads) for n, g in manifest.graphs.items()}
+    engines = {p: {n: load_engine("onnxruntime", g.path, name=n, threads=opts.threads)
+                   for n, g in manifest.graphs_for(p).items() if n in ("embed", "prefill", "step")}
+               for p in opts.precisions}
+    eng = engines["fp32"]
     hf = _hf_model(model)
     L = opts.visual_tokens + opts.prompt_tokens
     vocab = model.cfg.lm.vocab_size
     weight_bytes = sum(p.numel() * p.element_size() for p in llm.parameters())  # tied head counted once
     results: dict = {"preset": name, "prefill_tokens": L, "weight_bytes": weight_bytes,
-                     "parameters": sum(p.numel() for p in llm.parameters()), "prefill": {}, "step": {}}
+                     "parameters": sum(p.numel() for p in llm.parameters()), "prefill": {}, "step": {},
+                     "variant_parity": {p: manifest.raw["variants"][p]["parity"] for p in manifest.variants}}
     rng = np.random.default_rng(0)
-    slow = dict(repeats=opts.slow_repeats, warmup=0 if not opts.quick else 1)
-    fast = dict(repeats=opts.repeats, warmup=opts.warmup)
+    turns = dict(repeats=opts.repeats, warmup=opts.warmup, slow_repeats=opts.slow_repeats)
+
+    def label(p: str, suffix: str = "") -> str:
+        return "onnx" + ("" if p == "fp32" else f"_{p}") + suffix
+
     with torch.no_grad():
         for B in opts.batch_sizes:
             ids = rng.integers(0, vocab, (B, L)).astype(np.int64)
             ids_t = torch.from_numpy(ids)
             conv, ssm = manifest.state.zeros(B)
             emb = eng["embed"].run({"input_ids": ids})["inputs_embeds"]
-            row: dict = {}
             say(f"[{name}] prefill B={B}, L={L}")
-            row["onnx"] = timed(lambda: eng["prefill"].run({"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm}), **fast)
+            feeds = {"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm}
+            fns = {label(p): (lambda e=engines[p]["prefill"]: e.run(feeds)) for p in opts.precisions}
             # every contender computes the LM head on the last position only (what a prefill needs; HF's
             # generate() asks the same with logits_to_keep=1)
-            row["torch_ref"] = timed(lambda: llm.forward_embeds(llm.embed(ids_t), *llm.empty_state(B), last_only=True),
-                                     **slow)
-            row["hf"] = timed(lambda: hf(input_ids=ids_t, use_cache=True, logits_to_keep=1), **slow)
+            fns["torch_ref"] = lambda: llm.forward_embeds(llm.embed(ids_t), *llm.empty_state(B), last_only=True)
+            fns["hf"] = lambda: hf(input_ids=ids_t, use_cache=True, logits_to_keep=1)
+            slow = ("torch_ref", "hf")
             if B == 1:
                 def step_loop():
                     c, s = conv, ssm
                     for t in range(L):
                         o = eng["step"].run({"input_ids": ids[:, t], "conv_state": c, "ssm_state": s})
                         c, s = o["conv_state_out"], o["ssm_state_out"]
-                row["onnx_steps"] = timed(step_loop, **slow)
-            results["prefill"][str(B)] = row
+                fns["onnx_steps"] = step_loop
+                slow += ("onnx_steps",)
+            results["prefill"][str(B)] = side_by_side(fns, slow=slow, **turns)
 
             say(f"[{name}] decode step B={B}")
             tok = ids[:, -1].copy()
             tok_t = torch.from_numpy(tok)
-            out = eng["prefill"].run({"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm})
+            out = eng["prefill"].run(feeds)
             c_on, s_on = out["conv_state_out"], out["ssm_state_out"]
             c_t, s_t = torch.from_numpy(c_on), torch.from_numpy(s_on)
             hf_cache = hf(input_ids=ids_t[:, : min(L, 8)], use_cache=True).cache_params
-            step = {
-                "onnx": timed(lambda: eng["step"].run({"input_ids": tok, "conv_state": c_on, "ssm_state": s_on}), **fast),
-                "torch_ref": timed(lambda: llm.step(tok_t, c_t, s_t), **fast),
-                "hf": timed(lambda: hf(input_ids=tok_t[:, None], cache_params=hf_cache, use_cache=True), **fast),
-            }
-            results["step"][str(B)] = step
+            fns = {label(p): (lambda e=engines[p]["step"]: e.run({"input_ids": tok, "conv_state": c_on, "ssm_state": s_on}))
+                   for p in opts.precisions}
+            for p in opts.precisions:
+                if p != "fp16":  # the decode loop the runtime uses: state in OrtValues, token ids out
+                    loop = open_loop(engines[p]["step"], STATE_CARRY, {"conv_state": c_on, "ssm_state": s_on},
+                                     fetch=("next_token",))
+                    fns[label(p, "_bound")] = lambda lp=loop: lp.run({"input_ids": tok})
+            fns["torch_ref"] = lambda: llm.step(tok_t, c_t, s_t)
+            fns["hf"] = lambda: hf(input_ids=tok_t[:, None], cache_params=hf_cache, use_cache=True)
+            results["step"][str(B)] = side_by_side(fns, repeats=max(opts.repeats, 10), warmup=max(opts.warmup, 2))
     return results
+
+
+SESSION_OPTIONS = {  # name -> (threads, spinning, memory arena, graph optimisation level)
+    "2 threads, spinning, arena, all optimisations": (2, True, True, "ORT_ENABLE_ALL"),
+    "2 threads, no spinning": (2, False, True, "ORT_ENABLE_ALL"),
+    "2 threads, no memory arena": (2, True, False, "ORT_ENABLE_ALL"),
+    "2 threads, extended optimisations only": (2, True, True, "ORT_ENABLE_EXTENDED"),
+    "1 thread": (1, True, True, "ORT_ENABLE_ALL"),
+}
+
+
+def measure_session_options(art: Path, manifest, opts: BenchOptions, say=print) -> dict:
+    """The fp32 step (B = 1) and prefill (B = 1) under each of SESSION_OPTIONS, in turns (how OrtEngine's
+    defaults were chosen)."""
+    import onnxruntime as ort
+
+    def session(graph: str, threads: int, spin: bool, arena: bool, level: str):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.enable_cpu_mem_arena = arena
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(art / f"{graph}.onnx"), so, providers=["CPUExecutionProvider"])
+
+    conv, ssm = manifest.state.zeros(1)
+    d_model = manifest.model["lm"]["d_model"]
+    emb = np.random.default_rng(0).standard_normal((1, opts.visual_tokens + opts.prompt_tokens, d_model)).astype(np.float32)
+    out: dict = {}
+    for graph, feeds, repeats in (("step", {"input_ids": np.ones(1, np.int64), "conv_state": conv, "ssm_state": ssm}, 20),
+                                  ("prefill", {"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm}, opts.repeats)):
+        say(f"session options: {graph}")
+        sessions = {k: session(graph, *v) for k, v in SESSION_OPTIONS.items()}
+        out[graph] = side_by_side({k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()}, repeats, 2)
+    return out
 
 
 def ratios(result: dict, floor_ms: float) -> dict:
@@ -175,8 +251,15 @@ def ratios(result: dict, floor_ms: float) -> dict:
     out: dict = {"prefill": {B: over_onnx(row) for B, row in result["prefill"].items()},
                  "step": {B: {**over_onnx(row), "onnx_over_floor": row["onnx"]["median_ms"] / floor_ms}
                           for B, row in result["step"].items()}}
+    for B, row in result["step"].items():
+        out["step"][B].update({f"{k}_over_floor": row[k]["median_ms"] / floor_ms for k in row if k.startswith("onnx_")})
+        for k in row:
+            if k.startswith("onnx_int8"):  # int8 vs the fp32 call of the same kind (plain or bound)
+                out["step"][B][f"{k}_speedup_vs_fp32"] = row[k.replace("_int8", "")]["median_ms"] / row[k]["median_ms"]
     if "1" in result["step"] and "8" in result["step"]:
-        out["step"]["b8_over_b1"] = result["step"]["8"]["onnx"]["median_ms"] / result["step"]["1"]["onnx"]["median_ms"]
+        for k in result["step"]["1"]:
+            if k.startswith("onnx") and k in result["step"]["8"]:
+                out["step"][f"b8_over_b1_{k}"] = result["step"]["8"][k]["median_ms"] / result["step"]["1"][k]["median_ms"]
     return out
 
 
@@ -209,8 +292,13 @@ def run(opts: BenchOptions, out_dir: Path = RESULTS_DIR, say=print) -> tuple[dic
     doc = {"schema": SCHEMA, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_info(opts.threads),
            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
            "read_bandwidth_gb_s": bw, "presets": []}
-    for name in opts.presets:
+    for i, name in enumerate(opts.presets):
         result = bench_preset(name, opts, say=say)
+        if i == 0:
+            from edge.manifest import Manifest
+
+            art = opts.cache_dir / name
+            result["session_options"] = measure_session_options(art, Manifest.load(art, verify_hashes=False), opts, say)
         floor_ms = result["weight_bytes"] / (bw * 1e9) * 1e3
         result["step_floor_ms"] = floor_ms
         result["ratios"] = ratios(result, floor_ms)
@@ -228,18 +316,18 @@ def format_table(doc: dict) -> str:
     for r in doc["presets"]:
         lines.append(f"\n{r['preset']}: {r['parameters'] / 1e6:.1f}M parameters, prefill {r['prefill_tokens']} tokens, "
                      f"step floor {r['step_floor_ms']:.1f} ms")
-        lines.append(f"  {'phase':<8}{'B':>3}  " + "".join(f"{c:>12}" for c in ("onnx", "onnx_steps", "torch_ref", "hf"))
-                     + "   (median ms)")
+        cols = list(dict.fromkeys(k for phase in ("prefill", "step") for row in r[phase].values() for k in row))
+        lines.append(f"  {'phase':<8}{'B':>3}  " + "".join(f"{c:>17}" for c in cols) + "   (median ms)")
         for phase in ("prefill", "step"):
             for B, row in r[phase].items():
-                cells = "".join(f"{row[c]['median_ms']:>12.1f}" if c in row else f"{'-':>12}"
-                                for c in ("onnx", "onnx_steps", "torch_ref", "hf"))
+                cells = "".join(f"{row[c]['median_ms']:>17.1f}" if c in row else f"{'-':>17}" for c in cols)
                 lines.append(f"  {phase:<8}{B:>3}  {cells}")
         rat = r["ratios"]
         for phase in ("prefill", "step"):
             for B, row in rat[phase].items():
                 if isinstance(row, dict):
                     lines.append(f"  {phase} B={B}: " + ", ".join(f"{k} {v:.2f}x" for k, v in row.items()))
-        if "b8_over_b1" in rat["step"]:
-            lines.append(f"  step B=8 / B=1: {rat['step']['b8_over_b1']:.2f}")
+        lines += [f"  step {k[11:]} B=8 / B=1: {v:.2f}" for k, v in rat["step"].items() if k.startswith("b8_over_b1_")]
+        for graph, rows in r.get("session_options", {}).items():
+            lines.append(f"  session options, {graph} B=1: " + "; ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in rows.items()))
     return "\n".join(lines)

@@ -147,15 +147,15 @@ def _start_state(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarra
     return conv, ssm
 
 
-def prefill_rows(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prefill_rows(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Embed prompts (one call per prompt length), prefill (one call per total length); -> logits [n, V],
-    conv, ssm in the order of ``rows``."""
+    next_token [n] (their argmax), conv, ssm in the order of ``rows``."""
     t0 = time.perf_counter()
     for group in _groups(rows, lambda r: len(r.ids)).values():
         emb = rt.engines["embed"].run({"input_ids": np.stack([r.ids for r in group])})["inputs_embeds"]
         for j, r in enumerate(group):
             r.parts.append(emb[j:j + 1])
-    logits = conv = ssm = None
+    logits = tokens = conv = ssm = None
     index = {id(r): j for j, r in enumerate(rows)}
     for group in _groups(rows, lambda r: sum(p.shape[1] for p in r.parts)).values():
         x = np.concatenate([np.concatenate(r.parts, axis=1) for r in group], axis=0)
@@ -163,13 +163,15 @@ def prefill_rows(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarra
         out = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": c, "ssm_state": s})
         if logits is None:
             logits = np.empty((len(rows), *out["logits"].shape[1:]), out["logits"].dtype)
+            tokens = np.empty(len(rows), np.int64)
             conv, ssm = rt.manifest.state.zeros(len(rows))
         at = [index[id(r)] for r in group]
-        logits[at], conv[at], ssm[at] = out["logits"], out["conv_state_out"], out["ssm_state_out"]
+        logits[at], tokens[at] = out["logits"], out["next_token"]
+        conv[at], ssm[at] = out["conv_state_out"], out["ssm_state_out"]
         for r in group:
             r.profile.prefill_tokens = x.shape[1]
     _timed_stage(rows, "prefill", t0)
-    return logits, conv, ssm
+    return logits, tokens, conv, ssm
 
 
 def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Exception"]:
@@ -190,10 +192,10 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
     batch = len(rows)
     try:
         _visual_embeds(rt, rows)
-        logits, conv, ssm = prefill_rows(rt, rows)
+        _, first, conv, ssm = prefill_rows(rt, rows)
         t0 = time.perf_counter()
         tokens, conv, ssm = greedy_decode(
-            rt.engines["step"], logits, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
+            rt.engines["step"], first, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
             feed_last=[r.req.stream.mode == "continuous" for r in rows],
         )
         texts = [rt.tokenizer.decode(t) for t in tokens]

@@ -30,11 +30,12 @@ def cmd_export(args) -> int:
     export_cli = _need_export()  # its errors (CheckpointError is a ValueError) are reported by main()
     if args.checkpoint:
         result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
-                                              args.tokenizer, overwrite=args.overwrite)
+                                              args.tokenizer, overwrite=args.overwrite, precisions=args.precision)
     elif args.vision_weights or args.tokenizer:
         raise ValueError("--vision-weights and --tokenizer go with --checkpoint")
     else:
-        result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite)
+        result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite,
+                                          precisions=args.precision)
     print(f"wrote {result.out_dir}")
     for graph, outputs in result.parity.items():
         worst = max(v["max_abs_err"] for v in outputs.values())
@@ -64,9 +65,9 @@ def _run(directory, sources: dict, args) -> int:
     from .runtime import Runtime
 
     runtime = Runtime.load(directory, backend=args.backend, max_streams=max(len(sources), 1),
-                           threads=args.threads)
+                           threads=args.threads, precision=args.precision)
     print(f"model {runtime.manifest.model.get('name')} from {directory}: {runtime.manifest.visual_tokens} visual tokens, "
-          f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}")
+          f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}, {runtime.precision}")
     print(_fmt_row(ROW_HEAD, ROW_WIDTHS) + "   (times in ms)")
     errors = []
 
@@ -103,7 +104,8 @@ def cmd_profile(args) -> int:
     from .runtime import Runtime
 
     sources = _sources(args)
-    runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads)
+    runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads,
+                           precision=args.precision)
     print(f"profiling {len(sources)} streams x {args.frames} frames on {args.dir} ({runtime.manifest.visual_tokens} "
           f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream)")
     run = run_profile(runtime, sources, args.prompt, args.frames, args.max_new_tokens, max_age_ms=args.max_age_ms,
@@ -136,11 +138,12 @@ def cmd_demo(args) -> int:
     from .manifest import artifact_matches
 
     directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
-    if artifact_matches(directory, preset("tiny").to_dict(), revision=EXPORT_REVISION):
+    precisions = ("fp32", args.precision)
+    if artifact_matches(directory, preset("tiny").to_dict(), revision=EXPORT_REVISION, precisions=precisions):
         print(f"using the tiny model exported in {directory}")
     else:
         print(f"exporting the tiny model to {directory} ...")
-        export_cli.export_preset("tiny", directory, overwrite=True)
+        export_cli.export_preset("tiny", directory, overwrite=True, precisions=precisions)
     args.video = None
     return _run(directory, _sources(args), args)
 
@@ -192,6 +195,13 @@ def cmd_inspect(args) -> int:
     print("parity (max |onnx - torch|)")
     for name, outs in m.parity.get("graphs", {}).items():
         print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e} (tol {v['tol']:.1e})" for o, v in outs.items()))
+    for precision, v in m.raw.get("variants", {}).items():
+        par = v.get("parity", {})
+        files = ", ".join(g["file"] for g in v["graphs"].values())
+        print(f"variant    {precision}: {files}; {v.get('weights', '')}")
+        print(f"  vs fp32: prefill logits {par['prefill']['logits']:.2e} (max |logit| {par['prefill']['max_abs_logits']:.2f}), "
+              f"ssm state {par['prefill']['ssm_state_out']:.2e}; step logits {par['step']['logits']:.2e}; greedy tokens "
+              f"equal to fp32 for {par['greedy']['same_prefix']} of {par['greedy']['tokens']}")
     return 0
 
 
@@ -210,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="artifact directory to write")
     e.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "int8"),
+                   help="also write these variants of the prefill and step graphs (fp32 is always written)")
     e.set_defaults(func=cmd_export)
 
     def runtime_args(q):
@@ -219,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--max-new-tokens", type=int, default=8)
         q.add_argument("--backend", default="onnxruntime")
         q.add_argument("--threads", type=int, default=None, help="intra-op threads per graph")
+        q.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                       help="which of the artifact's variants to run (see cobra-edge inspect)")
 
     r = sub.add_parser("run", help="answer frames from a video or synthetic streams")
     r.add_argument("dir", help="artifact directory")

@@ -1,46 +1,60 @@
-"""Greedy decoding from stream states, one step-graph call per token for all streams still answering."""
+"""Greedy decoding from stream states, one step-graph call per token for all streams still answering.
+
+The state stays inside the backend between steps (``engines.loop``: IO binding on ONNX Runtime) and only the
+step graph's ``next_token`` (its argmax) comes back per step: [rows] int64, not [rows, V] logits.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from engines.base import Engine
+from engines.loop import open_loop
+
+STATE_CARRY = {"conv_state_out": "conv_state", "ssm_state_out": "ssm_state"}
 
 
-def greedy_decode(step: Engine, first_logits: np.ndarray, conv: np.ndarray, ssm: np.ndarray,
-                  max_new_tokens: list[int], eos_token_id: int, feed_last: list[bool]
+def greedy_decode(step: Engine, first_tokens: np.ndarray, conv: np.ndarray, ssm: np.ndarray,
+                  max_new_tokens: list[int], eos_token_id: int, feed_last: list[bool], bound: bool = True
                   ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Greedy decoding of n streams in one batch.
 
-    first_logits [n, V] from the prefill; conv/ssm [n, ...] the states after the prefill (updated in place).
-    Returns (token ids per stream without EOS, conv, ssm): each row's state after the last token fed to the
-    model. A row's first token comes from the prefill's logits; each later token costs one step, batched over
-    the rows still answering; a row leaves the batch at EOS or at its ``max_new_tokens``.
-    feed_last[r]: also feed row r's final answer token, so its state holds the whole answer (state that
-    carries over to the next frame); otherwise that step is skipped, since nothing reads its output.
+    first_tokens [n] int64: each row's first token (the prefill's ``next_token``); conv/ssm [n, ...] the states
+    after the prefill (updated in place). Returns (token ids per stream without EOS, conv, ssm): each row's state
+    after the last token fed to the model. Each later token costs one step, batched over the rows still
+    answering; a row leaves the batch at EOS or at its ``max_new_tokens``. feed_last[r]: also feed row r's final
+    answer token, so its state holds the whole answer (state that carries over to the next frame); otherwise that
+    step is skipped, since nothing reads its output. ``bound=False`` passes the state through numpy every step
+    (the reference the bound loop is tested against).
     """
-    n = first_logits.shape[0]
+    n = len(first_tokens)
     ids: list[list[int]] = [[] for _ in range(n)]
-    logits = first_logits
-    rows = np.arange(n)  # the rows `logits` belongs to
+    next_tokens = np.asarray(first_tokens, dtype=np.int64)
+    rows = np.arange(n)  # the rows `next_tokens` and the loop's state belong to
+    loop = None
     for i in range(max(max_new_tokens, default=0)):
         feed = []
-        for r, row_logits in zip(rows, logits):
-            if i >= max_new_tokens[r]:
-                continue
-            token = int(np.argmax(row_logits))
-            if token == eos_token_id:
+        for r, token in zip(rows, next_tokens.tolist()):
+            if i >= max_new_tokens[r] or token == eos_token_id:
                 continue
             ids[r].append(token)
             if i + 1 < max_new_tokens[r] or feed_last[r]:
                 feed.append(r)
+        if loop is not None and len(feed) < len(rows):  # rows leave: save their state, keep the others
+            state = loop.carried()
+            conv[rows], ssm[rows] = state["conv_state"], state["ssm_state"]
+            if feed:
+                loop.keep_rows(np.searchsorted(rows, feed))
         if not feed:
-            break
+            return ids, conv, ssm
+        if loop is None:
+            whole = len(feed) == n
+            loop = open_loop(step, STATE_CARRY, {"conv_state": conv if whole else conv[feed],
+                                                 "ssm_state": ssm if whole else ssm[feed]},
+                             fetch=("next_token",), bound=bound)
         rows = np.asarray(feed)
-        tokens = np.array([ids[r][-1] for r in rows], dtype=np.int64)
-        whole = len(rows) == n
-        out = step.run({"input_ids": tokens, "conv_state": conv if whole else conv[rows],
-                        "ssm_state": ssm if whole else ssm[rows]})
-        logits = out["logits"]
-        conv[rows], ssm[rows] = out["conv_state_out"], out["ssm_state_out"]
+        next_tokens = loop.run({"input_ids": np.array([ids[r][-1] for r in rows], dtype=np.int64)})["next_token"]
+    if loop is not None:
+        state = loop.carried()
+        conv[rows], ssm[rows] = state["conv_state"], state["ssm_state"]
     return ids, conv, ssm

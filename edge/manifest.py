@@ -29,8 +29,8 @@ REQUIRED_TENSORS = {
     "vision": ({"pixels"}, set()),
     "projector": (set(), {"visual_embeds"}),
     "embed": ({"input_ids"}, {"inputs_embeds"}),
-    "prefill": ({"inputs_embeds", "conv_state", "ssm_state"}, {"logits", "conv_state_out", "ssm_state_out"}),
-    "step": ({"input_ids", "conv_state", "ssm_state"}, {"logits", "conv_state_out", "ssm_state_out"}),
+    "prefill": ({"inputs_embeds", "conv_state", "ssm_state"}, {"logits", "next_token", "conv_state_out", "ssm_state_out"}),
+    "step": ({"input_ids", "conv_state", "ssm_state"}, {"logits", "next_token", "conv_state_out", "ssm_state_out"}),
 }
 BOX_INPUTS = {"boxes": TensorSpec("boxes", "float32", ("B", "K", 4)), "box_mask": TensorSpec("box_mask", "bool", ("B", "K"))}
 LM_GRAPHS = ("embed", "prefill", "step")
@@ -82,10 +82,24 @@ class Manifest:
     parity: dict
     files: dict[str, dict]
     raw: dict = field(repr=False)
+    variants: dict[str, dict[str, GraphEntry]] = field(default_factory=dict)  # precision -> graphs it replaces
 
     @property
     def has_vision(self) -> bool:
         return "vision" in self.graphs
+
+    @property
+    def precisions(self) -> list[str]:
+        return ["fp32", *self.variants]
+
+    def graphs_for(self, precision: str = "fp32") -> dict[str, GraphEntry]:
+        """The graphs to run at ``precision``: fp32's, with the variant's files where it has one."""
+        if precision == "fp32":
+            return dict(self.graphs)
+        if precision not in self.variants:
+            raise ManifestError(f"{self.root}: no {precision!r} variant; this artifact has {self.precisions} "
+                                f"(export it with --precision {precision})")
+        return {**self.graphs, **self.variants[precision]}
 
     @classmethod
     def load(cls, directory: str | os.PathLike, verify_hashes: bool = True) -> "Manifest":
@@ -180,6 +194,17 @@ class Manifest:
                         f"{mpath}: graphs.{gname}.inputs.{tname} is {spec.describe()} but the state spec says "
                         f"{expected.describe()}"
                     )
+        variants: dict[str, dict[str, GraphEntry]] = {}
+        for precision, v in raw.get("variants", {}).items():
+            where = f"variants.{precision}"
+            variants[precision] = {}
+            for gname, g in need(v, "graphs", dict, where).items():
+                if gname not in graphs:
+                    raise ManifestError(f"{mpath}: {where}: graph {gname!r} has no fp32 entry to stand in for")
+                file = need(g, "file", str, f"{where}.graphs.{gname}")
+                base = graphs[gname]  # same tensor contract as the fp32 graph (checked against the file at load)
+                variants[precision][gname] = GraphEntry(gname, file, listed(file, f"{where}.graphs.{gname}.file"),
+                                                        base.inputs, base.outputs)
         tok = need(raw, "tokenizer", dict)
         pre = raw.get("preprocessing", {})
         template = need(raw, "prompt_template", str)
@@ -199,6 +224,7 @@ class Manifest:
             parity=raw.get("parity", {}),
             files=files,
             raw=raw,
+            variants=variants,
         )
 
 
@@ -222,15 +248,17 @@ def _check_vision_feeds_projector(mpath: Path, vision: GraphEntry, projector: Gr
 
 
 def artifact_matches(directory: str | os.PathLike, model: dict, verify_hashes: bool = True,
-                     revision: str | None = None) -> bool:
+                     revision: str | None = None, precisions=("fp32",)) -> bool:
     """True when ``directory`` holds a valid artifact exported from this model config (compared as the
-    manifest stores it: through JSON, so tuples read back as lists) and, if given, by this exporter
-    ``revision`` (export.onnx_export.EXPORT_REVISION). For caches of exports."""
+    manifest stores it: through JSON, so tuples read back as lists), if given by this exporter ``revision``
+    (export.onnx_export.EXPORT_REVISION), with all these ``precisions``. For caches of exports."""
     try:
         m = Manifest.load(directory, verify_hashes=verify_hashes)
     except ManifestError:
         return False
     if revision is not None and m.raw.get("export", {}).get("revision") != revision:
+        return False
+    if not set(precisions) <= set(m.precisions):
         return False
     return m.model == json.loads(json.dumps(model))
 

@@ -152,20 +152,22 @@ class Runtime:
     tokenizer: PromptTokenizer
     pool: StatePool
     backend: str
+    precision: str = "fp32"
     streams: dict[str, Stream] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, backend: str = "onnxruntime", max_streams: int = 16,
-             verify_hashes: bool = True, **engine_options) -> "Runtime":
-        """Open an artifact directory. ``engine_options`` go to the backend (ONNX Runtime: providers, threads)."""
+             verify_hashes: bool = True, precision: str = "fp32", **engine_options) -> "Runtime":
+        """Open an artifact directory. ``precision``: fp32, or a variant the artifact holds (fp16, int8: see
+        ``Manifest.precisions``). ``engine_options`` go to the backend (ONNX Runtime: providers, threads)."""
         manifest = Manifest.load(directory, verify_hashes=verify_hashes)
         engines = {}
-        for name, entry in manifest.graphs.items():
+        for name, entry in manifest.graphs_for(precision).items():
             engine = load_engine(backend, entry.path, name=name, **engine_options)
             _check_engine_matches(manifest.root, entry, engine)
             engines[name] = engine
         tokenizer = PromptTokenizer(manifest.tokenizer_path, manifest.prompt_template, manifest.eos_token_id)
-        return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend)
+        return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend, precision)
 
     @property
     def takes_boxes(self) -> bool:

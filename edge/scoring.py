@@ -54,7 +54,7 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
             raise StreamError(f"stream {stream.name!r}: answers {empty} encode to no tokens")
         row = _start_row(req, rt.takes_boxes)
         _visual_embeds(rt, [row])
-        logits, conv, ssm = prefill_rows(rt, [row])
+        logits, _, conv, ssm = prefill_rows(rt, [row])
         t0 = time.perf_counter()
         scores = _score(rt.engines["step"], logits[0], conv, ssm, ids)
         row.profile.decode += (time.perf_counter() - t0) * 1e3

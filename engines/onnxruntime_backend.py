@@ -8,7 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .base import EngineError, TensorSpec, validate_feeds
+from .base import EngineError, EngineInputError, TensorSpec, validate_feeds
+from .loop import check_loop
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -37,7 +38,7 @@ class OrtEngine:
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
-                 providers: Sequence[str] | None = None, threads: int | None = None):
+                 providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool | None = None):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])
@@ -52,6 +53,8 @@ class OrtEngine:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if spinning is not None:  # worker threads busy-wait for work between ops (faster, but burns a core)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
         try:
             self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers)
@@ -60,6 +63,7 @@ class OrtEngine:
         self.inputs = {a.name: _spec(a) for a in self.session.get_inputs()}
         self.outputs = {a.name: _spec(a) for a in self.session.get_outputs()}
         self._output_names = list(self.outputs)
+        self.device = "cuda" if providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         validate_feeds(self.name, self.inputs, feeds)
@@ -69,3 +73,76 @@ class OrtEngine:
             shapes = {k: f"{v.dtype}{list(v.shape)}" for k, v in feeds.items()}
             raise EngineError(f"graph {self.name!r}: ONNX Runtime failed on inputs {shapes}: {e}") from e
         return dict(zip(self._output_names, values))
+
+    def open_loop(self, carry: Mapping[str, str], state: Mapping[str, np.ndarray], fetch: Sequence[str]) -> "OrtLoop":
+        """A decode loop whose carried tensors stay in ``OrtValue``s (IO binding): see engines/loop.py."""
+        return OrtLoop(self, carry, state, fetch)
+
+
+class OrtLoop:
+    """``engines.loop.Loop`` with IO binding. The carried state lives in two sets of ``OrtValue``s on the session's
+    device; each run reads one set and writes the other (step N's outputs are step N+1's inputs), so no state
+    crosses to numpy between runs. Outputs neither carried nor fetched (the logits) are written to a preallocated
+    buffer on the device and never copied; fetched ones (the token ids) go to preallocated host buffers."""
+
+    def __init__(self, engine: OrtEngine, carry: Mapping[str, str], state: Mapping[str, np.ndarray],
+                 fetch: Sequence[str]):
+        check_loop(engine, carry, state, fetch)
+        self.engine, self.carry, self.fetch = engine, dict(carry), list(fetch)
+        self.io = engine.session.io_binding()
+        self._allocate({k: np.asarray(v) for k, v in state.items()})
+
+    def _value(self, shape, dtype, device: str) -> ort.OrtValue:
+        return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(dtype), device, 0)
+
+    def _allocate(self, state: Mapping[str, np.ndarray]) -> None:
+        batches = {v.shape[0] for v in state.values()}
+        if len(batches) != 1:
+            raise EngineInputError(f"graph {self.engine.name!r}: carried tensors disagree on the batch: "
+                                   f"{ {k: v.shape for k, v in state.items()} }")
+        self.batch = batches.pop()
+        validate_feeds(self.engine.name, {k: self.engine.inputs[k] for k in state}, state)
+        dev = self.engine.device
+        # copies: the loop writes into its buffers, never into the caller's arrays
+        self.cur = {k: ort.OrtValue.ortvalue_from_numpy(np.array(v, copy=True), dev, 0) for k, v in state.items()}
+        self.nxt = {k: self._value(v.shape, v.dtype, dev) for k, v in state.items()}
+        self.outputs: dict[str, ort.OrtValue] = {}
+        for name, spec in self.engine.outputs.items():
+            if name in self.carry:
+                continue
+            shape = [self.batch if d == "B" else d for d in spec.shape]
+            if not all(isinstance(d, int) for d in shape):
+                raise EngineError(f"graph {self.engine.name!r}: output {name!r} {spec.describe()} has a dynamic "
+                                  "dimension other than B; it cannot be bound to a preallocated buffer")
+            self.outputs[name] = self._value(shape, spec.dtype, "cpu" if name in self.fetch else dev)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        specs = {k: self.engine.inputs[k] for k in feeds if k in self.engine.inputs}
+        validate_feeds(self.engine.name, specs, feeds)
+        wrong = {k: v.shape[0] for k, v in feeds.items() if v.shape[:1] != (self.batch,)}
+        if wrong:
+            raise EngineInputError(f"graph {self.engine.name!r}: loop inputs {wrong} must have the loop's batch "
+                                   f"{self.batch} rows")
+        io = self.io
+        for k, v in feeds.items():
+            io.bind_cpu_input(k, np.ascontiguousarray(v))
+        for k, v in self.cur.items():
+            io.bind_ortvalue_input(k, v)
+        for out, inp in self.carry.items():
+            io.bind_ortvalue_output(out, self.nxt[inp])
+        for k, v in self.outputs.items():
+            io.bind_ortvalue_output(k, v)
+        try:
+            self.engine.session.run_with_iobinding(io)
+        except Exception as e:
+            raise EngineError(f"graph {self.engine.name!r}: ONNX Runtime failed in the bound loop "
+                              f"(batch {self.batch}): {e}") from e
+        self.cur, self.nxt = self.nxt, self.cur
+        return {k: self.outputs[k].numpy().copy() for k in self.fetch}
+
+    def carried(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v.numpy(), copy=True) for k, v in self.cur.items()}
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        idx = np.asarray(rows, dtype=np.int64)
+        self._allocate({k: v[idx] for k, v in self.carried().items()})

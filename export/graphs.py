@@ -52,31 +52,48 @@ class EmbedGraph(nn.Module):
         return self.llm.embed(input_ids)
 
 
+def _io_dtype(model: CobraModel) -> torch.dtype:
+    """The dtype of the graphs' float tensors by contract (the model config's), whatever the weights' precision."""
+    return getattr(torch, model.cfg.dtype)
+
+
 class PrefillGraph(nn.Module):
     """Projections over all L tokens at once; the recurrence as one ONNX Scan per layer (``scan``: a form of
-    export/scan.py; chunked by default, chosen by measurement: bench/scan_forms.py)."""
+    export/scan.py; chunked by default, chosen by measurement: bench/scan_forms.py).
+
+    Precision variants (export/precision.py) build this from a copy of the model in another dtype: inputs are cast
+    to the weights' dtype and outputs back, so every variant keeps the same tensor contract."""
 
     def __init__(self, model: CobraModel, scan: str = PREFILL_SCAN):
         super().__init__()
         self.llm = model.llm
         self.scan = SCANS[scan]
+        self.io_dtype = _io_dtype(model)
 
     def forward(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor):
         """inputs_embeds [B, L, d_model], conv_state [B, n_layer, d_inner, d_conv-1],
-        ssm_state [B, n_layer, d_inner, d_state] f32 -> logits [B, V] (last position), states out."""
-        logits, conv, ssm = self.llm.forward_embeds(inputs_embeds, conv_state, ssm_state, scan=self.scan,
+        ssm_state [B, n_layer, d_inner, d_state] f32 -> logits [B, V] f32 (last position), next_token [B] int64
+        (argmax of logits), states out."""
+        w = self.llm.backbone.embedding.weight.dtype
+        logits, conv, ssm = self.llm.forward_embeds(inputs_embeds.to(w), conv_state.to(w), ssm_state, scan=self.scan,
                                                     last_only=True)
-        return logits[:, -1], conv, ssm
+        logits = logits[:, -1].float()
+        return logits, torch.argmax(logits, dim=-1), conv.to(self.io_dtype), ssm
 
 
 class StepGraph(nn.Module):
     def __init__(self, model: CobraModel):
         super().__init__()
         self.llm = model.llm
+        self.io_dtype = _io_dtype(model)
 
     def forward(self, input_ids: Tensor, conv_state: Tensor, ssm_state: Tensor):
-        """input_ids int64 [B] -> logits [B, V], conv_state_out, ssm_state_out."""
-        return self.llm.step(input_ids, conv_state, ssm_state)
+        """input_ids int64 [B] -> logits [B, V] f32, next_token [B] int64 (argmax of logits: greedy decoding
+        reads B ids instead of [B, V] logits), conv_state_out, ssm_state_out."""
+        w = self.llm.backbone.embedding.weight.dtype
+        logits, conv, ssm = self.llm.step(input_ids, conv_state.to(w), ssm_state)
+        logits = logits.float()
+        return logits, torch.argmax(logits, dim=-1), conv.to(self.io_dtype), ssm
 
 
 @dataclass(frozen=True)
@@ -127,9 +144,9 @@ def graph_defs(model: CobraModel) -> list[GraphDef]:
         GraphDef("embed", EmbedGraph, (TensorDef("input_ids", "int64", ("B", "L")),),
                  (TensorDef("inputs_embeds", dt, ("B", "L", D)),)),
         GraphDef("prefill", PrefillGraph, (TensorDef("inputs_embeds", dt, ("B", "L", D)), *states_in),
-                 (TensorDef("logits", "float32", ("B", V)), *states_out)),
+                 (TensorDef("logits", "float32", ("B", V)), TensorDef("next_token", "int64", ("B",)), *states_out)),
         GraphDef("step", StepGraph, (TensorDef("input_ids", "int64", ("B",)), *states_in),
-                 (TensorDef("logits", "float32", ("B", V)), *states_out)),
+                 (TensorDef("logits", "float32", ("B", V)), TensorDef("next_token", "int64", ("B",)), *states_out)),
     ]
     return defs
 

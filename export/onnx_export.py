@@ -26,13 +26,14 @@ from edge.state import StateSpec
 
 from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
 from .model import CobraModel
+from .precision import VARIANT_GRAPHS, WEIGHTS, check_precisions, export_fp16, quantize_int8, variant_file, variant_parity
 from .scan import DEFAULT_CHUNK
 from .tokenizer import write_tokenizer
 
 # max |ort - ref| <= atol + rtol * max |ref|, per output dtype
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2)}
 # how the graphs are built (not what they compute): caches of exports are stale when it changes
-EXPORT_REVISION = f"prefill-scan={PREFILL_SCAN}:{DEFAULT_CHUNK};lm-head=last"
+EXPORT_REVISION = f"prefill-scan={PREFILL_SCAN}:{DEFAULT_CHUNK}:state-major;lm-head=last;next-token"
 EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
@@ -106,11 +107,26 @@ def _reference(model: CobraModel, name: str) -> Callable:
     if name == "prefill":
         def prefill(e, c, s):
             logits, c2, s2 = llm.forward_embeds(e, c, s)
-            return logits[:, -1], c2, s2
+            return logits[:, -1], logits[:, -1].argmax(-1), c2, s2
         return prefill
     if name == "step":
-        return llm.step
+        def step(ids, c, s):
+            logits, c2, s2 = llm.step(ids, c, s)
+            return logits, logits.argmax(-1), c2, s2
+        return step
     raise KeyError(name)
+
+
+def _check_argmax(graph: str, tokens: np.ndarray, ref_logits: np.ndarray) -> None:
+    """Each row's token must be the reference's argmax, or tie with it within the logits' tolerance (a float
+    difference may pick either of two near-equal maxima)."""
+    atol, rtol = TOLERANCES["float32"]
+    picked = np.take_along_axis(ref_logits, tokens.reshape(-1, 1), axis=1)[:, 0]
+    best = ref_logits.max(axis=1)
+    bad = np.flatnonzero(best - picked > atol + rtol * np.abs(ref_logits).max())
+    if bad.size:
+        raise ParityError(f"graph {graph!r}, output 'next_token': rows {bad.tolist()} are not the argmax of the "
+                          f"reference logits (got {tokens[bad].tolist()}, want {ref_logits[bad].argmax(1).tolist()})")
 
 
 def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (2, 7)), threads: int | None = None) -> dict:
@@ -130,6 +146,9 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
         ref = ref if isinstance(ref, tuple) else (ref,)
         got = engine.run({t.name: a.numpy() for t, a in zip(gdef.inputs, args)})
         for tdef, r in zip(gdef.outputs, ref):
+            if tdef.name == "next_token":  # an argmax: compared through the reference's logits below
+                _check_argmax(gdef.name, got["next_token"], ref[0].float().numpy())
+                continue
             r = r.float().numpy()
             g = got[tdef.name].astype(np.float32)
             if g.shape != r.shape:
@@ -138,6 +157,8 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
             entry["max_abs_err"] = max(entry["max_abs_err"], float(np.abs(g - r).max()))
             entry["max_abs_ref"] = max(entry["max_abs_ref"], float(np.abs(r).max()))
     for tdef in gdef.outputs:
+        if tdef.name not in report:
+            continue
         atol, rtol = TOLERANCES[tdef.dtype]
         entry = report[tdef.name]
         entry["tol"] = atol + rtol * entry["max_abs_ref"]
@@ -149,10 +170,37 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
     return report
 
 
+def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precision: str) -> dict:
+    """Write one precision variant of the prefill and step graphs into ``tmp``; -> its manifest entry."""
+    from engines import load_engine
+
+    lm_defs = [g for g in defs if g.name in VARIANT_GRAPHS]
+    if precision == "int8":
+        for g in lm_defs:
+            quantize_int8(tmp / g.file, tmp / variant_file(g.name, precision))
+    else:
+        export_fp16(model, lm_defs, tmp, _export_graph)
+    open_ = lambda g, f: load_engine("onnxruntime", tmp / f, name=g)  # noqa: E731
+    base = {g.name: open_(g.name, g.file) for g in lm_defs}
+    variant = {g.name: open_(g.name, variant_file(g.name, precision)) for g in lm_defs}
+    for g in lm_defs:  # same contract as the fp32 graph, or the runtime could not swap them
+        for kind in ("inputs", "outputs"):
+            want, have = getattr(base[g.name], kind), getattr(variant[g.name], kind)
+            if set(want) != set(have) or not all(want[k].matches(have[k]) for k in want):
+                raise ParityError(f"{precision} variant of {g.name!r}: {kind} {have} differ from fp32's {want}")
+    parity = variant_parity(base, variant, open_("embed", "embed.onnx"))
+    return {"graphs": {g.name: {"file": variant_file(g.name, precision)} for g in lm_defs},
+            "weights": WEIGHTS[precision], "parity": parity}
+
+
 def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path | None = None,
-                 progress: Callable[[str], None] | None = None, overwrite: bool = False) -> ExportResult:
+                 progress: Callable[[str], None] | None = None, overwrite: bool = False,
+                 precisions: tuple[str, ...] = ("fp32",)) -> ExportResult:
     """Write every graph, check parity, write tokenizer.json and manifest.json. Atomic: the directory
-    appears only when everything passed (written to a temporary sibling, then renamed)."""
+    appears only when everything passed (written to a temporary sibling, then renamed).
+    ``precisions``: fp32 always; "fp16" and "int8" add variants of the prefill and step graphs
+    (export/precision.py) with their error against fp32 in the manifest."""
+    variants = check_precisions(precisions)
     cfg = model.cfg
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -170,6 +218,10 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
             _export_graph(model, gdef, tmp / gdef.file)
             say(f"check {gdef.name}")
             parity[gdef.name] = check_parity(model, gdef, tmp / gdef.file)
+        variant_entries = {}
+        for precision in variants:
+            say(f"variant {precision}")
+            variant_entries[precision] = _export_variant(model, defs, tmp, precision)
         say("tokenizer")
         write_tokenizer(tmp, cfg.lm.vocab_size, tokenizer)
         lm = cfg.lm
@@ -194,6 +246,8 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
             "parity": {"reference": "export.mamba / export.vision (PyTorch, fp32)", "graphs": parity},
             "export": {"revision": EXPORT_REVISION},
         }
+        if variant_entries:
+            body["variants"] = variant_entries
         say("manifest")
         write_manifest(tmp, body)
         tmp.chmod(0o755)  # mkdtemp makes it private; a robot's service user must be able to read it

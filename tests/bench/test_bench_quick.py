@@ -20,10 +20,12 @@ def test_bench_quick_writes_schema(tmp_path):
     files = list(tmp_path.glob("lm-quick-*.json"))
     assert len(files) == 1 and str(files[0]) in r.stdout
     doc = json.loads(files[0].read_text())
-    assert doc["schema"] == "cobra-edge-bench-lm/1" and doc["read_bandwidth_gb_s"] > 0
+    assert doc["schema"] == "cobra-edge-bench-lm/2" and doc["read_bandwidth_gb_s"] > 0
     assert {"cpu", "threads", "onnxruntime", "torch"} <= set(doc["machine"])
     (p,) = doc["presets"]
-    for phase, contenders in (("prefill", {"onnx", "torch_ref", "hf"}), ("step", {"onnx", "torch_ref", "hf"})):
+    variants = {"onnx", "onnx_int8", "onnx_fp16"}
+    for phase, contenders in (("prefill", variants | {"torch_ref", "hf"}),
+                              ("step", variants | {"onnx_bound", "onnx_int8_bound", "torch_ref", "hf"})):
         for B in ("1", "8"):
             row = p[phase][B]
             assert contenders <= set(row), (phase, B)
@@ -31,7 +33,10 @@ def test_bench_quick_writes_schema(tmp_path):
                 assert row[c]["median_ms"] > 0 and len(row[c]["runs_ms"]) >= 1
     assert "onnx_steps" in p["prefill"]["1"]
     assert p["step_floor_ms"] > 0 and p["weight_bytes"] > 0
-    assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1" in p["ratios"]["step"]
+    assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1_onnx" in p["ratios"]["step"]
+    assert p["ratios"]["step"]["1"]["onnx_int8_bound_speedup_vs_fp32"] > 0
+    assert set(p["variant_parity"]) == {"int8", "fp16"} and p["variant_parity"]["int8"]["step"]["logits"] > 0
+    assert len(p["session_options"]["step"]) == 5 and len(p["session_options"]["prefill"]) == 5
     assert "hf_over_onnx" in p["ratios"]["prefill"]["1"] and "onnx_steps_over_onnx" in p["ratios"]["prefill"]["1"]
     assert "prefill" in r.stdout and "step floor" in r.stdout
 

@@ -20,7 +20,7 @@ def _feeds(engine, b=1):
 
 def test_declared_specs(step_engine):
     assert set(step_engine.inputs) == {"input_ids", "conv_state", "ssm_state"}
-    assert set(step_engine.outputs) == {"logits", "conv_state_out", "ssm_state_out"}
+    assert set(step_engine.outputs) == {"logits", "next_token", "conv_state_out", "ssm_state_out"}
     assert step_engine.inputs["input_ids"].dtype == "int64"
     assert isinstance(step_engine.inputs["conv_state"].shape[0], str)  # dynamic B
     out = step_engine.run(_feeds(step_engine, b=3))

@@ -1,0 +1,133 @@
+"""Precision variants of the language-model graphs (prefill, step), written next to the fp32 graphs.
+
+    fp32  the default graphs (export/onnx_export.py)
+    fp16  the weights in float16 (exported from a float16 copy of the model); for backends with fast half
+          precision (TensorRT and CUDA on a Jetson). ONNX Runtime's CPU provider runs it, slowly.
+    int8  dynamic int8 quantization of the weights of every MatMul/Gemm (ONNX Runtime's quantizer: int8 weights,
+          activations quantized per run), for CPUs with int8 dot products (AVX-512 VNNI, AMX, ARM dotprod)
+
+Every variant keeps the fp32 graphs' tensor contract (names, dtypes, shapes: inputs are cast to the weights'
+dtype inside the graph and outputs back), and the ssm state, the scan and the discretisation stay float32 in all
+of them: only weights and the matmuls that read them change. Each variant's error against fp32 (same inputs,
+both run in ONNX Runtime) is measured at export and written to the manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16", "int8")
+VARIANT_GRAPHS = ("prefill", "step")  # the graphs that hold the LM's weights; vision, projector, embed stay fp32
+WEIGHTS = {
+    "fp16": "float16 weights; activations float16 between the float32 islands (norms, softplus, scan)",
+    "int8": "int8 weights of every MatMul/Gemm (per tensor, symmetric), activations quantized dynamically; "
+            "embedding gather float32",
+}
+
+
+def variant_file(graph: str, precision: str) -> str:
+    return f"{graph}.{precision}.onnx"
+
+
+def check_precisions(precisions) -> tuple[str, ...]:
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise ValueError(f"unknown precision(s) {unknown}; choose from {list(PRECISIONS)}")
+    return tuple(dict.fromkeys(p for p in precisions if p != "fp32"))
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """ONNX Runtime's dynamic quantization of the MatMul/Gemm weights of ``src``.
+
+    Two preparations: a weight shared by the embedding Gather and the tied LM head is split into two initializers
+    (quantizing the head must not turn the embedding table into int8 codes), and the exporter's value_info
+    (shapes of inner values) is dropped, since the quantizer rewrites those values.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src))
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    readers: dict[str, set[str]] = {}
+    for node in g.node:
+        for name in node.input:
+            if name in inits:
+                readers.setdefault(name, set()).add(node.op_type)
+    for node in g.node:
+        if node.op_type == "Gather" and node.input[0] in inits and readers[node.input[0]] & {"MatMul", "Gemm"}:
+            twin = copy.deepcopy(inits[node.input[0]])
+            twin.name = node.input[0] + ".gather"
+            g.initializer.append(twin)
+            node.input[0] = twin.name
+    g.ClearField("value_info")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer advises pre-processing on the root logger; we did what applies
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepared = Path(tmp) / src.name
+            onnx.save(model, str(prepared))
+            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
+
+
+def export_fp16(model, gdefs, out_dir: Path, export_graph) -> None:
+    """The prefill and step graphs of a float16 copy of ``model`` (same contract: graphs.PrefillGraph casts)."""
+    import torch
+
+    half = types.SimpleNamespace(cfg=model.cfg, llm=copy.deepcopy(model.llm).to(torch.float16))
+    for gdef in gdefs:
+        export_graph(half, gdef, out_dir / variant_file(gdef.name, "fp16"))
+
+
+def variant_parity(base: dict, variant: dict, embed, steps: int = 8, seed: int = 0) -> dict:
+    """Compare a variant's prefill and step engines with fp32's on the same inputs (ONNX Runtime, both).
+
+    base, variant: {"prefill": Engine, "step": Engine}; embed: the fp32 embed Engine. Inputs: two prompts of
+    40 random token ids from a zero state. Reports max |variant - fp32| of the prefill's logits
+    and states, of one step from the same (fp32) state, and how many of ``steps`` greedy tokens each row shares
+    with fp32 before the first difference.
+    """
+    from edge.decode import greedy_decode
+
+    rng = np.random.default_rng(seed)
+    spec = base["step"].inputs
+    vocab = base["step"].outputs["logits"].shape[1]
+    ids = rng.integers(0, min(vocab, 256), (2, 40)).astype(np.int64)
+    x = embed.run({"input_ids": ids})["inputs_embeds"]
+    conv = np.zeros((2, *spec["conv_state"].shape[1:]), np.float32)
+    ssm = np.zeros((2, *spec["ssm_state"].shape[1:]), np.float32)
+    feeds = {"inputs_embeds": x, "conv_state": conv, "ssm_state": ssm}
+    ref, got = base["prefill"].run(feeds), variant["prefill"].run(feeds)
+
+    def err(a, b, name):
+        return float(np.abs(a[name].astype(np.float32) - b[name].astype(np.float32)).max())
+
+    report = {"prefill": {k: err(ref, got, k) for k in ("logits", "conv_state_out", "ssm_state_out")}}
+    report["prefill"]["max_abs_logits"] = float(np.abs(ref["logits"]).max())
+    step_feeds = {"input_ids": ref["next_token"], "conv_state": ref["conv_state_out"], "ssm_state": ref["ssm_state_out"]}
+    s_ref, s_got = base["step"].run(step_feeds), variant["step"].run(step_feeds)
+    report["step"] = {k: err(s_ref, s_got, k) for k in ("logits", "conv_state_out", "ssm_state_out")}
+    tokens = {}
+    for name, engines, out in (("fp32", base, ref), ("variant", variant, got)):
+        t, _, _ = greedy_decode(engines["step"], out["next_token"], out["conv_state_out"].copy(),
+                                out["ssm_state_out"].copy(), [steps, steps], -1, [False, False])
+        tokens[name] = t
+    same = []
+    for a, b in zip(tokens["fp32"], tokens["variant"]):
+        k = 0
+        while k < len(a) and k < len(b) and a[k] == b[k]:
+            k += 1
+        same.append(k)
+    report["greedy"] = {"tokens": steps, "same_prefix": same, "prompt_tokens": ids.shape[1]}
+    report["reference"] = "fp32 graphs of this artifact, ONNX Runtime CPU"
+    return report
