@@ -35,10 +35,11 @@ class OrtEngine:
 
     providers: ONNX Runtime execution providers in order of preference (default: CPU only).
     threads: intra-op threads (default: ONNX Runtime's choice, the physical cores).
+    spinning: let idle worker threads busy-wait for the next op (default off: see below).
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
-                 providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool | None = None):
+                 providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])
@@ -53,8 +54,11 @@ class OrtEngine:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
-        if spinning is not None:  # worker threads busy-wait for work between ops (faster, but burns a core)
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        # Off by default, by measurement (bench/lm.py, session options): a runtime holds several sessions (vision,
+        # projector, embed, prefill, step) that run in turn, each with its own thread pool, and spinning workers
+        # of the one that just finished steal the cores of the next (mamba-130m decode step 32.9 ms with
+        # spinning vs 28.4 ms without, measured in turns with other sessions)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
         try:
             self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers)

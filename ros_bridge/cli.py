@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     r.add_argument("--mode", choices=("reset", "continuous"), default="reset")
     r.add_argument("--backend", default="onnxruntime")
     r.add_argument("--threads", type=int, default=None, help="intra-op threads per graph")
+    r.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="which of the artifact's variants to run (see cobra-edge inspect)")
     dds = r.add_argument_group("dds transport")
     dds.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)),
                      help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
@@ -94,7 +96,7 @@ def cmd_ros(args) -> int:
                 raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
         config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
                             args.min_interval_ms, args.max_batch, args.mode)
-        node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads)
+        node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads, args.precision)
     except BaseException:
         transport.close()  # bad options or a bad artifact must not leave a DDS participant or a bag file open
         raise

@@ -90,9 +90,11 @@ class CameraNode:
 
     @classmethod
     def from_artifact(cls, directory, transport: Transport, config: NodeConfig, backend: str = "onnxruntime",
-                      threads: int | None = None) -> "CameraNode":
-        """Load the artifact ``directory`` with ``backend`` (one state slot per topic) and make the node."""
-        runtime = Runtime.load(directory, backend=backend, max_streams=len(config.topics), threads=threads)
+                      threads: int | None = None, precision: str = "fp32") -> "CameraNode":
+        """Load the artifact ``directory`` with ``backend`` (one state slot per topic) at ``precision`` (fp32 or a
+        variant the artifact holds) and make the node."""
+        runtime = Runtime.load(directory, backend=backend, max_streams=len(config.topics), threads=threads,
+                               precision=precision)
         return cls(runtime, transport, config)
 
     # lifecycle

@@ -4,7 +4,7 @@ camera_node --ros-args -p model:=/path/artifact -p topics:=/cam0/image_raw`` or 
 conversion, scheduling) is the same code the dds and bag transports run and test.
 
 Parameters: model (artifact dir), topics (comma-separated), prompt, answers (comma-separated answer set, empty:
-decode), max_new_tokens, max_age_ms (0: off), min_interval_ms (0: off), backend, threads (0: default).
+decode), max_new_tokens, max_age_ms (0: off), min_interval_ms (0: off), backend, threads (0: default), precision (fp32, fp16, int8).
 Camera subscriptions use the sensor-data QoS (best effort, keep last 1); outputs the default QoS (reliable, 10).
 """
 
@@ -66,7 +66,8 @@ class RclpyTransport:
 
 
 PARAMETERS = {"model": "", "topics": "", "prompt": DEFAULT_PROMPT, "answers": "", "max_new_tokens": 16,
-              "max_age_ms": 0.0, "min_interval_ms": 0.0, "backend": "onnxruntime", "threads": 0}
+              "max_age_ms": 0.0, "min_interval_ms": 0.0, "backend": "onnxruntime", "threads": 0,
+              "precision": "fp32"}
 
 
 def main(args=None) -> int:
@@ -84,7 +85,8 @@ def main(args=None) -> int:
     config = NodeConfig([t for t in p["topics"].split(",") if t.strip()], p["prompt"],
                         [a for a in p["answers"].split(",") if a.strip()] or None, int(p["max_new_tokens"]),
                         p["max_age_ms"] or None, p["min_interval_ms"] or None)
-    camera = CameraNode.from_artifact(p["model"], RclpyTransport(node), config, p["backend"], p["threads"] or None)
+    camera = CameraNode.from_artifact(p["model"], RclpyTransport(node), config, p["backend"], p["threads"] or None,
+                                      p["precision"])
     node.get_logger().info(f"answering {', '.join(config.topics)} with {p['model']}")
     stop = threading.Event()
     try:
