@@ -130,7 +130,7 @@ def _hf_model(model):
     return hf
 
 
-def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
+def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool = False) -> dict:
     import torch
 
     from edge.decode import STATE_CARRY
@@ -146,8 +146,9 @@ def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
     say(f"[{name}] export (cached)")
     art = _artifact(name, model, opts)
     manifest = Manifest.load(art, verify_hashes=False)
-    engines = {p: {n: load_engine("onnxruntime", g.path, name=n, threads=opts.threads)
-                   for n, g in manifest.graphs_for(p).items() if n in ("embed", "prefill", "step")}
+    embed = load_engine("onnxruntime", manifest.graphs["embed"].path, name="embed", threads=opts.threads)
+    engines = {p: {n: load_engine("onnxruntime", manifest.graphs_for(p)[n].path, name=n, threads=opts.threads)
+                   for n in ("prefill", "step")}
                for p in opts.precisions}
     eng = engines["fp32"]
     hf = _hf_model(model)
@@ -168,7 +169,7 @@ def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
             ids = rng.integers(0, vocab, (B, L)).astype(np.int64)
             ids_t = torch.from_numpy(ids)
             conv, ssm = manifest.state.zeros(B)
-            emb = eng["embed"].run({"input_ids": ids})["inputs_embeds"]
+            emb = embed.run({"input_ids": ids})["inputs_embeds"]
             say(f"[{name}] prefill B={B}, L={L}")
             feeds = {"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm}
             fns = {label(p): (lambda e=engines[p]["prefill"]: e.run(feeds)) for p in opts.precisions}
@@ -204,6 +205,8 @@ def bench_preset(name: str, opts: BenchOptions, say=print) -> dict:
             fns["torch_ref"] = lambda: llm.step(tok_t, c_t, s_t)
             fns["hf"] = lambda: hf(input_ids=tok_t[:, None], cache_params=hf_cache, use_cache=True)
             results["step"][str(B)] = side_by_side(fns, repeats=max(opts.repeats, 10), warmup=max(opts.warmup, 2))
+    if session_options:
+        results["session_options"] = measure_session_options(art, manifest, opts, say)
     return results
 
 
@@ -297,12 +300,7 @@ def run(opts: BenchOptions, out_dir: Path = RESULTS_DIR, say=print) -> tuple[dic
     tag = "quick" if opts.quick else "full"
     path = out_dir / f"lm-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     for i, name in enumerate(opts.presets):
-        result = bench_preset(name, opts, say=say)
-        if i == 0:
-            from edge.manifest import Manifest
-
-            art = opts.cache_dir / name
-            result["session_options"] = measure_session_options(art, Manifest.load(art, verify_hashes=False), opts, say)
+        result = bench_preset(name, opts, say=say, session_options=i == 0)
         floor_ms = result["weight_bytes"] / (bw * 1e9) * 1e3
         result["step_floor_ms"] = floor_ms
         result["ratios"] = ratios(result, floor_ms)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -164,7 +163,7 @@ class Runtime:
         engines = {}
         for name, entry in manifest.graphs_for(precision).items():
             engine = load_engine(backend, entry.path, name=name, **engine_options)
-            _check_engine_matches(manifest.root, entry, engine)
+            check_engine_matches(entry, engine)
             engines[name] = engine
         tokenizer = PromptTokenizer(manifest.tokenizer_path, manifest.prompt_template, manifest.eos_token_id)
         return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend, precision)
@@ -200,16 +199,17 @@ class Runtime:
         del self.streams[stream.name]
 
 
-def _check_engine_matches(root: Path, entry, engine: Engine) -> None:
-    """The graph file must declare exactly the tensors the manifest promises (names, dtypes, fixed dims)."""
+def check_engine_matches(entry, engine: Engine, promised_by: str = "manifest") -> None:
+    """The graph file must declare exactly the tensors ``entry`` promises (names, dtypes, fixed dims): the
+    manifest's at load, the fp32 graph's for a precision variant at export."""
     for kind, want, have in (("input", entry.inputs, engine.inputs), ("output", entry.outputs, engine.outputs)):
         if set(want) != set(have):
             raise ManifestError(
-                f"{entry.path}: graph {entry.name!r} has {kind}s {sorted(have)}, manifest says {sorted(want)}"
+                f"{entry.path}: graph {entry.name!r} has {kind}s {sorted(have)}, {promised_by} says {sorted(want)}"
             )
         for tname, spec in want.items():
             if not spec.matches(have[tname]):
                 raise ManifestError(
                     f"{entry.path}: graph {entry.name!r} {kind} {tname!r} is {have[tname].describe()}, "
-                    f"manifest says {spec.describe()}"
+                    f"{promised_by} says {spec.describe()}"
                 )

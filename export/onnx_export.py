@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edge.manifest import write_manifest
+from edge.manifest import GraphEntry, write_manifest
+from edge.runtime import check_engine_matches
 from edge.state import StateSpec
 
 from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
@@ -184,10 +185,9 @@ def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precisio
     base = {g.name: open_(g.name, g.file) for g in lm_defs}
     variant = {g.name: open_(g.name, variant_file(g.name, precision)) for g in lm_defs}
     for g in lm_defs:  # same contract as the fp32 graph, or the runtime could not swap them
-        for kind in ("inputs", "outputs"):
-            want, have = getattr(base[g.name], kind), getattr(variant[g.name], kind)
-            if set(want) != set(have) or not all(want[k].matches(have[k]) for k in want):
-                raise ParityError(f"{precision} variant of {g.name!r}: {kind} {have} differ from fp32's {want}")
+        file = variant_file(g.name, precision)
+        promise = GraphEntry(g.name, file, tmp / file, base[g.name].inputs, base[g.name].outputs)
+        check_engine_matches(promise, variant[g.name], promised_by=f"the fp32 {g.name} graph")
     parity = variant_parity(base, variant, open_("embed", "embed.onnx"))
     return {"graphs": {g.name: {"file": variant_file(g.name, precision)} for g in lm_defs},
             "weights": WEIGHTS[precision], "parity": parity}
