@@ -1,4 +1,4 @@
-"""The ``cobra-edge`` command line: export, run, profile, demo, bench, ros, inspect."""
+"""The ``cobra-edge`` command line: export, run, profile, demo, bench, ros, inspect, kernels."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def _run(directory, sources: dict, args) -> int:
                            threads=args.threads, precision=args.precision)
     print(f"model {runtime.manifest.model.get('name')} from {directory}: {runtime.manifest.visual_tokens} visual tokens, "
           f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}, {runtime.precision}")
+    print(f"selective scan: {runtime.selective_scan}")
     print(_fmt_row(ROW_HEAD, ROW_WIDTHS) + "   (times in ms)")
     errors = []
 
@@ -107,7 +108,7 @@ def cmd_profile(args) -> int:
     runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads,
                            precision=args.precision)
     print(f"profiling {len(sources)} streams x {args.frames} frames on {args.dir} ({runtime.manifest.visual_tokens} "
-          f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream)")
+          f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream); selective scan: {runtime.selective_scan}")
     run = run_profile(runtime, sources, args.prompt, args.frames, args.max_new_tokens, max_age_ms=args.max_age_ms,
                       mode=args.mode)
     for e in run.errors:
@@ -168,6 +169,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from engines.kernels import status as kernel_status
+
     from .manifest import Manifest
 
     m = Manifest.load(args.dir, verify_hashes=not args.no_verify)
@@ -192,9 +195,16 @@ def cmd_inspect(args) -> int:
         outs = ", ".join(f"{n} {s.describe()}" for n, s in g.outputs.items())
         size = m.files.get(g.file, {}).get("bytes", 0)
         print(f"  {name:<10} {g.file:<16} {size / 1e6:8.2f} MB  {ins} -> {outs}")
+        if g.custom_ops:
+            print(f"  {'':<10} custom ops {', '.join(g.custom_ops)}: portable ONNX bodies inside the file; here "
+                  f"they run as: {kernel_status()}")
     print("parity (max |onnx - torch|)")
     for name, outs in m.parity.get("graphs", {}).items():
         print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e} (tol {v['tol']:.1e})" for o, v in outs.items()))
+    if m.parity.get("portable"):
+        print(f"  (checked at export with: {m.parity.get('kernels', '?')}; without the kernel library:)")
+        for name, outs in m.parity["portable"].items():
+            print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e}" for o, v in outs.items()))
     for precision, v in m.raw.get("variants", {}).items():
         par = v.get("parity", {})
         files = ", ".join(g["file"] for g in v["graphs"].values())
@@ -203,6 +213,17 @@ def cmd_inspect(args) -> int:
               f"ssm state {par['prefill']['ssm_state_out']:.2e}; step logits {par['step']['logits']:.2e}; greedy tokens "
               f"equal to fp32 for {par['greedy']['same_prefix']} of {par['greedy']['tokens']}")
     return 0
+
+
+def cmd_kernels(args) -> int:
+    """Which implementation runs cobra_edge.SelectiveScan nodes on ONNX Runtime's CPU provider here."""
+    import onnxruntime
+
+    from engines.kernels import library, status
+
+    print(f"selective scan: {status()}")
+    print(f"onnxruntime {onnxruntime.__version__}")
+    return 0 if library() else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ros_bridge.cli import add_parser as add_ros_parser  # argparse only; ROS libraries load when it runs
 
     add_ros_parser(sub)
+
+    k = sub.add_parser("kernels", help="say whether cobra-edge's fused CPU kernels are built and used here "
+                                       "(exit 1 when the portable ONNX bodies run instead)")
+    k.set_defaults(func=cmd_kernels)
 
     i = sub.add_parser("inspect", help="print an artifact's manifest: model, graphs, state bytes, parity")
     i.add_argument("dir")

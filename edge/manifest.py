@@ -65,6 +65,7 @@ class GraphEntry:
     path: Path
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    custom_ops: tuple[str, ...] = ()  # "domain.Op" nodes with a portable function body (engines/kernels runs them fused)
 
 
 @dataclass
@@ -171,7 +172,10 @@ class Manifest:
                     f"{mpath}: {where}: needs inputs {sorted(req_in)} and outputs {sorted(req_out)}, "
                     f"declares {sorted(ins)} -> {sorted(outs)}"
                 )
-            graphs[gname] = GraphEntry(gname, file, listed(file, f"{where}.file"), ins, outs)
+            custom_ops = g.get("custom_ops", [])
+            if not isinstance(custom_ops, list) or not all(isinstance(o, str) for o in custom_ops):
+                raise ManifestError(f"{mpath}: {where}.custom_ops: expected a list of 'domain.Op' names")
+            graphs[gname] = GraphEntry(gname, file, listed(file, f"{where}.file"), ins, outs, tuple(custom_ops))
         missing = [g for g in LM_GRAPHS if g not in graphs]
         if missing:
             raise ManifestError(f"{mpath}: graphs {missing} missing; every artifact needs {list(LM_GRAPHS)}")
@@ -204,7 +208,7 @@ class Manifest:
                 file = need(g, "file", str, f"{where}.graphs.{gname}")
                 base = graphs[gname]  # same tensor contract as the fp32 graph (checked against the file at load)
                 variants[precision][gname] = GraphEntry(gname, file, listed(file, f"{where}.graphs.{gname}.file"),
-                                                        base.inputs, base.outputs)
+                                                        base.inputs, base.outputs, base.custom_ops)
         tok = need(raw, "tokenizer", dict)
         pre = raw.get("preprocessing", {})
         template = need(raw, "prompt_template", str)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines import load_engine
+from engines.kernels import OP as SCAN_OP
 from engines.base import Engine
 
 from .batch import Request, answer_batch
@@ -176,6 +177,15 @@ class Runtime:
     @property
     def bytes_per_stream(self) -> int:
         return self.manifest.state.bytes_per_stream
+
+    @property
+    def selective_scan(self) -> str:
+        """What runs the prefill's selective scan in this runtime: cobra-edge's fused kernel (engines/kernels), the
+        portable ONNX function body of the same node, or a plain ONNX Scan (artifacts exported without the op)."""
+        if SCAN_OP not in self.manifest.graphs_for(self.precision)["prefill"].custom_ops:
+            return "ONNX Scan (the prefill graph has no fused op: exported before it)"
+        library = getattr(self.engines["prefill"], "kernels", None)
+        return library.describe() if library else f"{SCAN_OP} portable ONNX function body (no kernel library here)"
 
     def answer(self, requests: list[Request]) -> list[Answer | Exception]:
         """Answer frames of several streams as one batch (see edge.batch); each result is an Answer or the

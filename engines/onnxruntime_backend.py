@@ -9,6 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .base import EngineError, EngineInputError, TensorSpec, validate_feeds
+from .kernels import KernelUnavailable
+from .kernels import library as kernel_library
 from .loop import check_loop
 
 _ORT_TYPES = {
@@ -36,10 +38,14 @@ class OrtEngine:
     providers: ONNX Runtime execution providers in order of preference (default: CPU only).
     threads: intra-op threads (default: ONNX Runtime's choice, the physical cores).
     spinning: let idle worker threads busy-wait for the next op (default off: see below).
+    kernels: register cobra-edge's native kernels (engines/kernels) when the session runs on the CPU provider, so
+        ``cobra_edge.SelectiveScan`` nodes run fused instead of as their portable function body (default on;
+        ``self.kernels`` is the library registered, or None).
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
-                 providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False):
+                 providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False,
+                 kernels: bool = True):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])
@@ -60,6 +66,15 @@ class OrtEngine:
         # spinning vs 28.4 ms without, measured in turns with other sessions)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
+        # the kernels are CPU kernels: on a GPU provider they would pull every layer's activations to the host
+        self.kernels = None
+        if kernels and providers[0] == "CPUExecutionProvider":
+            try:
+                self.kernels = kernel_library()
+            except KernelUnavailable as e:
+                raise EngineError(f"graph {self.name!r}: {e}") from e
+            if self.kernels:
+                opts.register_custom_ops_library(str(self.kernels.path))
         try:
             self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types; keep the file name in the message

@@ -9,15 +9,30 @@ Symbols: B streams in a batch (dynamic), L tokens in a prefill chunk (dynamic); 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
+from .fused import fused_selective_scan
 from .model import CobraModel
-from .scan import SCANS
+from .scan import SCANS, SelectiveScanFn, selective_scan
 
-PREFILL_SCAN = "chunked"
+PREFILL_SCAN = "fused"
+
+
+def prefill_scan(form: str) -> SelectiveScanFn:
+    """The selective scan a prefill graph is exported with: "fused" (one ``cobra_edge.SelectiveScan`` node per
+    layer carrying its portable body, export/fused.py) or a recurrence form of export/scan.py written out in
+    standard operators ("chunked", "chunked:8", "hop")."""
+    if form == "fused":
+        return fused_selective_scan
+    base, _, chunk = form.partition(":")
+    if base not in SCANS:
+        raise ValueError(f"unknown prefill scan {form!r}: 'fused' or one of {sorted(SCANS)} (chunked:N for N-token chunks)")
+    scan = partial(SCANS[base], chunk=int(chunk)) if chunk else SCANS[base]
+    return partial(selective_scan, scan=scan)
 
 
 class VisionGraph(nn.Module):
@@ -58,8 +73,8 @@ def _io_dtype(model: CobraModel) -> torch.dtype:
 
 
 class PrefillGraph(nn.Module):
-    """Projections over all L tokens at once; the recurrence as one ONNX Scan per layer (``scan``: a form of
-    export/scan.py; chunked by default, chosen by measurement: bench/scan_forms.py).
+    """Projections over all L tokens at once; the selective scan as one node per layer (``scan``: see
+    ``prefill_scan``; "fused" by default, chosen by measurement: bench/scan_forms.py).
 
     Precision variants (export/precision.py) build this from a copy of the model in another dtype: inputs are cast
     to the weights' dtype and outputs back, so every variant keeps the same tensor contract."""
@@ -67,7 +82,7 @@ class PrefillGraph(nn.Module):
     def __init__(self, model: CobraModel, scan: str = PREFILL_SCAN):
         super().__init__()
         self.llm = model.llm
-        self.scan = SCANS[scan]
+        self.scan = prefill_scan(scan)
         self.io_dtype = _io_dtype(model)
 
     def forward(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor):

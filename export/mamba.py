@@ -23,13 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MambaConfig
-from .scan import SCANS, ScanFn, discretize
-
-
-def softplus(x: Tensor) -> Tensor:
-    """log(1 + e^x) as relu(x) + log1p(e^-|x|): exact in float32 and exported as vectorised Relu/Exp/Log
-    (ONNX Runtime's own Softplus kernel, with torch's threshold as a Where, cost 4x more in a mamba-130m prefill)."""
-    return F.relu(x) + torch.log1p(torch.exp(-x.abs()))
+from .scan import SelectiveScanFn, discretize, selective_scan, softplus
 
 
 class RMSNorm(nn.Module):
@@ -62,22 +56,24 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(d_in))
         self.out_proj = nn.Linear(d_in, d, bias=cfg.bias)
 
-    def _ssm_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x [..., d_in] -> dt [..., d_in], B [..., n], C [..., n] (float32), A [d_in, n]."""
+    def _ssm_inputs(self, x: Tensor, bias: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x [..., d_in] -> dt [..., d_in] (softplus(dt_proj(.)); with ``bias=False`` dt_proj's matmul alone, before
+        bias and softplus), B [..., n], C [..., n] (float32), A [d_in, n]."""
         cfg = self.cfg
         dt, B, C = torch.split(self.x_proj(x), [cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
-        dt = softplus(self.dt_proj(dt).float())
+        dt = softplus(self.dt_proj(dt).float()) if bias else F.linear(dt, self.dt_proj.weight).float()
         A = -torch.exp(self.A_log.float())
         return dt, B.float(), C.float(), A
 
     def forward(
-        self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: ScanFn = SCANS["ref"]
+        self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: SelectiveScanFn = selective_scan
     ) -> tuple[Tensor, Tensor, Tensor]:
         """A chunk of l tokens continuing from a state.
 
         hidden [b, l, d], conv_state [b, d_in, k-1], ssm_state [b, d_in, n] (float32)
         -> out [b, l, d], conv_state_out, ssm_state_out (same shapes).
-        All projections run over the l tokens at once; only ``scan`` is sequential.
+        All projections run over the l tokens at once; only ``scan`` (export/scan.py's selective_scan contract:
+        softplus of dt, recurrence, skip and gate, in float32) is sequential.
         """
         k = self.cfg.d_conv
         # 1. Gated MLP's input projection
@@ -87,15 +83,15 @@ class MambaMixer(nn.Module):
         conv_state_out = x_cat[:, :, -(k - 1):]
         x = F.conv1d(x_cat, self.conv1d.weight, self.conv1d.bias, groups=self.cfg.d_inner)  # [b, d_in, l]
         x = F.silu(x).transpose(1, 2)  # [b, l, d_in]
-        # 3. Input-dependent step sizes and projections (discretised inside the scan: dA = exp(dt A), dBx = dt B x)
-        dt, B, C, A = self._ssm_inputs(x)
-        x32 = x.float()
-        # 4. Selective scan (the only sequential part)
-        y, ssm_state_out = scan(x32, dt, A, B, C, ssm_state.float())
-        # 5. Skip connection, gate, output projection
-        y = y + x32 * self.D.float()
-        y = y.to(hidden.dtype) * F.silu(z)
-        return self.out_proj(y), conv_state_out, ssm_state_out
+        # 3. Input-dependent step sizes (dt_proj's bias and the softplus are applied inside the scan, as
+        #    mamba_ssm's selective_scan_fn does) and projections; discretised inside the scan: dA = exp(dt A),
+        #    dBx = dt B x
+        dt, B, C, A = self._ssm_inputs(x, bias=False)
+        # 4. Selective scan (the only sequential part), skip connection and gate, in float32
+        y, ssm_state_out = scan(x.float(), dt, A, B, C, self.D.float(), z.float(), self.dt_proj.bias.float(),
+                                ssm_state.float())
+        # 5. Output projection
+        return self.out_proj(y.to(hidden.dtype)), conv_state_out, ssm_state_out
 
     def step(self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One token (mamba_ssm ``Mamba.step``). hidden [b, d] -> out [b, d], conv_state_out, ssm_state_out."""
@@ -159,7 +155,7 @@ class MambaLM(nn.Module):
         return self.backbone.embedding(input_ids)
 
     def forward_embeds(
-        self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: ScanFn = SCANS["ref"],
+        self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: SelectiveScanFn = selective_scan,
         last_only: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Prefill. inputs_embeds [b, l, d], stacked states -> logits [b, l, v] ([b, 1, v] with ``last_only``:

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from edge.manifest import GraphEntry, write_manifest
+from engines.kernels import status as kernel_status
 from edge.runtime import check_engine_matches
 from edge.state import StateSpec
 
+from .fused import OP_DOMAIN, OP_NAME, attach_portable_function, translations, uses_fused_scan
 from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
 from .model import CobraModel
 from .precision import VARIANT_GRAPHS, WEIGHTS, check_precisions, export_fp16, quantize_int8, variant_file, variant_parity
@@ -34,8 +36,9 @@ from .tokenizer import write_tokenizer
 # max |ort - ref| <= atol + rtol * max |ref|, per output dtype
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2)}
 # how the graphs are built (not what they compute): caches of exports are stale when it changes
-EXPORT_REVISION = f"prefill-scan={PREFILL_SCAN}:{DEFAULT_CHUNK}:state-major;lm-head=last;next-token"
-EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
+EXPORT_REVISION = f"prefill-scan={PREFILL_SCAN}(body chunked:{DEFAULT_CHUNK}:state-major);lm-head=last;next-token"
+EXTERNAL_DATA_BYTES = 1 << 30
+FUSED_OP = f"{OP_DOMAIN}.{OP_NAME}"  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
 class ParityError(RuntimeError):
@@ -48,7 +51,9 @@ class ExportResult:
     parity: dict
 
 
-def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> None:
+def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> tuple[str, ...]:
+    """Write one graph; -> the custom ops it calls ("cobra_edge.SelectiveScan" for a fused prefill), each carried
+    with its portable body as a model-local function."""
     module = gdef.module(model).eval()
     args = example_inputs(gdef, batch=2, length=5)
     # L is left to torch.export to bound (Dim.DYNAMIC): the chunked scan pads L to a multiple of its chunk, and a
@@ -66,9 +71,16 @@ def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> None:
         program = torch.onnx.export(
             module, args, dynamo=True, input_names=[t.name for t in gdef.inputs],
             output_names=[t.name for t in gdef.outputs], dynamic_shapes=dyn, verbose=False,
+            custom_translation_table=translations(),
         )
     _name_dynamic_dims(program.model, gdef)
+    custom_ops: tuple[str, ...] = ()
+    if uses_fused_scan(program.model):
+        lm = model.cfg.lm
+        attach_portable_function(program.model, lm.d_inner, lm.d_state)
+        custom_ops = (FUSED_OP,)
     program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+    return custom_ops
 
 
 def _name_dynamic_dims(model, gdef: GraphDef) -> None:
@@ -130,14 +142,17 @@ def _check_argmax(graph: str, tokens: np.ndarray, ref_logits: np.ndarray) -> Non
                           f"reference logits (got {tokens[bad].tolist()}, want {ref_logits[bad].argmax(1).tolist()})")
 
 
-def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (2, 7)), threads: int | None = None) -> dict:
+def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (2, 7)), threads: int | None = None,
+                 kernels: bool = True) -> dict:
     """Run the graph in ONNX Runtime and the reference in PyTorch on the same random inputs.
 
     Returns {output: {max_abs_err, max_abs_ref, tol}} over all cases (B, L); raises ParityError past tol.
+    ``kernels=False`` checks the graph as a runtime without cobra-edge's kernel library runs it (the portable
+    function bodies of its custom ops).
     """
     from engines import load_engine
 
-    engine = load_engine("onnxruntime", path, name=gdef.name, threads=threads)
+    engine = load_engine("onnxruntime", path, name=gdef.name, threads=threads, kernels=kernels)
     ref_fn = _reference(model, gdef.name)
     report: dict[str, dict] = {}
     for seed, (b, l) in enumerate(cases):
@@ -212,12 +227,14 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
     say = progress or (lambda _msg: None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        parity = {}
+        parity, portable, custom_ops = {}, {}, {}
         for gdef in defs:
             say(f"export {gdef.name}")
-            _export_graph(model, gdef, tmp / gdef.file)
+            custom_ops[gdef.name] = _export_graph(model, gdef, tmp / gdef.file)
             say(f"check {gdef.name}")
             parity[gdef.name] = check_parity(model, gdef, tmp / gdef.file)
+            if custom_ops[gdef.name]:  # and as a runtime without the kernel library runs it
+                portable[gdef.name] = check_parity(model, gdef, tmp / gdef.file, kernels=False)
         variant_entries = {}
         for precision in variants:
             say(f"variant {precision}")
@@ -234,6 +251,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
                     "file": g.file,
                     "inputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in g.inputs},
                     "outputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in g.outputs},
+                    **({"custom_ops": list(custom_ops[g.name])} if custom_ops[g.name] else {}),
                 }
                 for g in defs
             },
@@ -243,7 +261,9 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
                               "normalisation": "inside the vision graph, per encoder"},
             "tokenizer": {"file": "tokenizer.json", "eos_token_id": cfg.eos_token_id},
             "prompt_template": cfg.prompt_template,
-            "parity": {"reference": "export.mamba / export.vision (PyTorch, fp32)", "graphs": parity},
+            "parity": {"reference": "export.mamba / export.vision (PyTorch, fp32)", "graphs": parity,
+                       "kernels": kernel_status(),
+                       "portable": portable},
             "export": {"revision": EXPORT_REVISION},
         }
         if variant_entries:

@@ -14,7 +14,7 @@ Glossary (mamba-minimal's symbols, paper names):
     h_t = dA_t * h_{t-1} + dBx_t
     y_t = h_t @ C_t                              [b, d_in]
 
-Every form takes ``(x, dt, A, B, C, h)`` and returns ``(y [b, l, d_in], h_l)``:
+The recurrence forms take ``(x, dt, A, B, C, h)`` and return ``(y [b, l, d_in], h_l)``:
 - ``scan_ref``: the readable Python loop over tokens (the reference);
 - ``scan_hop``: ``torch._higher_order_ops.scan`` over tokens, which torch's dynamo ONNX exporter turns into one
   ONNX ``Scan`` node with a dynamic length; dA and dBx are materialised for all l tokens first;
@@ -26,6 +26,12 @@ Every form takes ``(x, dt, A, B, C, h)`` and returns ``(y [b, l, d_in], h_l)``:
   of ``chunk`` uses dt = 0, where dA = 1 and dBx = 0: the state passes through padding unchanged.
   Chosen by measurement (bench/scan_forms.py): ONNX Runtime pays a fixed cost per Scan iteration, and per
   body op, that the per-token Scan pays l times.
+
+``selective_scan`` wraps a recurrence form into mamba_ssm's ``selective_scan_fn`` contract (delta_softplus=True,
+with a state in and out): dt arrives before its bias and softplus, the skip ``D x`` and the gate ``silu(z)`` are
+applied to the output. That contract is what the prefill graph calls once per layer, as one node
+``cobra_edge.SelectiveScan`` (export/fused.py): the fused CPU kernel of engines/kernels runs it, or, where that
+kernel is not registered, the node's portable function body (``selective_scan`` over ``scan_chunked``).
 """
 
 from __future__ import annotations
@@ -34,10 +40,18 @@ from functools import partial
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 ScanFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+SelectiveScanFn = Callable[..., tuple[Tensor, Tensor]]  # selective_scan's contract
 DEFAULT_CHUNK = 16
+
+
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x) as relu(x) + log1p(e^-|x|): exact in float32 and exported as vectorised Relu/Exp/Log
+    (ONNX Runtime's own Softplus kernel, with torch's threshold as a Where, cost 4x more in a mamba-130m prefill)."""
+    return F.relu(x) + torch.log1p(torch.exp(-x.abs()))
 
 
 def discretize(x: Tensor, dt: Tensor, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,3 +132,14 @@ def scan_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tens
 
 
 SCANS: dict[str, ScanFn] = {"ref": scan_ref, "hop": scan_hop, "chunked": scan_chunked}
+
+
+def selective_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor, dt_bias: Tensor,
+                   h: Tensor, scan: ScanFn = scan_ref) -> tuple[Tensor, Tensor]:
+    """mamba_ssm's ``selective_scan_fn(x, dt, A, B, C, D, z, dt_bias, delta_softplus=True)`` from state ``h``.
+
+    x, dt, z [b, l, d_in] (dt before its bias and softplus); A [d_in, n]; B, C [b, l, n]; D, dt_bias [d_in];
+    h [b, d_in, n]; all float32 -> y [b, l, d_in] = (C_t . h_t + D x_t) * silu(z_t), and h after the l tokens.
+    """
+    y, h = scan(x, softplus(dt + dt_bias), A, B, C, h)
+    return (y + x * D) * F.silu(z), h

@@ -15,16 +15,29 @@ from export.onnx_export import ParityError, TOLERANCES, check_parity  # noqa: E4
 from tests.conftest import report  # noqa: E402
 
 
-def _engines(artifact):
+def _engines(artifact, kernels: bool = True):
     m = Manifest.load(artifact)
-    return {n: load_engine("onnxruntime", g.path, name=n) for n, g in m.graphs.items()}
+    return {n: load_engine("onnxruntime", g.path, name=n, kernels=kernels) for n, g in m.graphs.items()}
+
+
+# the prefill's cobra_edge.SelectiveScan nodes: fused kernel (when built) and the portable ONNX function body
+SCAN_PATHS = [pytest.param(True, id="kernel"), pytest.param(False, id="portable")]
+
+
+def _need_kernel(kernels: bool) -> None:
+    from engines.kernels import library
+
+    if kernels and library() is None:
+        pytest.skip("cobra-edge's kernel library is not built here (pip install -e . with a C++ compiler)")
 
 
 @pytest.mark.parametrize("graph", ["vision", "projector", "embed", "prefill", "step"])
-def test_graph_matches_reference(tiny_model, tiny_artifact, graph):
+@pytest.mark.parametrize("kernels", SCAN_PATHS)
+def test_graph_matches_reference(tiny_model, tiny_artifact, graph, kernels):
     """New shapes (B = 3, L = 11) beyond those checked at export time."""
+    _need_kernel(kernels)
     gdef = next(g for g in graph_defs(tiny_model) if g.name == graph)
-    rep = check_parity(tiny_model, gdef, tiny_artifact / gdef.file, cases=((3, 11), (1, 2)))
+    rep = check_parity(tiny_model, gdef, tiny_artifact / gdef.file, cases=((3, 11), (1, 2)), kernels=kernels)
     for out, v in rep.items():
         report(f"{graph}.{out}", v["max_abs_err"], v["tol"])
         assert v["max_abs_err"] <= v["tol"]
@@ -43,18 +56,30 @@ def test_export_fails_past_tolerance(tiny_model, tiny_artifact):
         check_parity(other, gdef, tiny_artifact / "step.onnx")
 
 
-def test_prefill_is_a_scan_not_a_loop(tiny_artifact, tiny_model):
+def test_prefill_is_one_scan_node_per_layer_with_a_portable_body(tiny_artifact, tiny_model):
+    """One cobra_edge.SelectiveScan node per layer; the model carries its body as a local function made of
+    standard operators, the recurrence one Scan (over chunks), not a loop of steps; the manifest names the op."""
     model = onnx.load(str(tiny_artifact / "prefill.onnx"))
-    ops = [n.op_type for n in model.graph.node]
-    assert ops.count("Scan") == tiny_model.cfg.lm.n_layer, ops
+    nodes = [(n.domain, n.op_type) for n in model.graph.node]
+    assert nodes.count(("cobra_edge", "SelectiveScan")) == tiny_model.cfg.lm.n_layer, nodes
+    assert ("", "Scan") not in nodes and ("", "Loop") not in nodes
+    (fn,) = [f for f in model.functions if (f.domain, f.name) == ("cobra_edge", "SelectiveScan")]
+    assert list(fn.input) == ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "h"] and list(fn.output) == ["y", "h_out"]
+    body = [n.op_type for n in fn.node]
+    assert body.count("Scan") == 1 and "Loop" not in body and all(n.domain == "" for n in fn.node), body
+    assert {o.domain: o.version for o in model.opset_import}.get("cobra_edge") == 1
+    assert Manifest.load(tiny_artifact).graphs["prefill"].custom_ops == ("cobra_edge.SelectiveScan",)
+    assert Manifest.load(tiny_artifact).graphs["step"].custom_ops == ()
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert dims["inputs_embeds"][:2] == ["B", "L"]
     assert dims["conv_state"][0] == "B" and dims["ssm_state"][0] == "B"
 
 
-def test_onnx_state_equivalence(tiny_artifact, tiny_model):
+@pytest.mark.parametrize("kernels", SCAN_PATHS)
+def test_onnx_state_equivalence(tiny_artifact, tiny_model, kernels):
     """In ONNX: prefill(whole) == prefill(prefix) + prefill(rest) == prefill(prefix) + steps."""
-    e = _engines(tiny_artifact)
+    _need_kernel(kernels)
+    e = _engines(tiny_artifact, kernels)
     lm = tiny_model.cfg.lm
     ids = np.random.default_rng(0).integers(0, 500, (2, 13)).astype(np.int64)
     emb = e["embed"].run({"input_ids": ids})["inputs_embeds"]
@@ -96,6 +121,10 @@ def test_manifest_contract(tiny_artifact, tiny_model):
     for graph, outs in raw["parity"]["graphs"].items():
         for out, v in outs.items():
             assert 0 <= v["max_abs_err"] <= v["tol"], (graph, out)
+    # the graph with a custom op is also checked as a runtime without cobra-edge's kernels runs it
+    assert set(raw["parity"]["portable"]) == {"prefill"} and raw["parity"]["kernels"]
+    for out, v in raw["parity"]["portable"]["prefill"].items():
+        assert 0 <= v["max_abs_err"] <= v["tol"], out
     # every declared input matches the ONNX file itself
     for name, g in raw["graphs"].items():
         model = onnx.load(str(tiny_artifact / g["file"]), load_external_data=False)
@@ -120,12 +149,15 @@ def test_export_refuses_to_overwrite(tiny_model, tiny_artifact):
 
 
 @pytest.mark.parametrize("length", [1, 7, 64, 729, 1000])
-def test_exported_chunked_prefill_equals_the_reference_loop(tiny_artifact, tiny_model, length):
-    """The prefill graph (a Scan over chunks of 16 tokens) equals the PyTorch reference with the token-by-token
-    loop, for lengths the chunk does not divide (1, 7, 729, 1000) and one it does (64), from a non-zero state."""
+@pytest.mark.parametrize("kernels", SCAN_PATHS)
+def test_exported_prefill_equals_the_reference_loop(tiny_artifact, tiny_model, length, kernels):
+    """The prefill graph equals the PyTorch reference with the token-by-token loop from a non-zero state, both
+    as the fused kernel runs it and as its portable body does (a Scan over chunks of 16 tokens: lengths the chunk
+    does not divide, 1, 7, 729, 1000, and one it does, 64)."""
     from export.scan import DEFAULT_CHUNK
 
-    e = _engines(tiny_artifact)
+    _need_kernel(kernels)
+    e = _engines(tiny_artifact, kernels)
     lm = tiny_model.cfg.lm
     g = torch.Generator().manual_seed(length)
     emb = torch.randn(2, length, lm.d_model, generator=g) * 0.5
@@ -137,6 +169,6 @@ def test_exported_chunked_prefill_equals_the_reference_loop(tiny_artifact, tiny_
     err = max(float(np.abs(o["logits"] - logits[:, -1].numpy()).max()),
               float(np.abs(o["conv_state_out"] - conv_ref.numpy()).max()),
               float(np.abs(o["ssm_state_out"] - ssm_ref.numpy()).max()))
-    report(f"onnx prefill (chunk {DEFAULT_CHUNK}) vs reference loop, L={length} ({length % DEFAULT_CHUNK} over)",
-           err, 1e-4)
+    how = "fused kernel" if kernels else f"portable body, chunk {DEFAULT_CHUNK}, {length % DEFAULT_CHUNK} over"
+    report(f"onnx prefill ({how}) vs reference loop, L={length}", err, 1e-4)
     assert err < 1e-4

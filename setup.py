@@ -1,0 +1,23 @@
+"""Build hook: the native kernels (engines/kernels, C++ without dependencies) as one shared library that ONNX
+Runtime loads with SessionOptions.register_custom_ops_library. Everything else is in pyproject.toml.
+
+The extension is optional: without a C++ compiler the install still succeeds, and the prefill graph runs its
+portable body (standard ONNX operators) instead of the fused kernel; `cobra-edge kernels` says which one runs."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "engines.kernels._cobra_kernels",
+            sources=["engines/kernels/selective_scan.cc", "engines/kernels/ort_op.cc"],
+            depends=["engines/kernels/selective_scan.h", "engines/kernels/scan_impl.h", "engines/kernels/vecmath.h",
+                     "engines/kernels/ort_abi.h"],
+            language="c++",
+            extra_compile_args=["-std=c++17", "-O3", "-fno-exceptions", "-fno-rtti", "-fvisibility=hidden",
+                                "-Wno-psabi"],
+            extra_link_args=["-pthread"],
+            optional=True,
+        )
+    ],
+)

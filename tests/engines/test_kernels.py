@@ -1,0 +1,194 @@
+"""The fused selective-scan kernel (engines/kernels) against the PyTorch reference (export/scan.py's
+selective_scan with the token loop, in float64), directly and as ONNX Runtime runs it, and the portable ONNX
+body of the same node against the same reference."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from engines import EngineError, load_engine  # noqa: E402
+from engines import kernels  # noqa: E402
+from tests.conftest import REPO, report  # noqa: E402
+
+LIB = kernels.library()
+needs_kernel = pytest.mark.skipif(LIB is None, reason="cobra-edge's kernel library is not built here "
+                                                      "(pip install -e . with a C++ compiler)")
+
+
+def scan_inputs(b, l, d, n, seed, extreme=False):
+    """x, dt (before bias and softplus), A, B, C, D, z, dt_bias, h as a Mamba layer makes them (float32).
+    extreme: some channels with a huge step (state reset: exp(dt A) underflows), some with a tiny one, and
+    gates far into both tails of silu."""
+    rng = np.random.default_rng(seed)
+    f = {
+        "x": rng.standard_normal((b, l, d)), "dt": rng.standard_normal((b, l, d)),
+        "A": -np.exp(rng.uniform(0, 3, (d, n))), "B": rng.standard_normal((b, l, n)),
+        "C": rng.standard_normal((b, l, n)), "D": rng.standard_normal(d), "z": rng.standard_normal((b, l, d)) * 2,
+        "dt_bias": rng.uniform(np.log(np.expm1(1e-3)), np.log(np.expm1(0.1)), d), "h": rng.standard_normal((b, d, n)),
+    }
+    if extreme:
+        f["dt_bias"][: d // 3] += 40  # delta ~ 40: exp(delta A) < e^-40
+        f["dt_bias"][d // 3: 2 * d // 3] -= 30  # delta ~ e^-37
+        f["z"][..., ::2] *= 40
+    return {k: v.astype(np.float32) for k, v in f.items()}
+
+
+def reference(f, dtype=torch.float64):
+    from export.scan import selective_scan
+
+    t = {k: torch.from_numpy(v).to(dtype) for k, v in f.items()}
+    with torch.no_grad():
+        y, h = selective_scan(*(t[k] for k in kernels.SCAN_INPUTS))
+    return y.numpy(), h.numpy()
+
+
+def max_rel_err(got, want):
+    return max(float(np.abs(g - w).max() / max(1.0, float(np.abs(w).max()))) for g, w in zip(got, want))
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [
+    (1, 1, 8, 16),      # one token, one vector
+    (2, 7, 64, 16),     # one full 64-channel task per row
+    (3, 33, 100, 16),   # a tail task whose last vector holds 4 channels
+    (2, 20, 1536, 16),  # mamba-130m's d_inner
+    (1, 64, 130, 5),    # d_state not 16 (the runtime-n body), odd
+    (1, 9, 72, 64),     # the largest d_state the kernel takes
+    (1, 12, 3, 16),     # fewer channels than one vector
+])
+@pytest.mark.parametrize("extreme", [False, True], ids=["typical", "extreme"])
+def test_kernel_matches_the_reference(shape, extreme):
+    f = scan_inputs(*shape, seed=sum(shape), extreme=extreme)
+    want = reference(f)
+    got = kernels.selective_scan(LIB, *(f[k] for k in kernels.SCAN_INPUTS))
+    err = max_rel_err(got, want)
+    fp32 = max_rel_err(reference(f, torch.float32), want)  # how far float32 itself is from float64 here
+    report(f"kernel vs float64 reference {shape} {'extreme' if extreme else 'typical'} (torch fp32: {fp32:.1e})",
+           err, 2e-6)
+    assert all(np.isfinite(g).all() for g in got)
+    assert err < 2e-6
+
+
+@needs_kernel
+def test_zero_tokens_pass_the_state_through():
+    f = scan_inputs(2, 0, 100, 16, seed=0)
+    y, h = kernels.selective_scan(LIB, *(f[k] for k in kernels.SCAN_INPUTS))
+    assert y.shape == (2, 0, 100) and np.array_equal(h, f["h"])
+
+
+@needs_kernel
+def test_baseline_body_matches_the_reference():
+    """The build's second body (SSE2 baseline on x86-64), forced where the CPU has AVX2, in a fresh process."""
+    code = (
+        "import numpy as np; from engines import kernels; from tests.engines.test_kernels import *\n"
+        "lib = kernels.library(); assert lib.isa == 'baseline', lib.isa\n"
+        "f = scan_inputs(2, 40, 100, 16, seed=1, extreme=True)\n"
+        "print(max_rel_err(kernels.selective_scan(lib, *(f[k] for k in kernels.SCAN_INPUTS)), reference(f)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "COBRA_EDGE_KERNEL_ISA": "baseline"})
+    assert out.returncode == 0, out.stderr
+    err = float(out.stdout.split()[-1])
+    report("baseline body vs float64 reference", err, 2e-6)
+    assert err < 2e-6
+
+
+def _one_node_graph(path, d, n):
+    """A graph of one cobra_edge.SelectiveScan node carrying the exported portable body as its function."""
+    from onnx import helper
+
+    from export.fused import INPUTS, OUTPUTS, portable_function
+
+    fn = onnx.FunctionProto()
+    fn.ParseFromString(portable_function(d, n))
+    shapes = {"x": ["b", "l", d], "dt": ["b", "l", d], "A": [d, n], "B": ["b", "l", n], "C": ["b", "l", n],
+              "D": [d], "z": ["b", "l", d], "dt_bias": [d], "h": ["b", d, n]}
+    graph = helper.make_graph(
+        [helper.make_node("SelectiveScan", list(INPUTS), list(OUTPUTS), domain="cobra_edge", name="layers.3.scan")],
+        "scan", [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in shapes.items()],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["b", "l", d]),
+         helper.make_tensor_value_info("h_out", onnx.TensorProto.FLOAT, ["b", d, n])])
+    model = helper.make_model(graph, opset_imports=[*fn.opset_import, helper.make_opsetid("cobra_edge", 1)],
+                              functions=[fn], ir_version=10)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def scan_graph(tmp_path_factory):
+    return _one_node_graph(tmp_path_factory.mktemp("scan") / "scan.onnx", d=100, n=16)
+
+
+@pytest.mark.parametrize("kernels_on", [pytest.param(True, marks=needs_kernel, id="kernel"),
+                                        pytest.param(False, id="portable")])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_node_in_onnxruntime_matches_the_reference(scan_graph, kernels_on, threads):
+    engine = load_engine("onnxruntime", scan_graph, threads=threads, kernels=kernels_on)
+    assert (engine.kernels is not None) == kernels_on
+    for b, l in ((1, 1), (3, 37), (2, 200)):
+        f = scan_inputs(b, l, 100, 16, seed=l, extreme=True)
+        out = engine.run(f)
+        err = max_rel_err((out["y"], out["h_out"]), reference(f))
+        report(f"{'kernel' if kernels_on else 'portable body'} in ONNX Runtime, {threads} threads, b={b} l={l}",
+               err, 2e-6)
+        assert err < 2e-6
+
+
+@needs_kernel
+def test_threads_split_work_without_changing_it(scan_graph):
+    """Tasks write disjoint channels: 1 and 2 threads give the same bits."""
+    f = scan_inputs(3, 50, 100, 16, seed=5)
+    one = load_engine("onnxruntime", scan_graph, threads=1).run(f)
+    two = load_engine("onnxruntime", scan_graph, threads=2).run(f)
+    assert all(np.array_equal(one[k], two[k]) for k in ("y", "h_out"))
+
+
+@needs_kernel
+def test_bad_shapes_are_named(scan_graph):
+    """The engine refuses feeds that contradict the graph's declared dims; the kernel itself checks every input
+    against x and A and names the node, the input and both shapes (graphs whose shapes are not declared, or
+    feeds that reach it through ONNX Runtime directly)."""
+    engine = load_engine("onnxruntime", scan_graph, threads=1)
+    f = scan_inputs(2, 9, 100, 16, seed=0)
+    f["B"] = f["B"][:, :4]
+    with pytest.raises(EngineError, match="input 'B': l = 4 here but 9 in 'x'"):
+        engine.run(f)
+    with pytest.raises(Exception, match=r"node 'layers\.3\.scan'.*input 'B' has shape \[2, 4, 16\], expected "
+                                        r"\[b, l, n\] = \[2, 9, 16\]"):
+        engine.session.run(None, f)
+
+
+@needs_kernel
+def test_state_size_outside_the_kernel_is_refused(tmp_path):
+    engine = load_engine("onnxruntime", _one_node_graph(tmp_path / "big.onnx", d=16, n=65), threads=1)
+    with pytest.raises(EngineError, match="d_state 65 is outside 1..64"):
+        engine.run(scan_inputs(1, 3, 16, 65, seed=0))
+    with pytest.raises(ValueError, match="d_state 65"):
+        kernels.selective_scan(LIB, *(scan_inputs(1, 3, 16, 65, seed=0)[k] for k in kernels.SCAN_INPUTS))
+
+
+def test_kernels_can_be_turned_off_and_a_bad_path_is_an_error(scan_graph, monkeypatch, tmp_path):
+    monkeypatch.setenv(kernels.ENV, "off")
+    assert kernels.library() is None and "COBRA_EDGE_KERNELS=off" in kernels.status()
+    assert load_engine("onnxruntime", scan_graph).kernels is None
+    monkeypatch.setenv(kernels.ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(EngineError, match="missing.so: no such file"):
+        load_engine("onnxruntime", scan_graph)
+    not_a_library = tmp_path / "junk.so"
+    not_a_library.write_bytes(b"not an ELF file")
+    monkeypatch.setenv(kernels.ENV, str(not_a_library))
+    with pytest.raises(kernels.KernelUnavailable, match="not a cobra-edge kernel library"):
+        kernels.library()
+
+
+@needs_kernel
+def test_status_names_the_instruction_set():
+    assert LIB.isa in ("avx2+fma", "baseline")
+    assert LIB.isa in kernels.status() and "fused kernel" in kernels.status()
