@@ -10,8 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "engines.kernels._cobra_kernels",
-            sources=["engines/kernels/selective_scan.cc", "engines/kernels/ort_op.cc"],
-            depends=["engines/kernels/selective_scan.h", "engines/kernels/scan_impl.h", "engines/kernels/vecmath.h",
+            sources=["engines/kernels/selective_scan.cc", "engines/kernels/conv_step.cc", "engines/kernels/ort_op.cc"],
+            depends=["engines/kernels/selective_scan.h", "engines/kernels/conv_step.h", "engines/kernels/scan_impl.h", "engines/kernels/vecmath.h",
                      "engines/kernels/ort_abi.h"],
             language="c++",
             extra_compile_args=["-std=c++17", "-O3", "-fno-exceptions", "-fno-rtti", "-fvisibility=hidden",

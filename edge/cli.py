@@ -216,12 +216,12 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    """Which implementation runs cobra_edge.SelectiveScan nodes on ONNX Runtime's CPU provider here."""
+    """Which implementation runs cobra_edge nodes (the selective scan) on ONNX Runtime's CPU provider here."""
     import onnxruntime
 
     from engines.kernels import library, status
 
-    print(f"selective scan: {status()}")
+    print(f"cobra_edge.SelectiveScan / SelectiveStep: {status()}")
     print(f"onnxruntime {onnxruntime.__version__}")
     return 0 if library() else 1
 

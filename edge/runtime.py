@@ -185,7 +185,7 @@ class Runtime:
         if SCAN_OP not in self.manifest.graphs_for(self.precision)["prefill"].custom_ops:
             return "ONNX Scan (the prefill graph has no fused op: exported before it)"
         library = getattr(self.engines["prefill"], "kernels", None)
-        return library.describe() if library else f"{SCAN_OP} portable ONNX function body (no kernel library here)"
+        return f"{SCAN_OP}: " + (library.describe() if library else "portable ONNX function body (no kernel library)")
 
     def answer(self, requests: list[Request]) -> list[Answer | Exception]:
         """Answer frames of several streams as one batch (see edge.batch); each result is an Answer or the

@@ -15,9 +15,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .fused import fused_selective_scan
+from .fused import fused_conv_step, fused_selective_scan, fused_selective_step
+from .mamba import causal_conv_step
 from .model import CobraModel
-from .scan import SCANS, SelectiveScanFn, selective_scan
+from .scan import SCANS, SelectiveScanFn, selective_scan, selective_step
 
 PREFILL_SCAN = "fused"
 
@@ -97,16 +98,22 @@ class PrefillGraph(nn.Module):
 
 
 class StepGraph(nn.Module):
-    def __init__(self, model: CobraModel):
+    """One token per stream; each layer's conv and state update as ``cobra_edge.ConvStep`` and
+    ``cobra_edge.SelectiveStep`` nodes (export/fused.py) with ``fused=True`` (the default), or written out in
+    standard operators."""
+
+    def __init__(self, model: CobraModel, fused: bool = True):
         super().__init__()
         self.llm = model.llm
         self.io_dtype = _io_dtype(model)
+        self.update = fused_selective_step if fused else selective_step
+        self.conv = fused_conv_step if fused else causal_conv_step
 
     def forward(self, input_ids: Tensor, conv_state: Tensor, ssm_state: Tensor):
         """input_ids int64 [B] -> logits [B, V] f32, next_token [B] int64 (argmax of logits: greedy decoding
         reads B ids instead of [B, V] logits), conv_state_out, ssm_state_out."""
         w = self.llm.backbone.embedding.weight.dtype
-        logits, conv, ssm = self.llm.step(input_ids, conv_state.to(w), ssm_state)
+        logits, conv, ssm = self.llm.step(input_ids, conv_state.to(w), ssm_state, update=self.update, conv=self.conv)
         logits = logits.float()
         return logits, torch.argmax(logits, dim=-1), conv.to(self.io_dtype), ssm
 

@@ -26,7 +26,7 @@ from engines.kernels import status as kernel_status
 from edge.runtime import check_engine_matches
 from edge.state import StateSpec
 
-from .fused import OP_DOMAIN, OP_NAME, attach_portable_function, translations, uses_fused_scan
+from .fused import attach_portable_functions, translations
 from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
 from .model import CobraModel
 from .precision import VARIANT_GRAPHS, WEIGHTS, check_precisions, export_fp16, quantize_int8, variant_file, variant_parity
@@ -36,9 +36,9 @@ from .tokenizer import write_tokenizer
 # max |ort - ref| <= atol + rtol * max |ref|, per output dtype
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2)}
 # how the graphs are built (not what they compute): caches of exports are stale when it changes
-EXPORT_REVISION = f"prefill-scan={PREFILL_SCAN}(body chunked:{DEFAULT_CHUNK}:state-major);lm-head=last;next-token"
-EXTERNAL_DATA_BYTES = 1 << 30
-FUSED_OP = f"{OP_DOMAIN}.{OP_NAME}"  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
+EXPORT_REVISION = (f"prefill-scan={PREFILL_SCAN}(body chunked:{DEFAULT_CHUNK}:state-major);step=fused;lm-head=last;"
+                   "next-token")
+EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
 class ParityError(RuntimeError):
@@ -52,8 +52,8 @@ class ExportResult:
 
 
 def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> tuple[str, ...]:
-    """Write one graph; -> the custom ops it calls ("cobra_edge.SelectiveScan" for a fused prefill), each carried
-    with its portable body as a model-local function."""
+    """Write one graph; -> the custom ops it calls ("cobra_edge.SelectiveScan" in a prefill graph,
+    "cobra_edge.SelectiveStep" in a step graph), each carried with its portable body as a model-local function."""
     module = gdef.module(model).eval()
     args = example_inputs(gdef, batch=2, length=5)
     # L is left to torch.export to bound (Dim.DYNAMIC): the chunked scan pads L to a multiple of its chunk, and a
@@ -74,11 +74,8 @@ def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> tuple[str, .
             custom_translation_table=translations(),
         )
     _name_dynamic_dims(program.model, gdef)
-    custom_ops: tuple[str, ...] = ()
-    if uses_fused_scan(program.model):
-        lm = model.cfg.lm
-        attach_portable_function(program.model, lm.d_inner, lm.d_state)
-        custom_ops = (FUSED_OP,)
+    lm = model.cfg.lm
+    custom_ops = attach_portable_functions(program.model, lm.d_inner, lm.d_state, lm.d_conv)
     program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
     return custom_ops
 

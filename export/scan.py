@@ -32,6 +32,8 @@ with a state in and out): dt arrives before its bias and softplus, the skip ``D 
 applied to the output. That contract is what the prefill graph calls once per layer, as one node
 ``cobra_edge.SelectiveScan`` (export/fused.py): the fused CPU kernel of engines/kernels runs it, or, where that
 kernel is not registered, the node's portable function body (``selective_scan`` over ``scan_chunked``).
+``selective_step`` is the same contract for one token without the token axis (the decode step's
+``cobra_edge.SelectiveStep``, run by the same kernel).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 ScanFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
-SelectiveScanFn = Callable[..., tuple[Tensor, Tensor]]  # selective_scan's contract
+SelectiveScanFn = Callable[..., tuple[Tensor, Tensor]]  # selective_scan's (and selective_step's) contract
 DEFAULT_CHUNK = 16
 
 
@@ -143,3 +145,17 @@ def selective_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
     """
     y, h = scan(x, softplus(dt + dt_bias), A, B, C, h)
     return (y + x * D) * F.silu(z), h
+
+
+def selective_step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor, dt_bias: Tensor,
+                   h: Tensor) -> tuple[Tensor, Tensor]:
+    """``selective_scan`` for one token (mamba_ssm's ``selective_state_update``), without the token axis.
+
+    x, dt, z [b, d_in]; A [d_in, n]; B, C [b, n]; D, dt_bias [d_in]; h [b, d_in, n]; float32
+    -> y [b, d_in], h after the token.
+    """
+    delta = softplus(dt + dt_bias)
+    dA, dBx = discretize(x, delta, A, B)  # [b, d_in, n]
+    h = dA * h + dBx
+    y = torch.matmul(h, C.unsqueeze(-1)).squeeze(-1) + x * D
+    return y * F.silu(z), h

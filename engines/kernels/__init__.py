@@ -1,9 +1,10 @@
-"""cobra-edge's native CPU kernels for ONNX Runtime: ``cobra_edge.SelectiveScan``, Mamba-1's selective scan fused
-into one pass over the tokens (C++ sources beside this file; built by ``pip install`` as ``_cobra_kernels*.so``).
+"""cobra-edge's native CPU kernels for ONNX Runtime: ``cobra_edge.SelectiveScan`` (prefill) and
+``cobra_edge.SelectiveStep`` (decode step), Mamba-1's selective scan fused into one pass over the tokens (C++
+sources beside this file; built by ``pip install`` as ``_cobra_kernels*.so``).
 
-ONNX Runtime loads the library per session (``SessionOptions.register_custom_ops_library``); the prefill graph's
-``cobra_edge.SelectiveScan`` nodes then run the kernel. Without the library (no C++ compiler at install, another
-backend, ``COBRA_EDGE_KERNELS=off``) the same nodes run their portable ONNX function body: same graph file, same
+ONNX Runtime loads the library per session (``SessionOptions.register_custom_ops_library``); the graphs'
+``cobra_edge`` nodes then run the kernel. Without the library (no C++ compiler at install, another backend,
+``COBRA_EDGE_KERNELS=off``) the same nodes run their portable ONNX function bodies: same graph files, same
 contract, slower. ``status()`` says which and why.
 
     COBRA_EDGE_KERNELS=off          never register the library
@@ -21,7 +22,7 @@ from pathlib import Path
 
 ENV = "COBRA_EDGE_KERNELS"
 HERE = Path(__file__).resolve().parent
-OP = "cobra_edge.SelectiveScan"
+OP = "cobra_edge.SelectiveScan"  # the prefill's op (the step's is cobra_edge.SelectiveStep)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class KernelLibrary:
     isa: str  # the instruction set the kernel uses on this CPU: "avx2+fma" or "baseline"
 
     def describe(self) -> str:
-        return f"{OP} fused kernel ({self.isa}, {self.path.name})"
+        return f"cobra-edge fused kernels ({self.isa}, {self.path.name})"
 
 
 def _installed() -> Path | None:
@@ -106,7 +107,7 @@ def library() -> KernelLibrary | None:
 
 
 def status() -> str:
-    """One line: what runs ``cobra_edge.SelectiveScan`` nodes on ONNX Runtime's CPU provider here, and why."""
+    """One line: what runs ``cobra_edge`` nodes on ONNX Runtime's CPU provider here, and why."""
     choice = os.environ.get(ENV, "").strip()
     try:
         lib = library()
@@ -115,6 +116,6 @@ def status() -> str:
     if lib:
         return lib.describe()
     if choice:
-        return f"portable ONNX function body (${ENV}={choice})"
-    return ("portable ONNX function body (the kernel library was not built: reinstall with a C++ compiler present, "
+        return f"portable ONNX function bodies (${ENV}={choice})"
+    return ("portable ONNX function bodies (the kernel library was not built: reinstall with a C++ compiler present, "
             "`pip install -e .`)")

@@ -1,27 +1,48 @@
-/* cobra_edge.SelectiveScan as an ONNX Runtime custom op (CPU). ONNX Runtime loads this library through
- * SessionOptions.register_custom_ops_library and calls RegisterCustomOps; a graph node of that domain and name
- * then runs the fused kernel of selective_scan.cc instead of the model-local function of the same name that the
- * exported prefill graph carries as its portable body (see export/fused.py).
- *
- * Inputs (float32): x, dt, A, B, C, D, z, dt_bias, h. Outputs (float32): y, h_out. Shapes in selective_scan.h.
+/* cobra-edge's ONNX Runtime custom ops (CPU), domain cobra_edge:
+ *   SelectiveScan   x, dt, A, B, C, D, z, dt_bias, h -> y, h_out   (prefill; shapes in selective_scan.h)
+ *   SelectiveStep   the same for one token, without the token axis: x, dt, z, y [b, d] and B, C [b, n] (the same
+ *                   memory as [b, 1, d] and [b, 1, n], so the scan kernel runs it with l = 1)
+ *   ConvStep        x, conv_state, weight, bias -> y, conv_state_out   (decode step's conv; conv_step.h)
+ * All float32. ONNX Runtime loads this library through SessionOptions.register_custom_ops_library and calls
+ * RegisterCustomOps; graph nodes of that domain and those names then run these kernels instead of the
+ * model-local functions of the same names that the exported graphs carry as their portable bodies
+ * (export/fused.py).
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_step.h"
 #include "ort_abi.h"
 #include "selective_scan.h"
 
 namespace {
 
 const char* const kDomain = "cobra_edge";
-const char* const kOpName = "SelectiveScan";
-const char* const kInputs[] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "h"};
-enum { X, DT, A_, B_, C_, D_, Z, DT_BIAS, H, N_INPUTS };
+const char* const kScanInputs[] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "h"};
+enum { X, DT, A_, B_, C_, D_, Z, DT_BIAS, H, N_SCAN_INPUTS };
+const char* const kConvInputs[] = {"x", "conv_state", "weight", "bias"};
+enum { CX, CSTATE, CW, CBIAS, N_CONV_INPUTS };
+
+struct Kernel;
+typedef OrtStatus* (*ComputeFn)(const Kernel* k, OrtKernelContext* ctx);
+
+/* an op of this library: ONNX Runtime's struct first, so the OrtCustomOp* it hands back is one of these */
+struct OpDef {
+  OrtCustomOp ort;
+  const char* name;
+  const char* const* inputs;
+  size_t n_inputs;
+  ComputeFn compute;
+  bool tokens;            /* SelectiveScan: x, dt, B, C, z, y carry a token axis; SelectiveStep: they do not */
+  const char* shapes_from; /* the inputs the others' expected shapes derive from, for error messages */
+};
 
 struct Kernel {
   const OrtApi* api;
+  const OpDef* op;
   char node[128]; /* the graph node's name, for error messages (which layer) */
 };
 
@@ -31,11 +52,14 @@ struct Tensor {
   void* data;
 };
 
-OrtStatus* fail(const OrtApi* api, const Kernel* k, const char* fmt, const char* detail) {
-  char msg[512];
-  char what[256];
-  snprintf(what, sizeof what, fmt, detail);
-  snprintf(msg, sizeof msg, "cobra_edge.SelectiveScan (node '%s'): %s", k->node, what);
+/* an INVALID_ARGUMENT status naming the node (which layer): printf-style */
+__attribute__((format(printf, 3, 4))) OrtStatus* fail(const OrtApi* api, const Kernel* k, const char* fmt, ...) {
+  char what[384], msg[640]; /* node name (< 128) + what */
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(what, sizeof what, fmt, args);
+  va_end(args);
+  snprintf(msg, sizeof msg, "cobra_edge.%s (node '%s'): %s", k->op->name, k->node, what);
   return ORT_FN(api, CreateStatus)(ORT_INVALID_ARGUMENT, msg);
 }
 
@@ -70,82 +94,136 @@ OrtStatus* check_shape(const OrtApi* api, const Kernel* k, int input, const Tens
   bool ok = t.rank == rank;
   for (size_t i = 0; ok && i < rank; i++) ok = t.dims[i] == want[i];
   if (ok) return nullptr;
-  char got[96], expected[96], detail[256];
+  char got[96], expected[96];
   shape_str(t.dims, t.rank, got, sizeof got);
   shape_str(want, rank, expected, sizeof expected);
-  snprintf(detail, sizeof detail, "input '%s' has shape %s, expected %s = %s (from x [b, l, d] and A [d, n])",
-           kInputs[input], got, symbols, expected);
-  return fail(api, k, "%s", detail);
+  return fail(api, k, "input '%s' has shape %s, expected %s = %s (from %s)", k->op->inputs[input], got, symbols,
+              expected, k->op->shapes_from);
 }
 
-void run_task(void* args, size_t task) { cobra_selective_scan_task((const CobraScanArgs*)args, (int64_t)task); }
-
-OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
-  const Kernel* k = (const Kernel*)kernel;
+/* every input of the op, as float32 tensors, or a status naming the one that is not */
+OrtStatus* read_inputs(const Kernel* k, OrtKernelContext* ctx, Tensor* in) {
   const OrtApi* api = k->api;
   size_t count = 0;
   OrtStatus* st = ORT_FN(api, KernelContext_GetInputCount)(ctx, &count);
   if (st) return st;
-  if (count != N_INPUTS) {
-    char n[32];
-    snprintf(n, sizeof n, "%zu", count);
-    return fail(api, k, "9 inputs expected (x, dt, A, B, C, D, z, dt_bias, h), got %s", n);
-  }
-  Tensor in[N_INPUTS];
-  for (int i = 0; i < N_INPUTS; i++) {
+  if (count != k->op->n_inputs) return fail(api, k, "%zu inputs expected, got %zu", k->op->n_inputs, count);
+  for (size_t i = 0; i < count; i++) {
     const OrtValue* v = nullptr;
-    if ((st = ORT_FN(api, KernelContext_GetInput)(ctx, (size_t)i, &v))) return st;
-    if (!v) return fail(api, k, "input '%s' is missing", kInputs[i]);
+    if ((st = ORT_FN(api, KernelContext_GetInput)(ctx, i, &v))) return st;
+    if (!v) return fail(api, k, "input '%s' is missing", k->op->inputs[i]);
     if ((st = read_tensor(api, v, &in[i]))) {
-      const char* why = ORT_FN(api, GetErrorMessage)(st);
-      char detail[256];
-      snprintf(detail, sizeof detail, "input '%s': %s", kInputs[i], why);
+      OrtStatus* named = fail(api, k, "input '%s': %s", k->op->inputs[i], ORT_FN(api, GetErrorMessage)(st));
       ORT_FN(api, ReleaseStatus)(st);
-      return fail(api, k, "%s", detail);
+      return named;
     }
   }
-  if (in[X].rank != 3) return fail(api, k, "input 'x' must be [b, l, d], got rank %s", in[X].rank == 0 ? "0" : "!= 3");
-  if (in[A_].rank != 2) return fail(api, k, "input 'A' must be [d, n]%s", "");
-  const int64_t b = in[X].dims[0], l = in[X].dims[1], d = in[X].dims[2], n = in[A_].dims[1];
-  const int64_t bld[3] = {b, l, d}, dn[2] = {d, n}, bln[3] = {b, l, n}, dd[1] = {d}, bdn[3] = {b, d, n};
-  if ((st = check_shape(api, k, DT, in[DT], bld, 3, "[b, l, d]")) ||
-      (st = check_shape(api, k, Z, in[Z], bld, 3, "[b, l, d]")) ||
+  return nullptr;
+}
+
+OrtStatus* output_data(const OrtApi* api, OrtKernelContext* ctx, size_t index, const int64_t* dims, size_t rank,
+                       float** out) {
+  OrtValue* v = nullptr;
+  OrtStatus* st = ORT_FN(api, KernelContext_GetOutput)(ctx, index, dims, rank, &v);
+  if (st) return st;
+  void* data = nullptr;
+  st = ORT_FN(api, GetTensorMutableData)(v, &data);
+  *out = (float*)data;
+  return st;
+}
+
+void run_scan_task(void* args, size_t task) { cobra_selective_scan_task((const CobraScanArgs*)args, (int64_t)task); }
+
+OrtStatus* compute_scan(const Kernel* k, OrtKernelContext* ctx) {
+  const OrtApi* api = k->api;
+  Tensor in[N_SCAN_INPUTS];
+  OrtStatus* st = read_inputs(k, ctx, in);
+  if (st) return st;
+  char shape[96];
+  const bool tokens = k->op->tokens;
+  const size_t rank = tokens ? 3 : 2; /* of x, dt, B, C, z, y */
+  if (in[X].rank != rank) {
+    shape_str(in[X].dims, in[X].rank, shape, sizeof shape);
+    return fail(api, k, "input 'x' must be %s, got %s", tokens ? "[b, l, d]" : "[b, d]", shape);
+  }
+  if (in[A_].rank != 2) {
+    shape_str(in[A_].dims, in[A_].rank, shape, sizeof shape);
+    return fail(api, k, "input 'A' must be [d, n], got %s", shape);
+  }
+  const int64_t b = in[X].dims[0], l = tokens ? in[X].dims[1] : 1, d = in[X].dims[rank - 1], n = in[A_].dims[1];
+  const int64_t bld[3] = {b, l, d}, bd[2] = {b, d}, dn[2] = {d, n}, bln[3] = {b, l, n}, bn[2] = {b, n};
+  const int64_t dd[1] = {d}, bdn[3] = {b, d, n};
+  const int64_t* per_d = tokens ? bld : bd;
+  const int64_t* per_n = tokens ? bln : bn;
+  const char* sym_d = tokens ? "[b, l, d]" : "[b, d]";
+  const char* sym_n = tokens ? "[b, l, n]" : "[b, n]";
+  if ((st = check_shape(api, k, DT, in[DT], per_d, rank, sym_d)) ||
+      (st = check_shape(api, k, Z, in[Z], per_d, rank, sym_d)) ||
       (st = check_shape(api, k, A_, in[A_], dn, 2, "[d, n]")) ||
-      (st = check_shape(api, k, B_, in[B_], bln, 3, "[b, l, n]")) ||
-      (st = check_shape(api, k, C_, in[C_], bln, 3, "[b, l, n]")) ||
+      (st = check_shape(api, k, B_, in[B_], per_n, rank, sym_n)) ||
+      (st = check_shape(api, k, C_, in[C_], per_n, rank, sym_n)) ||
       (st = check_shape(api, k, D_, in[D_], dd, 1, "[d]")) ||
       (st = check_shape(api, k, DT_BIAS, in[DT_BIAS], dd, 1, "[d]")) ||
       (st = check_shape(api, k, H, in[H], bdn, 3, "[b, d, n]")))
     return st;
-  if (n < 1 || n > COBRA_SCAN_MAX_STATE) {
-    char detail[64];
-    snprintf(detail, sizeof detail, "%lld", (long long)n);
-    return fail(api, k, "d_state %s is outside 1..64, which this kernel handles", detail);
-  }
-  OrtValue *y = nullptr, *h_out = nullptr;
-  if ((st = ORT_FN(api, KernelContext_GetOutput)(ctx, 0, bld, 3, &y)) ||
-      (st = ORT_FN(api, KernelContext_GetOutput)(ctx, 1, bdn, 3, &h_out)))
-    return st;
+  if (n < 1 || n > COBRA_SCAN_MAX_STATE)
+    return fail(api, k, "d_state %lld is outside 1..%d, which this kernel handles", (long long)n, COBRA_SCAN_MAX_STATE);
   CobraScanArgs args;
+  if ((st = output_data(api, ctx, 0, per_d, rank, &args.y)) || (st = output_data(api, ctx, 1, bdn, 3, &args.h_out)))
+    return st;
   args.b = b, args.l = l, args.d = d, args.n = n;
   args.x = (const float*)in[X].data, args.dt = (const float*)in[DT].data, args.A = (const float*)in[A_].data;
   args.B = (const float*)in[B_].data, args.C = (const float*)in[C_].data, args.D = (const float*)in[D_].data;
   args.z = (const float*)in[Z].data, args.dt_bias = (const float*)in[DT_BIAS].data;
   args.h0 = (const float*)in[H].data;
-  void* out = nullptr;
-  if ((st = ORT_FN(api, GetTensorMutableData)(y, &out))) return st;
-  args.y = (float*)out;
-  if ((st = ORT_FN(api, GetTensorMutableData)(h_out, &out))) return st;
-  args.h_out = (float*)out;
   const int64_t tasks = cobra_selective_scan_tasks(&args);
   if (tasks == 0) return nullptr;
-  return ORT_FN(api, KernelContext_ParallelFor)(ctx, run_task, (size_t)tasks, 0, &args);
+  return ORT_FN(api, KernelContext_ParallelFor)(ctx, run_scan_task, (size_t)tasks, 0, &args);
 }
 
-OrtStatus* create_kernel(const OrtCustomOp*, const OrtApi* api, const OrtKernelInfo* info, void** out) {
+void run_conv_row(void* args, size_t row) { cobra_conv_step_row((const CobraConvStepArgs*)args, (int64_t)row); }
+
+OrtStatus* compute_conv(const Kernel* k, OrtKernelContext* ctx) {
+  const OrtApi* api = k->api;
+  Tensor in[N_CONV_INPUTS];
+  OrtStatus* st = read_inputs(k, ctx, in);
+  if (st) return st;
+  char shape[96];
+  if (in[CX].rank != 2 || in[CW].rank != 2 || in[CW].dims[1] < 1) {
+    const Tensor& t = in[CX].rank != 2 ? in[CX] : in[CW];
+    shape_str(t.dims, t.rank, shape, sizeof shape);
+    return fail(api, k, "input '%s' must be %s, got %s", in[CX].rank != 2 ? "x" : "weight",
+                in[CX].rank != 2 ? "[b, d]" : "[d, k] with k >= 1", shape);
+  }
+  const int64_t b = in[CX].dims[0], d = in[CX].dims[1], kk = in[CW].dims[1];
+  const int64_t bdk[3] = {b, d, kk - 1}, dk[2] = {d, kk}, dd[1] = {d}, bd[2] = {b, d};
+  if ((st = check_shape(api, k, CSTATE, in[CSTATE], bdk, 3, "[b, d, k - 1]")) ||
+      (st = check_shape(api, k, CW, in[CW], dk, 2, "[d, k]")) ||
+      (st = check_shape(api, k, CBIAS, in[CBIAS], dd, 1, "[d]")))
+    return st;
+  CobraConvStepArgs args;
+  args.b = b, args.d = d, args.k = kk;
+  args.x = (const float*)in[CX].data, args.state = (const float*)in[CSTATE].data;
+  args.weight = (const float*)in[CW].data, args.bias = (const float*)in[CBIAS].data;
+  if ((st = output_data(api, ctx, 0, bd, 2, &args.y)) || (st = output_data(api, ctx, 1, bdk, 3, &args.state_out)))
+    return st;
+  if (b == 1) { /* a few microseconds of work: not worth waking the thread pool */
+    cobra_conv_step_row(&args, 0);
+    return nullptr;
+  }
+  return b ? ORT_FN(api, KernelContext_ParallelFor)(ctx, run_conv_row, (size_t)b, 0, &args) : nullptr;
+}
+
+OrtStatus* dispatch(void* kernel, OrtKernelContext* ctx) {
+  const Kernel* k = (const Kernel*)kernel;
+  return k->op->compute(k, ctx);
+}
+
+OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
   Kernel* k = (Kernel*)calloc(1, sizeof(Kernel));
-  if (!k) return ORT_FN(api, CreateStatus)(ORT_FAIL, "cobra_edge.SelectiveScan: out of memory");
+  if (!k) return ORT_FN(api, CreateStatus)(ORT_FAIL, "cobra_edge kernels: out of memory");
   k->api = api;
+  k->op = (const OpDef*)op;
   size_t size = sizeof k->node;
   OrtStatus* st = ORT_FN(api, KernelInfo_GetNodeName)(info, k->node, &size);
   if (st) { /* a name longer than the buffer: keep going without it */
@@ -159,10 +237,10 @@ OrtStatus* create_kernel(const OrtCustomOp*, const OrtApi* api, const OrtKernelI
 void* create_kernel_v1(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*) { return nullptr; }
 void compute_v1(void*, OrtKernelContext*) {}
 void destroy_kernel(void* kernel) { free(kernel); }
-const char* op_name(const OrtCustomOp*) { return kOpName; }
+const char* op_name(const OrtCustomOp* op) { return ((const OpDef*)op)->name; }
 const char* op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
 int float_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-size_t input_count(const OrtCustomOp*) { return N_INPUTS; }
+size_t input_count(const OrtCustomOp* op) { return ((const OpDef*)op)->n_inputs; }
 size_t output_count(const OrtCustomOp*) { return 2; }
 int required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
 int default_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
@@ -170,9 +248,17 @@ int one(const OrtCustomOp*) { return 1; }
 int start_version(const OrtCustomOp*) { return 1; }
 int end_version(const OrtCustomOp*) { return 1; }
 
-OrtCustomOp make_op() {
-  OrtCustomOp op;
-  memset(&op, 0, sizeof op);
+OpDef make_op(const char* name, const char* const* inputs, size_t n_inputs, ComputeFn compute, bool tokens,
+              const char* shapes_from) {
+  OpDef def;
+  memset(&def, 0, sizeof def);
+  def.name = name;
+  def.inputs = inputs;
+  def.n_inputs = n_inputs;
+  def.compute = compute;
+  def.tokens = tokens;
+  def.shapes_from = shapes_from;
+  OrtCustomOp& op = def.ort;
   op.version = COBRA_ORT_API_VERSION;
   op.CreateKernel = create_kernel_v1;
   op.GetName = op_name;
@@ -191,14 +277,18 @@ OrtCustomOp make_op() {
   op.GetVariadicOutputMinArity = one;
   op.GetVariadicOutputHomogeneity = one;
   op.CreateKernelV2 = create_kernel;
-  op.KernelComputeV2 = compute;
+  op.KernelComputeV2 = dispatch;
   op.InferOutputShapeFn = nullptr; /* shapes come from the model's value_info */
   op.GetStartVersion = start_version;
   op.GetEndVersion = end_version;
-  return op;
+  return def;
 }
 
-const OrtCustomOp kOp = make_op();
+const OpDef kOps[] = {
+    make_op("SelectiveScan", kScanInputs, N_SCAN_INPUTS, compute_scan, true, "x [b, l, d] and A [d, n]"),
+    make_op("SelectiveStep", kScanInputs, N_SCAN_INPUTS, compute_scan, false, "x [b, d] and A [d, n]"),
+    make_op("ConvStep", kConvInputs, N_CONV_INPUTS, compute_conv, false, "x [b, d] and weight [d, k]"),
+};
 /* one domain per process, shared by every session (ONNX Runtime keeps a pointer to it), created once even when
  * sessions are opened from several threads */
 pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -208,7 +298,8 @@ OrtStatus* g_domain_error = nullptr;
 
 void create_domain() {
   if ((g_domain_error = ORT_FN(g_api, CreateCustomOpDomain)(kDomain, &g_domain))) return;
-  g_domain_error = ORT_FN(g_api, CustomOpDomain_Add)(g_domain, &kOp);
+  for (const OpDef& op : kOps)
+    if ((g_domain_error = ORT_FN(g_api, CustomOpDomain_Add)(g_domain, &op.ort))) return;
 }
 
 }  // namespace

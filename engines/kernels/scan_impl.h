@@ -83,8 +83,46 @@ static void scan_task(const CobraScanArgs* a, int64_t bi, int64_t c0, int64_t ch
   }
 }
 
+/* One token (the decode step), d_state 16: lanes over the state instead of channels, so h and A are read in
+ * their [d, n] layout as they are (the scan's transposition into channel lanes costs more than one token's
+ * work). Per channel: two vectors of state, two of A, a horizontal sum for C . h. */
+static void step_task16(const CobraScanArgs* a, int64_t bi, int64_t c0, int64_t channels) {
+  const int64_t d = a->d;
+  const float* Bt = a->B + bi * 16;
+  const float* Ct = a->C + bi * 16;
+  const vf B0 = vload(Bt), B1 = vload(Bt + VW), C0 = vload(Ct), C1 = vload(Ct + VW);
+  const float* h0 = a->h0 + bi * d * 16;
+  float* h_out = a->h_out + bi * d * 16;
+  for (int64_t c = c0; c < c0 + channels; c += VW) {
+    const int cnt = c0 + channels - c < VW ? (int)(c0 + channels - c) : VW;
+    const int64_t o = bi * d + c;
+    const vf x = vload_part(a->x + o, cnt), z = vload_part(a->z + o, cnt);
+    const vf delta = vsoftplus(vload_part(a->dt + o, cnt) + vload_part(a->dt_bias + c, cnt));
+    const vf dx = delta * x;
+    vf ch = vsplat(0.0f); /* C . h per channel */
+    for (int j = 0; j < cnt; j++) {
+      const float* hc = h0 + (c + j) * 16;
+      const float* Ac = a->A + (c + j) * 16;
+      const vf dj = vsplat(delta[j]), dxj = vsplat(dx[j]);
+      const vf s0 = vexp_neg(dj * vload(Ac)) * vload(hc) + dxj * B0;
+      const vf s1 = vexp_neg(dj * vload(Ac + VW)) * vload(hc + VW) + dxj * B1;
+      vstore(h_out + (c + j) * 16, s0);
+      vstore(h_out + (c + j) * 16 + VW, s1);
+      const vf r = s0 * C0 + s1 * C1;
+      float sum = 0.0f;
+      for (int i = 0; i < VW; i++) sum += r[i];
+      ch[j] = sum;
+    }
+    vstore_part(a->y + o, (ch + vload_part(a->D + c, cnt) * x) * vsilu(z), cnt);
+  }
+}
+
 static void run_task(const CobraScanArgs* a, int64_t bi, int64_t c0, int64_t channels) {
   const bool full = channels == (int64_t)kBlocks * VW;
+  if (a->l == 1 && a->n == 16) {
+    step_task16(a, bi, c0, channels);
+    return;
+  }
   if (a->n == 16) {
     if (full) scan_task<16, kBlocks>(a, bi, c0, channels);
     else scan_task<16, 0>(a, bi, c0, channels);

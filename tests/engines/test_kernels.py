@@ -99,21 +99,53 @@ def test_baseline_body_matches_the_reference():
     assert err < 2e-6
 
 
-def _one_node_graph(path, d, n):
-    """A graph of one cobra_edge.SelectiveScan node carrying the exported portable body as its function."""
+def _cross_tools():
+    import shutil
+
+    return shutil.which("aarch64-linux-gnu-g++"), shutil.which("qemu-aarch64")
+
+
+@pytest.mark.skipif(not all(_cross_tools()), reason="needs aarch64-linux-gnu-g++ and qemu-aarch64 (Debian: "
+                                                    "g++-aarch64-linux-gnu qemu-user) to build and run the Jetson body")
+def test_aarch64_build_matches_the_reference(tmp_path):
+    """The kernel as a Jetson (aarch64, NEON) compiler builds it, run under an emulator, against the reference."""
+    cxx, qemu = _cross_tools()
+    src = REPO / "engines" / "kernels"
+    driver = tmp_path / "scan_driver"
+    subprocess.run([cxx, "-std=c++17", "-O3", "-static", "-fno-exceptions", "-fno-rtti", "-Wno-psabi", f"-I{src}",
+                    "-x", "c++", str(REPO / "tests" / "engines" / "scan_driver.c"), str(src / "selective_scan.cc"),
+                    "-o", str(driver)], check=True, capture_output=True)
+    f = scan_inputs(2, 30, 100, 16, seed=7, extreme=True)
+    b, l, d = f["x"].shape
+    n = f["A"].shape[1]
+    (tmp_path / "in.bin").write_bytes(np.array([b, l, d, n], np.int64).tobytes()
+                                      + b"".join(f[k].tobytes() for k in kernels.SCAN_INPUTS))
+    run = subprocess.run([qemu, str(driver), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "baseline"  # NEON is aarch64's baseline: one body
+    out = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.float32)
+    got = (out[: b * l * d].reshape(b, l, d), out[b * l * d:].reshape(b, d, n))
+    err = max_rel_err(got, reference(f))
+    report("aarch64 build (qemu) vs float64 reference", err, 2e-6)
+    assert err < 2e-6
+
+
+def _one_node_graph(path, op="SelectiveScan", d=100, n=16, k=4):
+    """A graph of one cobra_edge node carrying the exported portable body as its function (export/fused.py)."""
     from onnx import helper
 
-    from export.fused import INPUTS, OUTPUTS, portable_function
+    from export.fused import OPS, portable_function
 
+    spec = OPS[op]
     fn = onnx.FunctionProto()
-    fn.ParseFromString(portable_function(d, n))
-    shapes = {"x": ["b", "l", d], "dt": ["b", "l", d], "A": [d, n], "B": ["b", "l", n], "C": ["b", "l", n],
-              "D": [d], "z": ["b", "l", d], "dt_bias": [d], "h": ["b", d, n]}
+    fn.ParseFromString(portable_function(op, d, n, k))
+    shapes = spec.shapes(d, n, k)
+    outputs = {"y": shapes["x"], "h_out": shapes.get("h"), "conv_state_out": shapes.get("conv_state")}
     graph = helper.make_graph(
-        [helper.make_node("SelectiveScan", list(INPUTS), list(OUTPUTS), domain="cobra_edge", name="layers.3.scan")],
-        "scan", [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, v) for k, v in shapes.items()],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["b", "l", d]),
-         helper.make_tensor_value_info("h_out", onnx.TensorProto.FLOAT, ["b", d, n])])
+        [helper.make_node(op, list(spec.inputs), list(spec.outputs), domain="cobra_edge", name=f"layers.3.{op}")],
+        op, [helper.make_tensor_value_info(i, onnx.TensorProto.FLOAT, shapes[i]) for i in spec.inputs],
+        [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, outputs[o]) for o in spec.outputs])
     model = helper.make_model(graph, opset_imports=[*fn.opset_import, helper.make_opsetid("cobra_edge", 1)],
                               functions=[fn], ir_version=10)
     onnx.checker.check_model(model)
@@ -121,22 +153,52 @@ def _one_node_graph(path, d, n):
     return path
 
 
+def op_inputs(op, b, l, d, n, k, seed, extreme=False):
+    """Inputs of one op, and its float64 reference outputs (export/scan.py, export/mamba.py)."""
+    from export.mamba import causal_conv_step
+    from export.scan import selective_step
+
+    if op == "ConvStep":
+        rng = np.random.default_rng(seed)
+        f = {"x": rng.standard_normal((b, d)), "conv_state": rng.standard_normal((b, d, k - 1)),
+             "weight": rng.standard_normal((d, k)) * 0.5, "bias": rng.standard_normal(d) * (10 if extreme else 1)}
+        f = {key: v.astype(np.float32) for key, v in f.items()}
+        t = [torch.from_numpy(f[i]).double() for i in ("x", "conv_state", "weight", "bias")]
+        want = causal_conv_step(*t)
+    else:
+        f = scan_inputs(b, l if op == "SelectiveScan" else 1, d, n, seed, extreme)
+        if op == "SelectiveScan":
+            return f, reference(f)
+        f = {key: v[:, 0] if key in ("x", "dt", "B", "C", "z") else v for key, v in f.items()}
+        t = {key: torch.from_numpy(v).double() for key, v in f.items()}
+        want = selective_step(*(t[i] for i in kernels.SCAN_INPUTS))
+    return f, tuple(w.numpy() for w in want)
+
+
 @pytest.fixture(scope="module")
-def scan_graph(tmp_path_factory):
-    return _one_node_graph(tmp_path_factory.mktemp("scan") / "scan.onnx", d=100, n=16)
+def graphs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ops")
+    return {op: _one_node_graph(tmp / f"{op}.onnx", op) for op in ("SelectiveScan", "SelectiveStep", "ConvStep")}
 
 
+@pytest.fixture(scope="module")
+def scan_graph(graphs):
+    return graphs["SelectiveScan"]
+
+
+@pytest.mark.parametrize("op", ["SelectiveScan", "SelectiveStep", "ConvStep"])
 @pytest.mark.parametrize("kernels_on", [pytest.param(True, marks=needs_kernel, id="kernel"),
                                         pytest.param(False, id="portable")])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_node_in_onnxruntime_matches_the_reference(scan_graph, kernels_on, threads):
-    engine = load_engine("onnxruntime", scan_graph, threads=threads, kernels=kernels_on)
+def test_node_in_onnxruntime_matches_the_reference(graphs, op, kernels_on, threads):
+    """Each op as ONNX Runtime runs it, fused (kernel library registered) and as its portable function body."""
+    engine = load_engine("onnxruntime", graphs[op], threads=threads, kernels=kernels_on)
     assert (engine.kernels is not None) == kernels_on
     for b, l in ((1, 1), (3, 37), (2, 200)):
-        f = scan_inputs(b, l, 100, 16, seed=l, extreme=True)
+        f, want = op_inputs(op, b, l, 100, 16, 4, seed=l, extreme=True)
         out = engine.run(f)
-        err = max_rel_err((out["y"], out["h_out"]), reference(f))
-        report(f"{'kernel' if kernels_on else 'portable body'} in ONNX Runtime, {threads} threads, b={b} l={l}",
+        err = max_rel_err(tuple(out[o] for o in out), want)
+        report(f"{op} {'kernel' if kernels_on else 'portable body'} in ONNX Runtime, {threads} threads, b={b} l={l}",
                err, 2e-6)
         assert err < 2e-6
 
@@ -160,9 +222,23 @@ def test_bad_shapes_are_named(scan_graph):
     f["B"] = f["B"][:, :4]
     with pytest.raises(EngineError, match="input 'B': l = 4 here but 9 in 'x'"):
         engine.run(f)
-    with pytest.raises(Exception, match=r"node 'layers\.3\.scan'.*input 'B' has shape \[2, 4, 16\], expected "
-                                        r"\[b, l, n\] = \[2, 9, 16\]"):
+    with pytest.raises(Exception, match=r"SelectiveScan \(node 'layers\.3\.SelectiveScan'\): input 'B' has shape "
+                                        r"\[2, 4, 16\], expected \[b, l, n\] = \[2, 9, 16\]"):
         engine.session.run(None, f)
+
+
+@needs_kernel
+def test_step_ops_name_bad_shapes(graphs):
+    f, _ = op_inputs("SelectiveStep", 2, 1, 100, 16, 4, seed=0)
+    f["C"] = f["C"][:1]
+    with pytest.raises(Exception, match=r"SelectiveStep \(node 'layers\.3\.SelectiveStep'\): input 'C' has shape "
+                                        r"\[1, 16\], expected \[b, n\] = \[2, 16\]"):
+        load_engine("onnxruntime", graphs["SelectiveStep"], threads=1).session.run(None, f)
+    f, _ = op_inputs("ConvStep", 2, 1, 100, 16, 4, seed=0)
+    f["conv_state"] = f["conv_state"][:1]
+    with pytest.raises(Exception, match=r"ConvStep \(node 'layers\.3\.ConvStep'\): input 'conv_state' has shape "
+                                        r"\[1, 100, 3\], expected \[b, d, k - 1\] = \[2, 100, 3\]"):
+        load_engine("onnxruntime", graphs["ConvStep"], threads=1).session.run(None, f)
 
 
 @needs_kernel
@@ -191,4 +267,4 @@ def test_kernels_can_be_turned_off_and_a_bad_path_is_an_error(scan_graph, monkey
 @needs_kernel
 def test_status_names_the_instruction_set():
     assert LIB.isa in ("avx2+fma", "baseline")
-    assert LIB.isa in kernels.status() and "fused kernel" in kernels.status()
+    assert LIB.isa in kernels.status() and "fused kernels" in kernels.status()

@@ -62,6 +62,8 @@ def test_prefill_is_one_scan_node_per_layer_with_a_portable_body(tiny_artifact, 
     model = onnx.load(str(tiny_artifact / "prefill.onnx"))
     nodes = [(n.domain, n.op_type) for n in model.graph.node]
     assert nodes.count(("cobra_edge", "SelectiveScan")) == tiny_model.cfg.lm.n_layer, nodes
+    names = [n.name for n in model.graph.node if n.op_type == "SelectiveScan"]  # the kernel's errors name them
+    assert names == [f"layers.{i}.mixer.selective_scan" for i in range(tiny_model.cfg.lm.n_layer)]
     assert ("", "Scan") not in nodes and ("", "Loop") not in nodes
     (fn,) = [f for f in model.functions if (f.domain, f.name) == ("cobra_edge", "SelectiveScan")]
     assert list(fn.input) == ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "h"] and list(fn.output) == ["y", "h_out"]
@@ -69,10 +71,22 @@ def test_prefill_is_one_scan_node_per_layer_with_a_portable_body(tiny_artifact, 
     assert body.count("Scan") == 1 and "Loop" not in body and all(n.domain == "" for n in fn.node), body
     assert {o.domain: o.version for o in model.opset_import}.get("cobra_edge") == 1
     assert Manifest.load(tiny_artifact).graphs["prefill"].custom_ops == ("cobra_edge.SelectiveScan",)
-    assert Manifest.load(tiny_artifact).graphs["step"].custom_ops == ()
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert dims["inputs_embeds"][:2] == ["B", "L"]
     assert dims["conv_state"][0] == "B" and dims["ssm_state"][0] == "B"
+
+
+def test_step_is_two_fused_nodes_per_layer_with_portable_bodies(tiny_artifact, tiny_model):
+    """The decode step's conv and state update: one cobra_edge.ConvStep and one cobra_edge.SelectiveStep node per
+    layer, each with its body (standard elementwise operators, no Scan) as a local function."""
+    model = onnx.load(str(tiny_artifact / "step.onnx"))
+    n_layer = tiny_model.cfg.lm.n_layer
+    for op, node in (("SelectiveStep", "selective_step"), ("ConvStep", "conv_step")):
+        names = [n.name for n in model.graph.node if (n.domain, n.op_type) == ("cobra_edge", op)]
+        assert names == [f"layers.{i}.mixer.{node}" for i in range(n_layer)]
+        (fn,) = [f for f in model.functions if (f.domain, f.name) == ("cobra_edge", op)]
+        assert all(n.domain == "" and n.op_type not in ("Scan", "Loop") for n in fn.node)
+    assert Manifest.load(tiny_artifact).graphs["step"].custom_ops == ("cobra_edge.SelectiveStep", "cobra_edge.ConvStep")
 
 
 @pytest.mark.parametrize("kernels", SCAN_PATHS)
@@ -121,10 +135,11 @@ def test_manifest_contract(tiny_artifact, tiny_model):
     for graph, outs in raw["parity"]["graphs"].items():
         for out, v in outs.items():
             assert 0 <= v["max_abs_err"] <= v["tol"], (graph, out)
-    # the graph with a custom op is also checked as a runtime without cobra-edge's kernels runs it
-    assert set(raw["parity"]["portable"]) == {"prefill"} and raw["parity"]["kernels"]
-    for out, v in raw["parity"]["portable"]["prefill"].items():
-        assert 0 <= v["max_abs_err"] <= v["tol"], out
+    # the graphs with custom ops are also checked as a runtime without cobra-edge's kernels runs them
+    assert set(raw["parity"]["portable"]) == {"prefill", "step"} and raw["parity"]["kernels"]
+    for graph, outs in raw["parity"]["portable"].items():
+        for out, v in outs.items():
+            assert 0 <= v["max_abs_err"] <= v["tol"], (graph, out)
     # every declared input matches the ONNX file itself
     for name, g in raw["graphs"].items():
         model = onnx.load(str(tiny_artifact / g["file"]), load_external_data=False)
