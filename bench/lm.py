@@ -1,7 +1,10 @@
 """Language-model benchmark, side by side in one run: same random weights, same inputs, same threads.
 
 Contenders
-- ``onnx``       our exported graphs in ONNX Runtime (prefill graph; step graph), fp32
+- ``onnx``       our exported graphs in ONNX Runtime (prefill graph; step graph), fp32; the prefill's selective scan
+                 run by engines/kernels' fused CPU kernel when it is built (``kernels`` in the JSON says)
+- ``onnx_portable``  the same fp32 prefill graph without the kernel library: its portable ONNX function body
+                 (one Scan over 16-token chunks per layer), what any other ONNX runtime would run
 - ``onnx_int8``, ``onnx_fp16``  the precision variants of the same graphs (export/precision.py)
 - ``onnx_bound``, ``onnx_int8_bound``  the decode step in the IO-bound loop the runtime decodes with (state kept
                  in OrtValues, only the argmax token id copied out: engines/loop.py)
@@ -28,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA = "cobra-edge-bench-lm/2"
+SCHEMA = "cobra-edge-bench-lm/3"
 
 
 @dataclass
@@ -82,15 +85,22 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int) -> dict:
     return {"median_ms": float(np.median(runs)), "min_ms": float(np.min(runs)), "runs_ms": [round(r, 3) for r in runs]}
 
 
-def measure_read_bandwidth(threads: int, mbytes: int = 1024) -> float:
-    """GB/s of reading a buffer larger than any cache (a sum over float32, torch with ``threads`` threads)."""
+def read_probe(threads: int, mbytes: int = 1024) -> tuple[Callable[[], object], int]:
+    """A call that reads a buffer larger than any cache once (a sum over float32, torch with ``threads``
+    threads), and the bytes it reads: bandwidth = bytes / its time."""
     import torch
 
     torch.set_num_threads(threads)
     a = torch.ones(mbytes * (1 << 20) // 4, dtype=torch.float32)
-    a.sum()
-    best = min(timed(lambda: a.sum(), repeats=5, warmup=1)["runs_ms"])
-    return a.numel() * 4 / (best / 1e3) / 1e9
+    return (lambda: a.sum()), a.numel() * 4
+
+
+def measure_read_bandwidth(threads: int, mbytes: int = 1024, repeats: int = 10) -> dict:
+    """GB/s of reading a buffer larger than any cache: median and best of ``repeats`` (the shared machine's
+    bandwidth varies from one moment to the next: the step rows also measure it in their own rounds)."""
+    read, nbytes = read_probe(threads, mbytes)
+    runs = timed(read, repeats=repeats, warmup=1)
+    return {"median": nbytes / (runs["median_ms"] / 1e3) / 1e9, "best": nbytes / (runs["min_ms"] / 1e3) / 1e9}
 
 
 def _model_config(name: str):
@@ -131,13 +141,18 @@ def _hf_model(model):
 
 
 def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool = False) -> dict:
+    """Both phases of one preset. Prefill rows first (the prefill engines, the fp32 step for the step-call loop,
+    the PyTorch reference and transformers loaded), then step rows (the step engines) from the states the fp32
+    prefill produced: a phase's engines are released before the next loads, so mamba-370m's B = 8 rows fit in
+    24 GB next to transformers' own prefill."""
+    import gc
+
     import torch
 
     from edge.decode import STATE_CARRY
-    from engines.loop import open_loop
-
-    from engines import load_engine
     from edge.manifest import Manifest
+    from engines import load_engine
+    from engines.loop import open_loop
     from export.model import build_random
 
     torch.set_num_threads(opts.threads)
@@ -146,11 +161,12 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
     say(f"[{name}] export (cached)")
     art = _artifact(name, model, opts)
     manifest = Manifest.load(art, verify_hashes=False)
-    embed = load_engine("onnxruntime", manifest.graphs["embed"].path, name="embed", threads=opts.threads)
-    engines = {p: {n: load_engine("onnxruntime", manifest.graphs_for(p)[n].path, name=n, threads=opts.threads)
-                   for n in ("prefill", "step")}
-               for p in opts.precisions}
-    eng = engines["fp32"]
+
+    def open_(graph: str, precision: str = "fp32", **kw):
+        return load_engine("onnxruntime", manifest.graphs_for(precision)[graph].path, name=graph,
+                           threads=opts.threads, **kw)
+
+    embed = open_("embed")
     hf = _hf_model(model)
     L = opts.visual_tokens + opts.prompt_tokens
     vocab = model.cfg.lm.vocab_size
@@ -159,52 +175,70 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
                      "parameters": sum(p.numel() for p in llm.parameters()), "prefill": {}, "step": {},
                      "variant_parity": {p: manifest.raw["variants"][p]["parity"] for p in manifest.variants}}
     rng = np.random.default_rng(0)
+    inputs = {B: rng.integers(0, vocab, (B, L)).astype(np.int64) for B in opts.batch_sizes}
     turns = dict(repeats=opts.repeats, warmup=opts.warmup, slow_repeats=opts.slow_repeats)
 
     def label(p: str, suffix: str = "") -> str:
         return "onnx" + ("" if p == "fp32" else f"_{p}") + suffix
 
+    states = {}  # B -> the fp32 prefill's (conv, ssm): where every step row starts
     with torch.no_grad():
-        for B in opts.batch_sizes:
-            ids = rng.integers(0, vocab, (B, L)).astype(np.int64)
+        prefill = {p: open_("prefill", p) for p in opts.precisions}
+        portable = open_("prefill", kernels=False)
+        step32 = open_("step")
+        for B, ids in inputs.items():
             ids_t = torch.from_numpy(ids)
             conv, ssm = manifest.state.zeros(B)
-            emb = embed.run({"input_ids": ids})["inputs_embeds"]
+            feeds = {"inputs_embeds": embed.run({"input_ids": ids})["inputs_embeds"], "conv_state": conv,
+                     "ssm_state": ssm}
             say(f"[{name}] prefill B={B}, L={L}")
-            feeds = {"inputs_embeds": emb, "conv_state": conv, "ssm_state": ssm}
-            fns = {label(p): (lambda e=engines[p]["prefill"]: e.run(feeds)) for p in opts.precisions}
+            fns = {label(p): (lambda e=prefill[p]: e.run(feeds)) for p in opts.precisions}
+            fns["onnx_portable"] = lambda: portable.run(feeds)
             # every contender computes the LM head on the last position only (what a prefill needs; HF's
             # generate() asks the same with logits_to_keep=1)
             fns["torch_ref"] = lambda: llm.forward_embeds(llm.embed(ids_t), *llm.empty_state(B), last_only=True)
             fns["hf"] = lambda: hf(input_ids=ids_t, use_cache=True, logits_to_keep=1)
-            slow = ("torch_ref", "hf")
+            slow = ("onnx_portable", "torch_ref", "hf")
             if B == 1:
                 def step_loop():
                     c, s = conv, ssm
                     for t in range(L):
-                        o = eng["step"].run({"input_ids": ids[:, t], "conv_state": c, "ssm_state": s})
+                        o = step32.run({"input_ids": ids[:, t], "conv_state": c, "ssm_state": s})
                         c, s = o["conv_state_out"], o["ssm_state_out"]
                 fns["onnx_steps"] = step_loop
                 slow += ("onnx_steps",)
             results["prefill"][str(B)] = side_by_side(fns, slow=slow, **turns)
+            out = prefill["fp32"].run(feeds)
+            states[B] = (out["conv_state_out"], out["ssm_state_out"])
+        del prefill, portable, step32, fns
+        gc.collect()
 
+        steps = {p: open_("step", p) for p in opts.precisions}
+        read, read_bytes = read_probe(opts.threads, mbytes=256 if opts.quick else 1024)
+        for B, ids in inputs.items():
             say(f"[{name}] decode step B={B}")
             tok = ids[:, -1].copy()
             tok_t = torch.from_numpy(tok)
-            out = eng["prefill"].run(feeds)
-            c_on, s_on = out["conv_state_out"], out["ssm_state_out"]
+            c_on, s_on = states[B]
             c_t, s_t = torch.from_numpy(c_on), torch.from_numpy(s_on)
-            hf_cache = hf(input_ids=ids_t[:, : min(L, 8)], use_cache=True).cache_params
-            fns = {label(p): (lambda e=engines[p]["step"]: e.run({"input_ids": tok, "conv_state": c_on, "ssm_state": s_on}))
+            hf_cache = hf(input_ids=torch.from_numpy(ids)[:, : min(L, 8)], use_cache=True).cache_params
+            fns = {label(p): (lambda e=steps[p]: e.run({"input_ids": tok, "conv_state": c_on, "ssm_state": s_on}))
                    for p in opts.precisions}
             for p in opts.precisions:
                 if p != "fp16":  # the decode loop the runtime uses: state in OrtValues, token ids out
-                    loop = open_loop(engines[p]["step"], STATE_CARRY, {"conv_state": c_on, "ssm_state": s_on},
+                    loop = open_loop(steps[p], STATE_CARRY, {"conv_state": c_on, "ssm_state": s_on},
                                      fetch=("next_token",))
                     fns[label(p, "_bound")] = lambda lp=loop: lp.run({"input_ids": tok})
             fns["torch_ref"] = lambda: llm.step(tok_t, c_t, s_t)
             fns["hf"] = lambda: hf(input_ids=tok_t[:, None], cache_params=hf_cache, use_cache=True)
-            results["step"][str(B)] = side_by_side(fns, repeats=max(opts.repeats, 10), warmup=max(opts.warmup, 2))
+            fns["read"] = read  # the bandwidth the floor is computed from, measured in the same rounds
+            row = side_by_side(fns, repeats=max(opts.repeats, 20), warmup=max(opts.warmup, 2))
+            read_ms = row.pop("read")["median_ms"]
+            row_bw = read_bytes / (read_ms / 1e3) / 1e9
+            results["step"][str(B)] = row
+            results.setdefault("read_bandwidth_in_step_rounds_gb_s", {})[str(B)] = row_bw
+        del steps, fns
+        gc.collect()
     if session_options:
         results["session_options"] = measure_session_options(art, manifest, opts, say)
     return results
@@ -222,11 +256,17 @@ SESSION_OPTIONS = {  # name -> (threads, spinning, memory arena, graph optimisat
 def measure_session_options(art: Path, manifest, opts: BenchOptions, say=print) -> dict:
     """The fp32 step (B = 1) and prefill (B = 1) under each of SESSION_OPTIONS, in turns (how OrtEngine's
     defaults were chosen). Sessions run in turns as in the runtime, so a spinning pool shows what it costs
-    the session after it."""
+    the session after it. The kernel library is registered as OrtEngine registers it."""
     import onnxruntime as ort
+
+    from engines.kernels import library
+
+    kernels = library()
 
     def session(graph: str, threads: int, spin: bool, arena: bool, level: str):
         so = ort.SessionOptions()
+        if kernels:  # as OrtEngine opens them: the fused ops run the kernel library
+            so.register_custom_ops_library(str(kernels.path))
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         so.enable_cpu_mem_arena = arena
@@ -246,17 +286,19 @@ def measure_session_options(art: Path, manifest, opts: BenchOptions, say=print) 
     return out
 
 
-def ratios(result: dict, floor_ms: float) -> dict:
-    """Pairwise speed-ups from medians (>1: ONNX is faster), and the step as a multiple of the bandwidth floor."""
+def ratios(result: dict, floor_ms: dict) -> dict:
+    """Pairwise speed-ups from medians (>1: ONNX is faster), and each step as a multiple of its row's bandwidth
+    floor (``floor_ms``: B -> ms)."""
     def over_onnx(row: dict) -> dict:
         on = row["onnx"]["median_ms"]
         return {f"{k}_over_onnx": row[k]["median_ms"] / on for k in row if k != "onnx"}
 
     out: dict = {"prefill": {B: over_onnx(row) for B, row in result["prefill"].items()},
-                 "step": {B: {**over_onnx(row), "onnx_over_floor": row["onnx"]["median_ms"] / floor_ms}
+                 "step": {B: {**over_onnx(row), "onnx_over_floor": row["onnx"]["median_ms"] / floor_ms[B]}
                           for B, row in result["step"].items()}}
     for B, row in result["step"].items():
-        out["step"][B].update({f"{k}_over_floor": row[k]["median_ms"] / floor_ms for k in row if k.startswith("onnx_")})
+        out["step"][B].update({f"{k}_over_floor": row[k]["median_ms"] / floor_ms[B] for k in row
+                               if k.startswith("onnx_")})
         for k in row:
             if k.startswith("onnx_int8"):  # int8 vs the fp32 call of the same kind (plain or bound)
                 out["step"][B][f"{k}_speedup_vs_fp32"] = row[k.replace("_int8", "")]["median_ms"] / row[k]["median_ms"]
@@ -279,8 +321,19 @@ def machine_info(threads: int) -> dict:
                 break
     except OSError:
         pass
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    from engines.kernels import status as kernel_status
+
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "kernels": kernel_status(),
+            "cpu_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"})}
     try:
         import transformers
 
@@ -295,26 +348,30 @@ def run(opts: BenchOptions, out_dir: Path = RESULTS_DIR, say=print) -> tuple[dic
     bw = measure_read_bandwidth(opts.threads, mbytes=256 if opts.quick else 1024)
     doc = {"schema": SCHEMA, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_info(opts.threads),
            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-           "read_bandwidth_gb_s": bw, "presets": []}
+           "read_bandwidth_gb_s": bw["median"], "read_bandwidth_best_gb_s": bw["best"], "presets": []}
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = "quick" if opts.quick else "full"
     path = out_dir / f"lm-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     for i, name in enumerate(opts.presets):
         result = bench_preset(name, opts, say=say, session_options=i == 0)
-        floor_ms = result["weight_bytes"] / (bw * 1e9) * 1e3
-        result["step_floor_ms"] = floor_ms
-        result["ratios"] = ratios(result, floor_ms)
+        # the floor of each step row: weight bytes / the bandwidth measured in that row's own rounds
+        floors = {B: result["weight_bytes"] / (gb_s * 1e9) * 1e3
+                  for B, gb_s in result["read_bandwidth_in_step_rounds_gb_s"].items()}
+        result["step_floor_ms"] = floors
+        result["ratios"] = ratios(result, floors)
         doc["presets"].append(result)
         path.write_text(json.dumps(doc, indent=2) + "\n")  # after each preset: a long run keeps what it measured
     return doc, path
 
 
 def format_table(doc: dict) -> str:
-    lines = [f"read bandwidth {doc['read_bandwidth_gb_s']:.1f} GB/s ({doc['machine']['threads']} threads, "
-             f"{doc['machine']['cpu']})"]
+    lines = [f"read bandwidth {doc['read_bandwidth_gb_s']:.1f} GB/s median, {doc['read_bandwidth_best_gb_s']:.1f} best "
+             f"({doc['machine']['threads']} threads, {doc['machine']['cpu']}); {doc['machine']['kernels']}"]
     for r in doc["presets"]:
+        floors = ", ".join(f"B={B} {ms:.1f} ms ({r['read_bandwidth_in_step_rounds_gb_s'][B]:.1f} GB/s in its rounds)"
+                           for B, ms in r["step_floor_ms"].items())
         lines.append(f"\n{r['preset']}: {r['parameters'] / 1e6:.1f}M parameters, prefill {r['prefill_tokens']} tokens, "
-                     f"step floor {r['step_floor_ms']:.1f} ms")
+                     f"step floor {floors}")
         cols = list(dict.fromkeys(k for phase in ("prefill", "step") for row in r[phase].values() for k in row))
         lines.append(f"  {'phase':<8}{'B':>3}  " + "".join(f"{c:>17}" for c in cols) + "   (median ms)")
         for phase in ("prefill", "step"):

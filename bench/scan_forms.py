@@ -1,8 +1,14 @@
 """Which selective-scan form the prefill graph uses, by measurement: export the prefill graph of one preset with
-each form of export/scan.py, check it against the PyTorch reference, and time it in ONNX Runtime on the same
-random weights and inputs (medians; ratios to the per-token Scan).
+each form, check it against the PyTorch reference, and time them in ONNX Runtime side by side (contenders in
+turns, same random weights and inputs; medians; ratios to the first form).
 
-    python -m bench.scan_forms --preset mamba-130m --length 761 --forms hop chunked:8 chunked:16 chunked:32
+Forms (export/graphs.py, prefill_scan):
+    fused            one cobra_edge.SelectiveScan node per layer, run by engines/kernels' fused CPU kernel
+    fused:portable   the same graph file run without the kernel library: the node's portable function body
+    chunked[:N]      the recurrence written out as one ONNX Scan over N-token chunks (the portable body's form)
+    hop              one ONNX Scan over tokens
+
+    python -m bench.scan_forms --preset mamba-130m --length 761 --forms fused fused:portable chunked:16
 """
 
 from __future__ import annotations
@@ -17,18 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .lm import RESULTS_DIR, machine_info, timed
+from .lm import RESULTS_DIR, machine_info, side_by_side
 
 
 def run(preset: str, length: int, forms: list[str], threads: int = 2, repeats: int = 3, say=print) -> dict:
-    import onnxruntime as ort
     import torch
 
+    from engines import load_engine
+    from engines.kernels import status as kernel_status
     from export import graphs
     from export.config import preset as get_preset
     from export.model import build_random
     from export.onnx_export import _export_graph
-    from export.scan import SCANS
 
     model = build_random(get_preset(preset))
     gdef = next(g for g in graphs.graph_defs(model) if g.name == "prefill")
@@ -37,37 +43,41 @@ def run(preset: str, length: int, forms: list[str], threads: int = 2, repeats: i
     torch.set_num_threads(threads)
     with torch.no_grad():
         ref = model.llm.forward_embeds(emb, conv, ssm, last_only=True)
-    rows = {}
+    rows, engines = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
+        files: dict[str, Path] = {}
         for form in forms:
-            base, _, chunk = form.partition(":")
-            if chunk:
-                SCANS[form] = functools.partial(SCANS[base], chunk=int(chunk))
-            g = dataclasses.replace(gdef, module=functools.partial(graphs.PrefillGraph, scan=form))
-            path = Path(tmp) / f"prefill_{form.replace(':', '_')}.onnx"
-            t0 = time.perf_counter()
-            _export_graph(model, g, path)
-            export_s = time.perf_counter() - t0
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            out = sess.run(None, feed)
-            err = max(float(np.abs(out[0] - ref[0][:, -1].numpy()).max()), float(np.abs(out[2] - ref[2].numpy()).max()))
-            rows[form] = {"export_s": round(export_s, 1), "max_abs_err": err, **timed(lambda: sess.run(None, feed), repeats, 1)}
-            say(f"{preset} L={length} {form:<12} prefill {rows[form]['median_ms']:.0f} ms  err {err:.1e}  "
-                f"(export {export_s:.0f} s)")
-    base_ms = rows.get("hop", next(iter(rows.values())))["median_ms"]
-    for r in rows.values():
-        r["speedup_vs_hop"] = round(base_ms / r["median_ms"], 3)
-    return {"schema": "cobra-edge-bench-scan-forms/1", "preset": preset, "length": length, "threads": threads,
-            "machine": machine_info(threads), "forms": rows}
+            graph_form, _, how = form.partition(":") if form.startswith("fused") else (form, "", "")
+            path = files.get(graph_form)
+            export_s = 0.0
+            if path is None:
+                g = dataclasses.replace(gdef, module=functools.partial(graphs.PrefillGraph, scan=graph_form))
+                path = files[graph_form] = Path(tmp) / f"prefill_{graph_form.replace(':', '_')}.onnx"
+                t0 = time.perf_counter()
+                _export_graph(model, g, path)
+                export_s = time.perf_counter() - t0
+            engine = engines[form] = load_engine("onnxruntime", path, name=form, threads=threads,
+                                                 kernels=how != "portable")
+            out = engine.run(feed)
+            err = max(float(np.abs(out["logits"] - ref[0][:, -1].numpy()).max()),
+                      float(np.abs(out["ssm_state_out"] - ref[2].numpy()).max()))
+            rows[form] = {"export_s": round(export_s, 1), "max_abs_err": err,
+                          "kernels": engine.kernels.describe() if engine.kernels else None}
+            say(f"{preset} L={length} {form:<16} err {err:.1e}  (export {export_s:.0f} s)")
+        timings = side_by_side({k: (lambda e=e: e.run(feed)) for k, e in engines.items()}, repeats, 1)
+    first = next(iter(timings.values()))["median_ms"]
+    for form, t in timings.items():
+        rows[form].update(t, speedup_vs_first=round(first / t["median_ms"], 3))
+        say(f"  {form:<16} prefill {t['median_ms']:.0f} ms ({first / t['median_ms']:.2f}x the first)")
+    return {"schema": "cobra-edge-bench-scan-forms/2", "preset": preset, "length": length, "threads": threads,
+            "machine": machine_info(threads), "kernels": kernel_status(), "forms": rows}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="mamba-130m")
     p.add_argument("--length", type=int, default=761)
-    p.add_argument("--forms", nargs="+", default=["hop", "chunked:8", "chunked:16", "chunked:32"])
+    p.add_argument("--forms", nargs="+", default=["fused", "fused:portable", "chunked:16", "chunked:32"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=str(RESULTS_DIR))

@@ -20,11 +20,11 @@ def test_bench_quick_writes_schema(tmp_path):
     files = list(tmp_path.glob("lm-quick-*.json"))
     assert len(files) == 1 and str(files[0]) in r.stdout
     doc = json.loads(files[0].read_text())
-    assert doc["schema"] == "cobra-edge-bench-lm/2" and doc["read_bandwidth_gb_s"] > 0
-    assert {"cpu", "threads", "onnxruntime", "torch"} <= set(doc["machine"])
+    assert doc["schema"] == "cobra-edge-bench-lm/3" and doc["read_bandwidth_gb_s"] > 0
+    assert {"cpu", "threads", "onnxruntime", "torch", "kernels", "cpu_flags"} <= set(doc["machine"])
     (p,) = doc["presets"]
     variants = {"onnx", "onnx_int8", "onnx_fp16"}
-    for phase, contenders in (("prefill", variants | {"torch_ref", "hf"}),
+    for phase, contenders in (("prefill", variants | {"onnx_portable", "torch_ref", "hf"}),
                               ("step", variants | {"onnx_bound", "onnx_int8_bound", "torch_ref", "hf"})):
         for B in ("1", "8"):
             row = p[phase][B]
@@ -32,12 +32,14 @@ def test_bench_quick_writes_schema(tmp_path):
             for c in contenders:
                 assert row[c]["median_ms"] > 0 and len(row[c]["runs_ms"]) >= 1
     assert "onnx_steps" in p["prefill"]["1"]
-    assert p["step_floor_ms"] > 0 and p["weight_bytes"] > 0
+    assert set(p["step_floor_ms"]) == {"1", "8"} and min(p["step_floor_ms"].values()) > 0 and p["weight_bytes"] > 0
+    assert min(p["read_bandwidth_in_step_rounds_gb_s"].values()) > 0 and doc["read_bandwidth_best_gb_s"] > 0
     assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1_onnx" in p["ratios"]["step"]
     assert p["ratios"]["step"]["1"]["onnx_int8_bound_speedup_vs_fp32"] > 0
     assert set(p["variant_parity"]) == {"int8", "fp16"} and p["variant_parity"]["int8"]["step"]["logits"] > 0
     assert len(p["session_options"]["step"]) == 5 and len(p["session_options"]["prefill"]) == 5
     assert "hf_over_onnx" in p["ratios"]["prefill"]["1"] and "onnx_steps_over_onnx" in p["ratios"]["prefill"]["1"]
+    assert "onnx_portable_over_onnx" in p["ratios"]["prefill"]["8"]
     assert "prefill" in r.stdout and "step floor" in r.stdout
 
 
