@@ -244,12 +244,13 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
     return results
 
 
-SESSION_OPTIONS = {  # name -> (threads, spinning, memory arena, graph optimisation level)
-    "2 threads, no spinning, arena, all optimisations (OrtEngine's default)": (2, False, True, "ORT_ENABLE_ALL"),
-    "2 threads, spinning": (2, True, True, "ORT_ENABLE_ALL"),
-    "2 threads, no memory arena": (2, False, False, "ORT_ENABLE_ALL"),
-    "2 threads, extended optimisations only": (2, False, True, "ORT_ENABLE_EXTENDED"),
-    "1 thread": (1, False, True, "ORT_ENABLE_ALL"),
+SESSION_OPTIONS = {  # name -> (threads, spinning, memory arena: "shared" | "own" | "none", graph optimisation level)
+    "2 threads, no spinning, shared arena, all optimisations (OrtEngine's default)": (2, False, "shared", "ORT_ENABLE_ALL"),
+    "2 threads, spinning": (2, True, "shared", "ORT_ENABLE_ALL"),
+    "2 threads, an arena per session": (2, False, "own", "ORT_ENABLE_ALL"),
+    "2 threads, no memory arena": (2, False, "none", "ORT_ENABLE_ALL"),
+    "2 threads, extended optimisations only": (2, False, "shared", "ORT_ENABLE_EXTENDED"),
+    "1 thread": (1, False, "shared", "ORT_ENABLE_ALL"),
 }
 
 
@@ -263,13 +264,15 @@ def measure_session_options(art: Path, manifest, opts: BenchOptions, say=print) 
 
     kernels = library()
 
-    def session(graph: str, threads: int, spin: bool, arena: bool, level: str):
+    def session(graph: str, threads: int, spin: bool, arena: str, level: str):
         so = ort.SessionOptions()
         if kernels:  # as OrtEngine opens them: the fused ops run the kernel library
             so.register_custom_ops_library(str(kernels.path))
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        so.enable_cpu_mem_arena = arena
+        so.enable_cpu_mem_arena = arena != "none"
+        if arena == "shared":  # registered by the OrtEngines this run already opened
+            so.add_session_config_entry("session.use_env_allocators", "1")
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         so.log_severity_level = 3
         return ort.InferenceSession(str(art / f"{graph}.onnx"), so, providers=["CPUExecutionProvider"])

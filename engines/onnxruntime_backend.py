@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,25 @@ _ORT_TYPES = {
 }
 
 
+_shared_arena_lock = threading.Lock()
+_shared_arena_registered = False
+
+
+def _register_shared_arena() -> None:
+    """One CPU arena for every session of this process that asks for it (``session.use_env_allocators``), growing
+    by what is requested rather than to the next power of two. A runtime's sessions (vision, projector, embed,
+    prefill, step) run in turn, so one arena holds the largest one's activations instead of each keeping its own
+    peak: measured on mamba-370m, four prefill sessions after one B = 8 prefill each held 16.4 GB with their own
+    arenas, 8.4 GB with this one."""
+    global _shared_arena_registered
+    with _shared_arena_lock:
+        if _shared_arena_registered:
+            return
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))  # 1: kSameAsRequested
+        _shared_arena_registered = True
+
+
 def _spec(arg) -> TensorSpec:
     dtype = _ORT_TYPES.get(arg.type)
     if dtype is None:
@@ -41,11 +61,13 @@ class OrtEngine:
     kernels: register cobra-edge's native kernels (engines/kernels) when the session runs on the CPU provider, so
         ``cobra_edge.SelectiveScan`` nodes run fused instead of as their portable function body (default on;
         ``self.kernels`` is the library registered, or None).
+    shared_arena: take CPU memory from one arena shared by every engine of the process (default on, see
+        ``_register_shared_arena``) instead of a private arena per session.
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
                  providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False,
-                 kernels: bool = True):
+                 kernels: bool = True, shared_arena: bool = True):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])
@@ -66,6 +88,9 @@ class OrtEngine:
         # spinning vs 28.4 ms without, measured in turns with other sessions)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
+        if shared_arena:
+            _register_shared_arena()
+            opts.add_session_config_entry("session.use_env_allocators", "1")
         # the kernels are CPU kernels: on a GPU provider they would pull every layer's activations to the host
         self.kernels = None
         if kernels and providers[0] == "CPUExecutionProvider":

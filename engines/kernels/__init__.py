@@ -1,9 +1,10 @@
-"""cobra-edge's native CPU kernels for ONNX Runtime: ``cobra_edge.SelectiveScan`` (prefill) and
-``cobra_edge.SelectiveStep`` (decode step), Mamba-1's selective scan fused into one pass over the tokens (C++
-sources beside this file; built by ``pip install`` as ``_cobra_kernels*.so``).
+"""cobra-edge's native CPU kernels for ONNX Runtime: ``cobra_edge.SelectiveScan`` (prefill: Mamba-1's selective
+scan fused into one pass over the tokens), ``cobra_edge.SelectiveStep`` and ``cobra_edge.ConvStep`` (the decode
+step's state update and conv window). C++ sources beside this file, built by ``pip install`` as
+``_cobra_kernels*.so``.
 
 ONNX Runtime loads the library per session (``SessionOptions.register_custom_ops_library``); the graphs'
-``cobra_edge`` nodes then run the kernel. Without the library (no C++ compiler at install, another backend,
+``cobra_edge`` nodes then run the kernels. Without the library (no C++ compiler at install, another backend,
 ``COBRA_EDGE_KERNELS=off``) the same nodes run their portable ONNX function bodies: same graph files, same
 contract, slower. ``status()`` says which and why.
 
@@ -28,7 +29,7 @@ OP = "cobra_edge.SelectiveScan"  # the prefill's op (the step's is cobra_edge.Se
 @dataclass(frozen=True)
 class KernelLibrary:
     path: Path
-    isa: str  # the instruction set the kernel uses on this CPU: "avx2+fma" or "baseline"
+    isa: str  # the instruction set the kernels use on this CPU: "avx2+fma" or "baseline"
 
     def describe(self) -> str:
         return f"cobra-edge fused kernels ({self.isa}, {self.path.name})"

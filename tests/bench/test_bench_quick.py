@@ -37,7 +37,7 @@ def test_bench_quick_writes_schema(tmp_path):
     assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1_onnx" in p["ratios"]["step"]
     assert p["ratios"]["step"]["1"]["onnx_int8_bound_speedup_vs_fp32"] > 0
     assert set(p["variant_parity"]) == {"int8", "fp16"} and p["variant_parity"]["int8"]["step"]["logits"] > 0
-    assert len(p["session_options"]["step"]) == 5 and len(p["session_options"]["prefill"]) == 5
+    assert len(p["session_options"]["step"]) == 6 and len(p["session_options"]["prefill"]) == 6
     assert "hf_over_onnx" in p["ratios"]["prefill"]["1"] and "onnx_steps_over_onnx" in p["ratios"]["prefill"]["1"]
     assert "onnx_portable_over_onnx" in p["ratios"]["prefill"]["8"]
     assert "prefill" in r.stdout and "step floor" in r.stdout

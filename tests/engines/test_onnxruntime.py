@@ -97,3 +97,15 @@ def test_missing_backend_package_names_what_to_install(tiny_artifact):
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "refused: backend 'onnxruntime' needs onnxruntime" in r.stdout, r.stderr
+
+
+def test_shared_and_private_arenas_give_the_same_answers(tiny_artifact, step_engine):
+    """Engines take memory from one arena shared by the process (the default) or their own; same numbers, and the
+    shared one is registered once however many engines ask for it."""
+    private = load_engine("onnxruntime", tiny_artifact / "step.onnx", name="step", threads=1, shared_arena=False)
+    again = load_engine("onnxruntime", tiny_artifact / "step.onnx", name="step", threads=1)
+    feeds = _feeds(step_engine, b=2)
+    want = step_engine.run(feeds)
+    for engine in (private, again):
+        got = engine.run(feeds)
+        assert all(np.array_equal(got[k], want[k]) for k in want)
