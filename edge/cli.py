@@ -219,9 +219,9 @@ def cmd_kernels(args) -> int:
     """Which implementation runs cobra_edge nodes (the selective scan) on ONNX Runtime's CPU provider here."""
     import onnxruntime
 
-    from engines.kernels import library, status
+    from engines.kernels import OPS, library, status
 
-    print(f"cobra_edge.SelectiveScan / SelectiveStep: {status()}")
+    print(f"cobra_edge.{' / '.join(OPS)}: {status()}")
     print(f"onnxruntime {onnxruntime.__version__}")
     return 0 if library() else 1
 

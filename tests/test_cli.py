@@ -93,3 +93,15 @@ def test_export_command_then_run_synthetic(tmp_path):
     assert "64 visual tokens" in r.stdout and "summary: 4 frames answered on 2 streams, 0 errors" in r.stdout
     r = _cli("export", "--preset", "nope", "--out", str(tmp_path / "n"))
     assert r.returncode == 2 and "unknown preset 'nope'; known presets: cambrian-sva-3b, cobra-3b" in r.stderr and "tiny-mg" in r.stderr
+
+
+def test_kernels_command_says_what_runs_each_op():
+    """`cobra-edge kernels` names every cobra_edge op and what runs it; exit 0 only when the library is used, and 1
+    when it is turned off."""
+    from engines.kernels import ENV, OPS, library
+
+    r = _cli("kernels")
+    assert r.returncode == (0 if library() else 1), r.stderr
+    assert all(op in r.stdout for op in OPS) and "onnxruntime " in r.stdout
+    off = _cli("kernels", env={ENV: "off"})
+    assert off.returncode == 1 and "off" in off.stdout.lower(), off.stdout

@@ -23,7 +23,8 @@ from pathlib import Path
 
 ENV = "COBRA_EDGE_KERNELS"
 HERE = Path(__file__).resolve().parent
-OP = "cobra_edge.SelectiveScan"  # the prefill's op (the step's is cobra_edge.SelectiveStep)
+OPS = ("SelectiveScan", "SelectiveStep", "ConvStep")  # the cobra_edge ops the library implements (export/fused.py)
+OP = "cobra_edge.SelectiveScan"  # the prefill's op
 
 
 @dataclass(frozen=True)

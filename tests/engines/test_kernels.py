@@ -178,7 +178,7 @@ def op_inputs(op, b, l, d, n, k, seed, extreme=False):
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops")
-    return {op: _one_node_graph(tmp / f"{op}.onnx", op) for op in ("SelectiveScan", "SelectiveStep", "ConvStep")}
+    return {op: _one_node_graph(tmp / f"{op}.onnx", op) for op in kernels.OPS}
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def scan_graph(graphs):
     return graphs["SelectiveScan"]
 
 
-@pytest.mark.parametrize("op", ["SelectiveScan", "SelectiveStep", "ConvStep"])
+@pytest.mark.parametrize("op", kernels.OPS)
 @pytest.mark.parametrize("kernels_on", [pytest.param(True, marks=needs_kernel, id="kernel"),
                                         pytest.param(False, id="portable")])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -268,3 +268,10 @@ def test_kernels_can_be_turned_off_and_a_bad_path_is_an_error(scan_graph, monkey
 def test_status_names_the_instruction_set():
     assert LIB.isa in ("avx2+fma", "baseline")
     assert LIB.isa in kernels.status() and "fused kernels" in kernels.status()
+
+
+def test_runtime_knows_every_op_the_export_writes():
+    """The runtime's list of kernel ops (torch-free, engines/kernels) is the export's list (export/fused.py)."""
+    from export.fused import OPS
+
+    assert set(kernels.OPS) == set(OPS)
