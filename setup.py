@@ -11,8 +11,8 @@ setup(
         Extension(
             "engines.kernels._cobra_kernels",
             sources=["engines/kernels/selective_scan.cc", "engines/kernels/conv_step.cc", "engines/kernels/ort_op.cc"],
-            depends=["engines/kernels/selective_scan.h", "engines/kernels/conv_step.h", "engines/kernels/scan_impl.h", "engines/kernels/vecmath.h",
-                     "engines/kernels/ort_abi.h"],
+            depends=[f"engines/kernels/{h}" for h in ("selective_scan.h", "conv_step.h", "scan_impl.h", "conv_impl.h",
+                                                      "vecmath.h", "per_isa.h", "isa.h", "ort_abi.h")],
             language="c++",
             extra_compile_args=["-std=c++17", "-O3", "-fno-exceptions", "-fno-rtti", "-fvisibility=hidden",
                                 "-Wno-psabi"],

@@ -99,7 +99,8 @@ static void step_task16(const CobraScanArgs* a, int64_t bi, int64_t c0, int64_t 
     const vf x = vload_part(a->x + o, cnt), z = vload_part(a->z + o, cnt);
     const vf delta = vsoftplus(vload_part(a->dt + o, cnt) + vload_part(a->dt_bias + c, cnt));
     const vf dx = delta * x;
-    vf ch = vsplat(0.0f); /* C . h per channel */
+    vf r[VW]; /* r[j]: lanes of C * h for channel c + j, summed over the state by vsum8 */
+    for (int j = cnt; j < VW; j++) r[j] = vsplat(0.0f);
     for (int j = 0; j < cnt; j++) {
       const float* hc = h0 + (c + j) * 16;
       const float* Ac = a->A + (c + j) * 16;
@@ -108,12 +109,9 @@ static void step_task16(const CobraScanArgs* a, int64_t bi, int64_t c0, int64_t 
       const vf s1 = vexp_neg(dj * vload(Ac + VW)) * vload(hc + VW) + dxj * B1;
       vstore(h_out + (c + j) * 16, s0);
       vstore(h_out + (c + j) * 16 + VW, s1);
-      const vf r = s0 * C0 + s1 * C1;
-      float sum = 0.0f;
-      for (int i = 0; i < VW; i++) sum += r[i];
-      ch[j] = sum;
+      r[j] = s0 * C0 + s1 * C1;
     }
-    vstore_part(a->y + o, (ch + vload_part(a->D + c, cnt) * x) * vsilu(z), cnt);
+    vstore_part(a->y + o, (vsum8(r) + vload_part(a->D + c, cnt) * x) * vsilu(z), cnt);
   }
 }
 

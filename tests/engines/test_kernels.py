@@ -83,19 +83,27 @@ def test_zero_tokens_pass_the_state_through():
 
 
 @needs_kernel
-def test_baseline_body_matches_the_reference():
-    """The build's second body (SSE2 baseline on x86-64), forced where the CPU has AVX2, in a fresh process."""
+def test_baseline_body_matches_the_reference(tmp_path):
+    """The build's second bodies (SSE2 baseline on x86-64), forced where the CPU has AVX2, in a fresh process: the
+    scan called directly, and every op as a one-node graph in ONNX Runtime."""
     code = (
-        "import numpy as np; from engines import kernels; from tests.engines.test_kernels import *\n"
+        "import sys; from pathlib import Path; from engines import kernels, load_engine\n"
+        "from tests.engines.test_kernels import *; from tests.engines.test_kernels import _one_node_graph\n"
         "lib = kernels.library(); assert lib.isa == 'baseline', lib.isa\n"
         "f = scan_inputs(2, 40, 100, 16, seed=1, extreme=True)\n"
-        "print(max_rel_err(kernels.selective_scan(lib, *(f[k] for k in kernels.SCAN_INPUTS)), reference(f)))\n"
+        "errs = [max_rel_err(kernels.selective_scan(lib, *(f[k] for k in kernels.SCAN_INPUTS)), reference(f))]\n"
+        "for op in kernels.OPS:\n"
+        "    engine = load_engine('onnxruntime', _one_node_graph(Path(sys.argv[1]) / f'{op}.onnx', op), threads=2)\n"
+        "    f, want = op_inputs(op, 3, 37, 100, 16, 4, seed=2, extreme=True)\n"
+        "    out = engine.run(f)\n"
+        "    errs.append(max_rel_err(tuple(out[o] for o in out), want))\n"
+        "print(max(errs))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "COBRA_EDGE_KERNEL_ISA": "baseline"})
     assert out.returncode == 0, out.stderr
     err = float(out.stdout.split()[-1])
-    report("baseline body vs float64 reference", err, 2e-6)
+    report("baseline bodies (scan, and each op in ONNX Runtime) vs float64 reference", err, 2e-6)
     assert err < 2e-6
 
 
