@@ -89,6 +89,13 @@ void shape_str(const int64_t* dims, size_t rank, char* out, size_t size) {
   if (used < size) snprintf(out + used, size - used, "]");
 }
 
+/* the error for an input whose rank (or a dimension the others derive from) is wrong: "must be [b, d], got [..]" */
+OrtStatus* bad_input(const OrtApi* api, const Kernel* k, int input, const Tensor& t, const char* symbols) {
+  char got[96];
+  shape_str(t.dims, t.rank, got, sizeof got);
+  return fail(api, k, "input '%s' must be %s, got %s", k->op->inputs[input], symbols, got);
+}
+
 OrtStatus* check_shape(const OrtApi* api, const Kernel* k, int input, const Tensor& t, const int64_t* want,
                        size_t rank, const char* symbols) {
   bool ok = t.rank == rank;
@@ -139,17 +146,10 @@ OrtStatus* compute_scan(const Kernel* k, OrtKernelContext* ctx) {
   Tensor in[N_SCAN_INPUTS];
   OrtStatus* st = read_inputs(k, ctx, in);
   if (st) return st;
-  char shape[96];
   const bool tokens = k->op->tokens;
   const size_t rank = tokens ? 3 : 2; /* of x, dt, B, C, z, y */
-  if (in[X].rank != rank) {
-    shape_str(in[X].dims, in[X].rank, shape, sizeof shape);
-    return fail(api, k, "input 'x' must be %s, got %s", tokens ? "[b, l, d]" : "[b, d]", shape);
-  }
-  if (in[A_].rank != 2) {
-    shape_str(in[A_].dims, in[A_].rank, shape, sizeof shape);
-    return fail(api, k, "input 'A' must be [d, n], got %s", shape);
-  }
+  if (in[X].rank != rank) return bad_input(api, k, X, in[X], tokens ? "[b, l, d]" : "[b, d]");
+  if (in[A_].rank != 2) return bad_input(api, k, A_, in[A_], "[d, n]");
   const int64_t b = in[X].dims[0], l = tokens ? in[X].dims[1] : 1, d = in[X].dims[rank - 1], n = in[A_].dims[1];
   const int64_t bld[3] = {b, l, d}, bd[2] = {b, d}, dn[2] = {d, n}, bln[3] = {b, l, n}, bn[2] = {b, n};
   const int64_t dd[1] = {d}, bdn[3] = {b, d, n};
@@ -188,13 +188,8 @@ OrtStatus* compute_conv(const Kernel* k, OrtKernelContext* ctx) {
   Tensor in[N_CONV_INPUTS];
   OrtStatus* st = read_inputs(k, ctx, in);
   if (st) return st;
-  char shape[96];
-  if (in[CX].rank != 2 || in[CW].rank != 2 || in[CW].dims[1] < 1) {
-    const Tensor& t = in[CX].rank != 2 ? in[CX] : in[CW];
-    shape_str(t.dims, t.rank, shape, sizeof shape);
-    return fail(api, k, "input '%s' must be %s, got %s", in[CX].rank != 2 ? "x" : "weight",
-                in[CX].rank != 2 ? "[b, d]" : "[d, k] with k >= 1", shape);
-  }
+  if (in[CX].rank != 2) return bad_input(api, k, CX, in[CX], "[b, d]");
+  if (in[CW].rank != 2 || in[CW].dims[1] < 1) return bad_input(api, k, CW, in[CW], "[d, k] with k >= 1");
   const int64_t b = in[CX].dims[0], d = in[CX].dims[1], kk = in[CW].dims[1];
   const int64_t bdk[3] = {b, d, kk - 1}, dk[2] = {d, kk}, dd[1] = {d}, bd[2] = {b, d};
   if ((st = check_shape(api, k, CSTATE, in[CSTATE], bdk, 3, "[b, d, k - 1]")) ||
