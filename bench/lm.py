@@ -316,22 +316,16 @@ def machine_info(threads: int) -> dict:
     import onnxruntime
     import torch
 
-    cpu = platform.processor()
+    fields: dict[str, str] = {}  # the first CPU's "model name", "flags", ...
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    cpu = fields.get("model name", platform.processor())
+    flags = set(fields.get("flags", "").split())
     from engines.kernels import status as kernel_status
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
