@@ -7,6 +7,14 @@ are answered. A single ``Stream.ask`` is a batch of one, so batched and unbatche
 
 Timing: each frame's profile holds its own preprocess time and the wall time of each batched stage it took
 part in (the latency that frame saw), plus the batch size.
+
+Failures: this is the one place where an exception becomes a stream's error. A row's own problem (bad frame,
+prompt or boxes; a state that is not finite) fails that row alone; an exception while the batch's graphs run
+fails every row of the batch. Either way it is counted on each stream it touched and returned as that request's
+result: ours as they are, anything unplanned wrapped in a ``RuntimeFault`` naming the stream (logged once with
+its traceback). Nothing propagates, so the worker that called goes on. Non-finite values are errors too: a start
+state, the prefill's logits and the final state are checked per row (``checks.finite_rows``), and a stream whose
+state is not finite gets its policy applied (``Stream.state_failed``) instead of its state written.
 """
 
 from __future__ import annotations
@@ -17,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engines.base import EngineError, EngineInputError
+from engines.base import EngineInputError
 
 from .boxes import box_feeds
+from .checks import as_count, finite_rows
 from .decode import greedy_decode
-from .errors import CobraEdgeError, FrameError, StreamError
+from .errors import FrameError, NonFiniteError, StreamError, as_stream_error, log_unexpected
 from .preprocess import preprocess
 from .profile import FrameProfile, StageTimer
 
@@ -62,7 +71,7 @@ class _Row:
 
 def _start_row(req: Request, with_boxes: bool) -> _Row:
     s = req.stream
-    s._check_open()
+    s._check_usable()
     if req.start is None:  # a prompt answered from a fork is not a new frame
         s.stats.frames += 1
     profile = FrameProfile(stream=s.name, frame_index=s.stats.frames - 1, dropped=req.dropped)
@@ -70,9 +79,9 @@ def _start_row(req: Request, with_boxes: bool) -> _Row:
         profile.age_ms = (time.time() - req.timestamp) * 1e3
         profile.capture_ts = req.timestamp
     row = _Row(req, StageTimer(profile))
-    if not isinstance(req.max_new_tokens, int) or req.max_new_tokens < 0:
-        raise StreamError(f"stream {s.name!r}: max_new_tokens must be an int >= 0, got {req.max_new_tokens!r}")
+    req.max_new_tokens = as_count(req.max_new_tokens, f"stream {s.name!r}: max_new_tokens", 0, StreamError)
     rt = s.runtime
+    _check_start_state(rt, req)
     if req.boxes is not None and not with_boxes:
         raise StreamError(f"stream {s.name!r}: boxes given, but artifact {rt.manifest.root} has no object tokens")
     with row.timer.stage("preprocess"):
@@ -82,17 +91,37 @@ def _start_row(req: Request, with_boxes: bool) -> _Row:
             row.pixels = preprocess(req.frame, rt.manifest.image_size, s.name)
             if with_boxes:
                 row.box_feeds, row.n_boxes = box_feeds(req.boxes, s.name)
-        row.ids = rt.tokenizer.encode_prompt(req.prompt)
+        row.ids = rt.tokenizer.encode_prompt(req.prompt, f"stream {s.name!r}: prompt")
     return row
 
 
-def _failed(req: Request, error: Exception) -> Exception:
-    """Count a failure on its stream; -> the error to report (a bad graph input becomes a FrameError)."""
+def _check_start_state(rt: "Runtime", req: Request) -> None:
+    """A continuous stream's state (or a fork's snapshot) must be finite before it enters a batch: one NaN row
+    would otherwise reach the batch's graphs (where a per-tensor quantized matmul would spread it to every row)."""
+    s = req.stream
+    if req.start is not None:
+        conv, ssm = req.start
+        conv, ssm = np.asarray(conv).reshape(1, -1), np.asarray(ssm).reshape(1, -1)
+    elif s.mode == "continuous":
+        conv, ssm = rt.pool.view(s.slot)
+    else:
+        return
+    if not finite_rows(conv, ssm)[0]:
+        if req.start is not None:
+            raise NonFiniteError(f"stream {s.name!r}: the fork's state holds NaN or infinity")
+        reason = f"its state held NaN or infinity before frame {s.stats.frames - 1}"
+        raise NonFiniteError(f"stream {s.name!r}: {reason}; {s.state_failed(reason)}")
+
+
+def _failed(req: Request, error: BaseException, where: str = "its request") -> Exception:
+    """Count a failure on its stream; -> the error to report (a bad graph input becomes a FrameError, an exception
+    that is not ours a RuntimeFault naming the stream)."""
     stats = req.stream.stats
     stats.errors += 1
-    stats.last_error = str(error)
     if isinstance(error, EngineInputError):
-        return FrameError(f"stream {req.stream.name!r}: {error}")
+        error = FrameError(f"stream {req.stream.name!r}: {error}")
+    error = as_stream_error(error, req.stream.name, where)
+    stats.last_error = str(error)
     return error
 
 
@@ -185,14 +214,16 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
         try:
             rows.append(_start_row(req, rt.takes_boxes))
             where.append(i)
-        except (CobraEdgeError, EngineError, TypeError) as e:
-            results[i] = _failed(req, e)
+        except Exception as e:  # this row's own problem: it alone fails
+            log_unexpected(e, f"stream {req.stream.name!r}: preparing its frame")
+            results[i] = _failed(req, e, "preparing its frame")
     if not rows:
         return results
     batch = len(rows)
     try:
         _visual_embeds(rt, rows)
-        _, first, conv, ssm = prefill_rows(rt, rows)
+        logits, first, conv, ssm = prefill_rows(rt, rows)
+        logits_ok = finite_rows(logits)
         t0 = time.perf_counter()
         tokens, conv, ssm = greedy_decode(
             rt.engines["step"], first, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
@@ -200,15 +231,24 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
         )
         texts = [rt.tokenizer.decode(t) for t in tokens]
         _timed_stage(rows, "decode", t0)
-    except (CobraEdgeError, EngineError) as e:  # a failure of the batch's graphs fails every row in it
+        state_ok = finite_rows(conv, ssm)
+    except Exception as e:  # a failure of the batch's graphs fails every row in it
+        log_unexpected(e, f"a batch of {batch} ({', '.join(r.req.stream.name for r in rows)})")
         for r, i in zip(rows, where):
-            results[i] = _failed(r.req, e)
+            results[i] = _failed(r.req, e, f"a batch of {batch}")
         return results
     for j, (r, i) in enumerate(zip(rows, where)):
+        s = r.req.stream
+        if not (logits_ok[j] and state_ok[j]):
+            what = "the prefill's logits" if not logits_ok[j] else "its state after the frame"
+            reason = f"{what} held NaN or infinity (frame {r.profile.frame_index})"
+            done = s.state_failed(reason) if r.req.write_state else "the stream's state is unchanged"
+            results[i] = _failed(r.req, NonFiniteError(f"stream {s.name!r}: {reason}; no answer; {done}"))
+            continue
         if r.req.write_state:
-            rt.pool.write(r.req.stream.slot, conv[j], ssm[j])
+            rt.pool.write(s.slot, conv[j], ssm[j])
         r.profile.new_tokens = len(tokens[j])
         r.profile.batch_size = batch
-        r.req.stream.stats.answered += 1
-        results[i] = Answer(r.req.stream.name, texts[j], tokens[j], r.timer.finish())
+        s.stats.answered += 1
+        results[i] = Answer(s.name, texts[j], tokens[j], r.timer.finish())
     return results

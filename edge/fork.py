@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engines.base import EngineError
-
 from .batch import Request, _failed, _start_row, _start_state, _visual_embeds, answer_batch
-from .errors import CobraEdgeError
+from .checks import finite_rows
+from .errors import NonFiniteError, log_unexpected
 from .profile import FrameProfile
 
 if TYPE_CHECKING:
@@ -45,9 +44,13 @@ class ImageFork:
             out = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": conv, "ssm_state": ssm})
             row.profile.prefill += (time.perf_counter() - t0) * 1e3
             row.profile.prefill_tokens = x.shape[1]
-        except (CobraEdgeError, EngineError, TypeError) as e:
-            raise _failed(req, e) from e
-        conv, ssm = out["conv_state_out"], out["ssm_state_out"]
+            conv, ssm = out["conv_state_out"], out["ssm_state_out"]
+            if not finite_rows(conv, ssm)[0]:
+                reason = f"its state after the image of frame {row.profile.frame_index} held NaN or infinity"
+                raise NonFiniteError(f"stream {stream.name!r}: {reason}; no fork; {stream.state_failed(reason)}")
+        except Exception as e:
+            log_unexpected(e, f"stream {stream.name!r}: fork")
+            raise _failed(req, e, "fork") from e
         rt.pool.write(stream.slot, conv, ssm)
         return cls(stream, conv, ssm, row.timer.finish())
 

@@ -164,8 +164,8 @@ class Manifest:
                 raise ManifestError(f"{mpath}: unknown graph {gname!r}; known: {sorted(REQUIRED_TENSORS)}")
             where = f"graphs.{gname}"
             file = need(g, "file", str, where)
-            ins = {n: TensorSpec.from_dict(n, s) for n, s in need(g, "inputs", dict, where).items()}
-            outs = {n: TensorSpec.from_dict(n, s) for n, s in need(g, "outputs", dict, where).items()}
+            ins = {n: _tensor_spec(mpath, f"{where}.inputs.{n}", s) for n, s in need(g, "inputs", dict, where).items()}
+            outs = {n: _tensor_spec(mpath, f"{where}.outputs.{n}", s) for n, s in need(g, "outputs", dict, where).items()}
             req_in, req_out = REQUIRED_TENSORS[gname]
             if not req_in <= set(ins) or not req_out <= set(outs):
                 raise ManifestError(
@@ -199,6 +199,8 @@ class Manifest:
                         f"{expected.describe()}"
                     )
         variants: dict[str, dict[str, GraphEntry]] = {}
+        if not isinstance(raw.get("variants", {}), dict):
+            raise ManifestError(f"{mpath}: variants: expected an object, got {type(raw['variants']).__name__}")
         for precision, v in raw.get("variants", {}).items():
             where = f"variants.{precision}"
             variants[precision] = {}
@@ -210,26 +212,65 @@ class Manifest:
                 variants[precision][gname] = GraphEntry(gname, file, listed(file, f"{where}.graphs.{gname}.file"),
                                                         base.inputs, base.outputs, base.custom_ops)
         tok = need(raw, "tokenizer", dict)
-        pre = raw.get("preprocessing", {})
         template = need(raw, "prompt_template", str)
-        if "{prompt}" not in template:
-            raise ManifestError(f"{mpath}: prompt_template has no '{{prompt}}' placeholder")
+        if template.count("{prompt}") != 1:
+            raise ManifestError(f"{mpath}: prompt_template must hold the placeholder '{{prompt}}' exactly once, "
+                                f"holds it {template.count('{prompt}')} times: {template!r}")
+        eos = need(tok, "eos_token_id", int, "tokenizer")
+        if isinstance(eos, bool) or eos < 0:
+            raise ManifestError(f"{mpath}: tokenizer.eos_token_id must be a token id >= 0, got {eos!r}")
+        image_size, visual_tokens, pre = _check_vision_fields(mpath, raw, graphs)
         return cls(
             root=root,
             model=need(raw, "model", dict),
             graphs=graphs,
             state=state,
             tokenizer_path=listed(need(tok, "file", str, "tokenizer"), "tokenizer.file"),
-            eos_token_id=need(tok, "eos_token_id", int, "tokenizer"),
+            eos_token_id=eos,
             prompt_template=template,
-            image_size=int(pre.get("image_size", 0)),
-            visual_tokens=int(raw.get("visual_tokens", 0)),
+            image_size=image_size,
+            visual_tokens=visual_tokens,
             preprocessing=pre,
             parity=raw.get("parity", {}),
             files=files,
             raw=raw,
             variants=variants,
         )
+
+
+def _tensor_spec(mpath: Path, where: str, d) -> TensorSpec:
+    """A graph tensor's {dtype, shape} from the manifest: a dtype name and a list of ints (fixed) or names."""
+    if (not isinstance(d, dict) or not isinstance(d.get("dtype"), str) or not isinstance(d.get("shape"), list)
+            or not all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in d["shape"])):
+        raise ManifestError(f"{mpath}: {where}: expected {{'dtype': str, 'shape': [int or name, ...]}}, got {d!r}")
+    return TensorSpec.from_dict(where.rsplit(".", 1)[-1], d)
+
+
+def _check_vision_fields(mpath: Path, raw: dict, graphs: dict[str, GraphEntry]) -> tuple[int, int, dict]:
+    """preprocessing.image_size and visual_tokens, checked against the graphs that use them: the size frames are
+    resized to must be the vision graph's ``pixels`` [B, S, S, 3], and visual_tokens the projector's T."""
+    pre = raw.get("preprocessing", {})
+    if not isinstance(pre, dict):
+        raise ManifestError(f"{mpath}: preprocessing: expected an object, got {type(pre).__name__}")
+    size, tokens = pre.get("image_size", 0), raw.get("visual_tokens", 0)
+    for field_name, value in (("preprocessing.image_size", size), ("visual_tokens", tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ManifestError(f"{mpath}: {field_name} must be an int >= 0, got {value!r}")
+    if "vision" not in graphs:
+        return size, tokens, pre
+    pixels = graphs["vision"].inputs.get("pixels")
+    want = pixels.shape[1:3] if pixels is not None and len(pixels.shape) == 4 else None
+    if want is None or pixels.shape[3] != 3 or pixels.dtype != "uint8":
+        raise ManifestError(f"{mpath}: graphs.vision.inputs.pixels is {pixels.describe() if pixels else None}, "
+                            "expected uint8[B, S, S, 3]")
+    if size <= 0 or any(isinstance(d, int) and d != size for d in want):
+        raise ManifestError(f"{mpath}: preprocessing.image_size is {size!r}, but graphs.vision.inputs.pixels is "
+                            f"{pixels.describe()}: frames must be resized to the vision graph's input")
+    embeds = graphs["projector"].outputs["visual_embeds"]
+    if len(embeds.shape) != 3 or (isinstance(embeds.shape[1], int) and embeds.shape[1] != tokens):
+        raise ManifestError(f"{mpath}: visual_tokens is {tokens}, but graphs.projector.outputs.visual_embeds is "
+                            f"{embeds.describe()}")
+    return size, tokens, pre
 
 
 def _check_vision_feeds_projector(mpath: Path, vision: GraphEntry, projector: GraphEntry) -> None:

@@ -24,7 +24,8 @@ from engines.kernels import OP as SCAN_OP
 from engines.base import Engine
 
 from .batch import Request, answer_batch
-from .errors import ManifestError, StreamError
+from .checks import as_count
+from .errors import ManifestError, NonFiniteError, StreamError
 from .manifest import Manifest
 from .profile import FrameProfile
 from .state import StatePool, StateSnapshot
@@ -32,6 +33,10 @@ from .tokenizer import PromptTokenizer
 
 
 STREAM_MODES = ("reset", "continuous")
+# What a stream does when its state stops being finite (NaN or infinity after a frame, or found before one): the
+# answer of that frame is a NonFiniteError either way; then "reset" zeroes the state (the next frame starts clean)
+# and "fail" keeps the stream failed, every request refused, until ``Stream.reset()`` or a good ``restore()``.
+NONFINITE_POLICIES = ("reset", "fail")
 
 
 @dataclass
@@ -55,11 +60,13 @@ class StreamStats:
 class Stream:
     """One camera: its state slot, its counters and its last error. Made by ``Runtime.open_stream``."""
 
-    def __init__(self, runtime: "Runtime", name: str, slot: int, mode: str = "reset"):
+    def __init__(self, runtime: "Runtime", name: str, slot: int, mode: str = "reset", on_nonfinite: str = "reset"):
         self.runtime = runtime
         self.name = name
         self.slot = slot
         self.mode = mode
+        self.on_nonfinite = on_nonfinite
+        self.fault: str | None = None  # why the stream is failed (policy "fail"), until reset() or restore()
         self.stats = StreamStats()
         self.closed = False
 
@@ -72,8 +79,10 @@ class Stream:
         return self.runtime.pool.view(self.slot)
 
     def reset(self) -> None:
+        """Zero the state; a stream failed by a non-finite state answers again."""
         self._check_open()
         self.runtime.pool.reset(self.slot)
+        self.fault = None
 
     def ask(self, frame_bgr: np.ndarray, prompt: str, max_new_tokens: int = 16,
             timestamp: float | None = None, boxes=None) -> Answer:
@@ -124,8 +133,20 @@ class Stream:
         return self.runtime.pool.snapshot(self.slot)
 
     def restore(self, snap: StateSnapshot) -> None:
+        """Put a snapshot back (all or nothing: another spec, shape or dtype, or non-finite values, are refused with
+        a StreamError naming this stream and both specs, and the state is left as it was)."""
         self._check_open()
-        self.runtime.pool.restore(self.slot, snap)
+        self.runtime.pool.restore(self.slot, snap, self.name)
+        self.fault = None
+
+    def state_failed(self, reason: str) -> str:
+        """Apply this stream's policy for a non-finite state (see NONFINITE_POLICIES); -> what was done, for the
+        error message. The pool never keeps the bad state: forks and snapshots would inherit it."""
+        self.runtime.pool.reset(self.slot)
+        if self.on_nonfinite == "fail":
+            self.fault = reason
+            return "stream failed until reset() (policy 'fail')"
+        return "state reset, the next frame starts clean (policy 'reset')"
 
     def close(self) -> None:
         if not self.closed:
@@ -144,6 +165,12 @@ class Stream:
         if self.closed:
             raise StreamError(f"stream {self.name!r} is closed")
 
+    def _check_usable(self) -> None:
+        self._check_open()
+        if self.fault is not None:
+            raise NonFiniteError(f"stream {self.name!r} is failed ({self.fault}); policy 'fail' keeps it so until "
+                                 "reset() or restore()")
+
 
 @dataclass
 class Runtime:
@@ -154,20 +181,28 @@ class Runtime:
     backend: str
     precision: str = "fp32"
     streams: dict[str, Stream] = field(default_factory=dict)
+    on_nonfinite: str = "reset"  # default policy of new streams (NONFINITE_POLICIES)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, backend: str = "onnxruntime", max_streams: int = 16,
-             verify_hashes: bool = True, precision: str = "fp32", **engine_options) -> "Runtime":
+             verify_hashes: bool = True, precision: str = "fp32", on_nonfinite: str = "reset",
+             **engine_options) -> "Runtime":
         """Open an artifact directory. ``precision``: fp32, or a variant the artifact holds (fp16, int8: see
-        ``Manifest.precisions``). ``engine_options`` go to the backend (ONNX Runtime: providers, threads)."""
+        ``Manifest.precisions``). ``on_nonfinite``: what streams do when their state stops being finite
+        (``NONFINITE_POLICIES``). ``engine_options`` go to the backend (ONNX Runtime: providers, threads).
+        Everything read from the artifact is checked before a stream can open: files against their hashes, graphs
+        against the manifest, preprocessing against the vision graph, the tokenizer against the vocabulary."""
+        max_streams = as_count(max_streams, "max_streams", 1)
+        _check_policy(on_nonfinite, "Runtime.load")
         manifest = Manifest.load(directory, verify_hashes=verify_hashes)
         engines = {}
         for name, entry in manifest.graphs_for(precision).items():
             engine = load_engine(backend, entry.path, name=name, **engine_options)
             check_engine_matches(entry, engine)
             engines[name] = engine
-        tokenizer = PromptTokenizer(manifest.tokenizer_path, manifest.prompt_template, manifest.eos_token_id)
-        return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend, precision)
+        tokenizer = PromptTokenizer.for_manifest(manifest)
+        return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend, precision,
+                   on_nonfinite=on_nonfinite)
 
     @property
     def takes_boxes(self) -> bool:
@@ -192,21 +227,29 @@ class Runtime:
         exception that failed that request alone."""
         return answer_batch(self, requests)
 
-    def open_stream(self, name: str, mode: str = "reset") -> Stream:
-        """A new stream with its own state slot. mode: "reset" (Cobra, per frame) or "continuous"."""
+    def open_stream(self, name: str, mode: str = "reset", on_nonfinite: str | None = None) -> Stream:
+        """A new stream with its own state slot. mode: "reset" (Cobra, per frame) or "continuous";
+        on_nonfinite: "reset" or "fail" (default: the runtime's, see NONFINITE_POLICIES)."""
         if not isinstance(name, str) or not name:
             raise StreamError(f"stream name must be a non-empty str, got {name!r}")
         if name in self.streams:
             raise StreamError(f"stream {name!r} is already open")
         if mode not in STREAM_MODES:
             raise StreamError(f"stream {name!r}: unknown mode {mode!r}; use one of {STREAM_MODES}")
-        stream = Stream(self, name, self.pool.allocate(), mode)
+        policy = self.on_nonfinite if on_nonfinite is None else on_nonfinite
+        _check_policy(policy, f"stream {name!r}")
+        stream = Stream(self, name, self.pool.allocate(), mode, policy)
         self.streams[name] = stream
         return stream
 
     def _close(self, stream: Stream) -> None:
         self.pool.release(stream.slot)
         del self.streams[stream.name]
+
+
+def _check_policy(policy, where: str) -> None:
+    if policy not in NONFINITE_POLICIES:
+        raise StreamError(f"{where}: unknown on_nonfinite policy {policy!r}; use one of {NONFINITE_POLICIES}")
 
 
 def check_engine_matches(entry, engine: Engine, promised_by: str = "manifest") -> None:

@@ -9,8 +9,14 @@ Each stream holds at most ONE pending frame (latest-frame-wins): a newer frame r
 one is counted as dropped ("superseded"). When its turn comes, a frame older than ``max_age_ms`` is dropped
 ("stale") rather than answered late. ``min_interval_ms`` limits how often a stream is answered (its newest
 frame waits, still replaceable). Memory is bounded by the number of streams, whatever the input rate.
-Errors stay with their stream: ``stats[name].errors`` and ``errors`` (the last few, per stream).
+Errors stay with their stream: ``stats[name].errors`` and ``errors`` (the last few, per stream). Every frame
+submitted is accounted for: submitted = answered + superseded + stale + errors + (pending or in flight).
 With ``answers`` set, every frame is answered by answer-set scoring (``Stream.choose``) instead of decoding.
+
+The worker (``serve``) never dies of a frame: failures inside a batch come back per stream (edge.batch), and an
+exception from the ``on_answer`` / ``on_error`` callbacks is logged and counted on its stream. A failure of the
+worker itself (the scheduler's own machinery) is kept in ``failure``, wakes every waiter, and makes ``submit`` and
+``wait_idle`` raise ``WorkerFailed``: the caller stops instead of waiting forever for a worker that is gone.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from engines.base import EngineError
+import logging
 
 from .batch import Request
-from .errors import CobraEdgeError, StreamError
+from .checks import as_count
+from .errors import StreamError, WorkerFailed, as_stream_error, log_unexpected
 from .runtime import Answer, Runtime
+
+log = logging.getLogger("cobra_edge")
 
 
 @dataclass
@@ -35,12 +44,18 @@ class StreamCounters:
     superseded: int = 0  # replaced by a newer frame before its turn
     stale: int = 0  # older than max_age_ms when its turn came
     errors: int = 0
+    callback_errors: int = 0  # answers or errors that on_answer / on_error failed to deliver (logged)
     last_answer_at: float = float("-inf")  # time.monotonic() of the last answer
     dropped_since_answer: int = 0
 
     @property
     def dropped(self) -> int:
         return self.superseded + self.stale
+
+    @property
+    def finished(self) -> int:
+        """Frames whose fate is known: answered, dropped or failed (submitted - finished are pending/in flight)."""
+        return self.answered + self.superseded + self.stale + self.errors
 
 
 @dataclass
@@ -65,11 +80,20 @@ class FrameScheduler:
     peak_pending: int = 0  # most frames ever held at once (bounded by the number of streams)
 
     def __post_init__(self):
+        self.max_new_tokens = as_count(self.max_new_tokens, "max_new_tokens", 0)
+        self.max_batch = as_count(self.max_batch, "max_batch", 1)
+        for name in ("max_age_ms", "min_interval_ms"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value >= (1e-9 if name == "max_age_ms" else 0)):
+                raise ValueError(f"{name} must be a number {'> 0' if name == 'max_age_ms' else '>= 0'} or None, "
+                                 f"got {value!r}")
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # a frame arrived
         self._taken = threading.Condition(self._lock)  # a frame left the pending set, or a batch finished
         self._in_flight = 0  # frames taken and not yet answered
+        self.failure: BaseException | None = None  # why the worker stopped, when it failed (see serve)
 
     def add_stream(self, name: str, mode: str = "reset") -> None:
         self.runtime.open_stream(name, mode)
@@ -85,8 +109,10 @@ class FrameScheduler:
         if name not in self.stats:
             raise StreamError(f"stream {name!r} is not scheduled; add_stream({name!r}) first")
         with self._lock:
-            if block and not self._taken.wait_for(lambda: name not in self._pending, timeout):
+            self._check_worker()
+            if block and not self._taken.wait_for(lambda: name not in self._pending or self.failure, timeout):
                 return False
+            self._check_worker()
             c = self.stats[name]
             c.submitted += 1
             if name in self._pending:
@@ -104,7 +130,13 @@ class FrameScheduler:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no frame is pending or being answered (True), or ``timeout`` s passed (False)."""
         with self._lock:
-            return self._taken.wait_for(lambda: not self._pending and not self._in_flight, timeout)
+            idle = self._taken.wait_for(lambda: (not self._pending and not self._in_flight) or self.failure, timeout)
+            self._check_worker()
+            return bool(idle)
+
+    def _check_worker(self) -> None:
+        if self.failure is not None:
+            raise WorkerFailed(f"the inference worker stopped: {type(self.failure).__name__}: {self.failure}")
 
     def _take(self) -> list[tuple[str, _Pending, int]]:
         """The frames whose turn it is: fresh enough, and their stream outside its rate limit."""
@@ -148,7 +180,7 @@ class FrameScheduler:
                 c.errors += 1
                 self.errors[name].append(str(result))
                 if on_error:
-                    on_error(name, result)
+                    self._deliver(name, on_error, name, result)
                 continue
             c.answered += 1
             c.last_answer_at = done
@@ -165,25 +197,45 @@ class FrameScheduler:
         for name, it, dropped in taken:  # scoring answers one frame at a time (its candidates are its batch)
             try:
                 choice = streams[name].choose(it.frame, self.prompt, self.answers, it.boxes, it.timestamp)
-            except (CobraEdgeError, EngineError, TypeError) as e:  # what choose reports per stream
-                results.append(e)
+            except Exception as e:  # choose counted it on the stream (and logged what was not ours)
+                results.append(as_stream_error(e, name, "answer-set scoring"))
                 continue
             choice.profile.dropped = dropped
             results.append(Answer(name, choice.answer, [], choice.profile, choice=choice))
         return results
 
+    def _deliver(self, name: str, callback: Callable, *args) -> None:
+        """Call on_answer / on_error; an exception there is logged and counted on the stream, never raised."""
+        try:
+            callback(*args)
+        except Exception as e:
+            self.stats[name].callback_errors += 1
+            log.error("stream %r: %s failed: %s: %s", name, getattr(callback, "__name__", "callback"),
+                      type(e).__name__, e, exc_info=e)
+
     def serve(self, stop: threading.Event, on_answer: Callable[[Answer], None] | None = None,
               idle_wait_s: float = 0.05, on_error: Callable[[str, Exception], None] | None = None) -> None:
-        """Worker loop: answer batches until ``stop`` is set (run it in a thread)."""
-        while not stop.is_set():
-            answers = self.run_once(on_error)
-            if not answers:
-                with self._lock:
-                    if not self._pending:
-                        self._ready.wait(idle_wait_s)
-                if self.min_interval_ms is not None:  # pending frames may be waiting out their rate limit
-                    time.sleep(min(idle_wait_s, self.min_interval_ms / 1e3 / 4))
-                continue
-            if on_answer:
-                for a in answers:
-                    on_answer(a)
+        """Worker loop: answer batches until ``stop`` is set (run it in a thread).
+
+        A failure of the loop itself is recorded in ``failure`` (waiters wake and get WorkerFailed) and re-raised
+        so the thread ends visibly; the caller decides to stop its process (CameraNode does, with exit code 3)."""
+        try:
+            while not stop.is_set():
+                answers = self.run_once(on_error)
+                if not answers:
+                    with self._lock:
+                        if not self._pending:
+                            self._ready.wait(idle_wait_s)
+                    if self.min_interval_ms is not None:  # pending frames may be waiting out their rate limit
+                        time.sleep(min(idle_wait_s, self.min_interval_ms / 1e3 / 4))
+                    continue
+                if on_answer:
+                    for a in answers:
+                        self._deliver(a.stream, on_answer, a)
+        except BaseException as e:
+            log_unexpected(e, "the scheduler's worker")
+            with self._lock:
+                self.failure = e
+                self._taken.notify_all()
+                self._ready.notify_all()
+            raise

@@ -15,10 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engines.base import EngineError
-
 from .batch import Request, _failed, _start_row, _visual_embeds, prefill_rows
-from .errors import CobraEdgeError, StreamError
+from .errors import NonFiniteError, StreamError, log_unexpected
 from .profile import FrameProfile
 
 if TYPE_CHECKING:
@@ -48,7 +46,7 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
         if (not isinstance(answers, (list, tuple)) or not answers or len(set(answers)) != len(answers)
                 or not all(isinstance(a, str) and a for a in answers)):
             raise StreamError(f"stream {stream.name!r}: answers must be a list of distinct non-empty strings, got {answers!r}")
-        ids = [rt.tokenizer.encode_text(a) for a in answers]
+        ids = [rt.tokenizer.encode_text(a, f"stream {stream.name!r}: answer {a!r}") for a in answers]
         empty = [a for a, i in zip(answers, ids) if len(i) == 0]
         if empty:
             raise StreamError(f"stream {stream.name!r}: answers {empty} encode to no tokens")
@@ -59,8 +57,13 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
         scores = _score(rt.engines["step"], logits[0], conv, ssm, ids)
         row.profile.decode += (time.perf_counter() - t0) * 1e3
         row.profile.new_tokens = max(len(i) for i in ids)
-    except (CobraEdgeError, EngineError, TypeError) as e:
-        raise _failed(req, e) from e
+        if not np.isfinite(scores).all():  # a NaN log-probability would pass as an answer with probability NaN
+            bad = [a for a, sc in zip(answers, scores) if not np.isfinite(sc)]
+            raise NonFiniteError(f"stream {stream.name!r}: the model's log-probabilities of {bad} are NaN or "
+                                 "infinite; no answer")
+    except Exception as e:
+        log_unexpected(e, f"stream {stream.name!r}: answer-set scoring")
+        raise _failed(req, e, "answer-set scoring") from e
     stream.stats.answered += 1
     best = int(np.argmax(scores))
     p = np.exp(scores - scores.max())

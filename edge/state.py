@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import first_nonfinite
 from .errors import StreamError
 
 
@@ -52,6 +53,14 @@ class StateSpec:
                        str(d.get("conv_dtype", "float32")), str(d.get("ssm_dtype", "float32")))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"state spec {d!r} is incomplete or malformed: {e}") from e
+        small = [k for k in ("n_layer", "d_inner", "d_conv", "d_state") if getattr(spec, k) < 1]
+        if small:
+            raise ValueError(f"state spec {d!r}: {', '.join(small)} must be >= 1")
+        for k in ("conv_dtype", "ssm_dtype"):
+            try:
+                np.dtype(getattr(spec, k))
+            except TypeError:
+                raise ValueError(f"state spec {d!r}: {k} {getattr(spec, k)!r} is not a dtype name") from None
         if spec.ssm_dtype != "float32":
             raise ValueError(f"ssm_state must be float32 (got {spec.ssm_dtype}): the recurrence drifts in half precision")
         return spec
@@ -59,10 +68,28 @@ class StateSpec:
 
 @dataclass(frozen=True)
 class StateSnapshot:
-    """A copy of one stream's slab; restoring it costs one memcpy."""
+    """A copy of one stream's slab and the spec it was taken under; restoring it costs one memcpy.
+
+    conv [n_layer, d_inner, d_conv - 1] (spec.conv_dtype), ssm [n_layer, d_inner, d_state] (float32)."""
 
     conv: np.ndarray
     ssm: np.ndarray
+    spec: StateSpec | None = None  # None: made by hand; then only its arrays are checked against the pool's spec
+
+    def problem(self, spec: StateSpec) -> str | None:
+        """Why this snapshot cannot be restored into a pool of ``spec`` (None when it can): another spec, arrays of
+        another shape or dtype (no reshaping or casting: a state of another layout with as many elements, or
+        float64 values that would overflow float32, are refused), or NaN / infinite values."""
+        if self.spec is not None and self.spec != spec:
+            return f"snapshot spec {self.spec} differs from the stream's {spec}"
+        for name, arr, shape, dtype in (("conv", self.conv, spec.conv_shape, spec.conv_dtype),
+                                        ("ssm", self.ssm, spec.ssm_shape, spec.ssm_dtype)):
+            if not isinstance(arr, np.ndarray):
+                return f"snapshot {name} is a {type(arr).__name__}, expected a numpy array {dtype}{list(shape)}"
+            if arr.shape != shape or arr.dtype != np.dtype(dtype):
+                return f"snapshot {name} is {arr.dtype}{list(arr.shape)}, the stream's spec needs {dtype}{list(shape)}"
+        bad = first_nonfinite(conv=self.conv, ssm=self.ssm)
+        return f"snapshot {bad}" if bad else None
 
 
 class StatePool:
@@ -119,10 +146,19 @@ class StatePool:
 
     def snapshot(self, slot: int) -> StateSnapshot:
         self._check(slot)
-        return StateSnapshot(self.conv[slot].copy(), self.ssm[slot].copy())
+        return StateSnapshot(self.conv[slot].copy(), self.ssm[slot].copy(), self.spec)
 
-    def restore(self, slot: int, snap: StateSnapshot) -> None:
-        self.write(slot, snap.conv, snap.ssm)
+    def restore(self, slot: int, snap: StateSnapshot, stream: str = "?") -> None:
+        """All or nothing: every check passes before either array is written (else StreamError naming the stream
+        and both specs, and the slot is unchanged)."""
+        self._check(slot)
+        if not isinstance(snap, StateSnapshot):
+            raise StreamError(f"stream {stream!r}: restore takes a StateSnapshot, got {type(snap).__name__}")
+        problem = snap.problem(self.spec)
+        if problem:
+            raise StreamError(f"stream {stream!r}: cannot restore: {problem}")
+        self.conv[slot] = snap.conv
+        self.ssm[slot] = snap.ssm
 
     def _check(self, slot: int) -> None:
         if not 0 <= slot < self.capacity:

@@ -72,7 +72,11 @@ def test_graph_inputs_differ_from_manifest(artifact_copy):
 
 
 def test_graph_shape_differs_from_manifest(artifact_copy):
-    _edit(artifact_copy, lambda raw: raw["graphs"]["vision"]["inputs"]["pixels"].update(shape=["B", 224, 224, 3]))
+    def edit(raw):  # manifest consistent with itself (image size and pixels agree), but not with the graph file
+        raw["graphs"]["vision"]["inputs"]["pixels"].update(shape=["B", 224, 224, 3])
+        raw["preprocessing"]["image_size"] = 224
+
+    _edit(artifact_copy, edit)
     with pytest.raises(ManifestError, match=r"graph 'vision' input 'pixels' is uint8\[B, 112, 112, 3\], manifest says uint8\[B, 224, 224, 3\]"):
         Runtime.load(artifact_copy)
 
@@ -90,6 +94,20 @@ def test_state_spec_must_match_graphs(artifact_copy):
     (lambda raw: raw["graphs"].pop("projector"), "come together"),
     (lambda raw: raw["graphs"].update(decoder=raw["graphs"]["step"]), "unknown graph 'decoder'"),
     (lambda raw: raw.update(prompt_template="no placeholder"), "placeholder"),
+    # the manifest's own fields, checked against the graphs that use them (load-time, not mid-stream)
+    (lambda raw: raw["preprocessing"].update(image_size=0), r"preprocessing.image_size is 0, but graphs.vision.inputs"
+                                                            r".pixels is uint8\[B, 112, 112, 3\]"),
+    (lambda raw: raw["preprocessing"].update(image_size=224), "preprocessing.image_size is 224"),
+    (lambda raw: raw["preprocessing"].update(image_size="112"), "preprocessing.image_size must be an int >= 0"),
+    (lambda raw: raw.update(preprocessing=[]), "preprocessing: expected an object"),
+    (lambda raw: raw.update(visual_tokens=65), r"visual_tokens is 65, but graphs.projector.outputs.visual_embeds"),
+    (lambda raw: raw.update(prompt_template="{prompt} and {prompt}"), "exactly once, holds it 2 times"),
+    (lambda raw: raw["tokenizer"].update(eos_token_id=-1), "eos_token_id must be a token id >= 0"),
+    (lambda raw: raw["tokenizer"].update(eos_token_id=True), "eos_token_id must be a token id >= 0"),
+    (lambda raw: raw["graphs"]["step"]["inputs"].update(input_ids={"dtype": "int64"}),
+     r"graphs.step.inputs.input_ids: expected \{'dtype': str, 'shape'"),
+    (lambda raw: raw["state"].update(d_inner=0), "d_inner must be >= 1"),
+    (lambda raw: raw.update(variants=["int8"]), "variants: expected an object"),
 ])
 def test_malformed_manifest(artifact_copy, edit, message):
     _edit(artifact_copy, edit)
@@ -125,3 +143,32 @@ def test_artifact_matches_its_config(artifact_copy):
     assert not artifact_matches(artifact_copy, model)
     assert artifact_matches(artifact_copy, model, verify_hashes=False)
     assert not artifact_matches(artifact_copy.parent / "missing", model)
+
+
+def test_eos_outside_the_vocabulary_is_refused_at_load(artifact_copy):
+    _edit(artifact_copy, lambda raw: raw["tokenizer"].update(eos_token_id=512))
+    with pytest.raises(ManifestError, match=r"tokenizer.eos_token_id 512 is outside the model's vocabulary \[0, 512\)"):
+        Runtime.load(artifact_copy)
+
+
+def _rewrite_file(artifact, name, data: bytes):
+    """Replace a listed file and its hash, as an attacker (or a bad copy tool) with write access would."""
+    (artifact / name).write_bytes(data)
+    _edit(artifact, lambda raw: raw["files"][name].update(sha256=sha256_file(artifact / name), bytes=len(data)))
+
+
+def test_garbage_tokenizer_with_a_matching_hash_is_a_manifest_error(artifact_copy):
+    _rewrite_file(artifact_copy, "tokenizer.json", b'{"version": "1.0", "model": 42}')
+    with pytest.raises(ManifestError, match=r"tokenizer.json: tokenizer.file cannot be loaded as a tokenizers JSON"):
+        Runtime.load(artifact_copy)
+
+
+def test_tokenizer_of_another_vocabulary_is_refused(artifact_copy):
+    from export.tokenizer import build_tiny_tokenizer
+
+    pytest.importorskip("torch")
+    big = build_tiny_tokenizer(508)
+    big.add_tokens([f"<extra_{i}>" for i in range(20)])  # ids up to 519, the model has 512 rows
+    _rewrite_file(artifact_copy, "tokenizer.json", big.to_str().encode())
+    with pytest.raises(ManifestError, match=r"token ids up to 519, but the model's vocabulary has 512 rows"):
+        Runtime.load(artifact_copy)

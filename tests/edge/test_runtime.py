@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.errors import FrameError, StreamError
+from edge.errors import FrameError, PromptError, StreamError
 from edge.runtime import Runtime
 from tests.conftest import torch_greedy
 
@@ -102,7 +102,7 @@ def test_stream_lifecycle_errors(runtime, frames):
         runtime.open_stream("x")
     with pytest.raises(StreamError, match="max_new_tokens"):
         s.ask(frames[0], PROMPT, max_new_tokens=-1)
-    with pytest.raises(TypeError, match="prompt must be a str"):
+    with pytest.raises(PromptError, match="stream 'x': prompt must be a str"):
         s.ask(frames[0], None)
     assert s.stats.errors == 2
     s.close()
