@@ -101,10 +101,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class ImageFolderSource:
-    """The images of a folder in name order (``loop``: start again at the end). An unreadable file raises
-    SourceError naming it when its turn comes; the next read continues with the following file."""
+    """The images of a folder in name order (``loop``: start again at the end). A file that cannot be decoded is
+    skipped and counted (``skipped``: path -> reason, ``skips``: how many times); the next readable image comes in
+    its place. Only when no file of the folder can be read is it an error (SourceError naming the folder)."""
 
-    def __init__(self, folder: str, loop: bool = False):
+    def __init__(self, folder: str, loop: bool = False, max_pixels: int | None = None):
         from pathlib import Path
 
         self.folder = Path(folder)
@@ -114,18 +115,49 @@ class ImageFolderSource:
         if not self.files:
             raise SourceError(f"image folder {str(self.folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.loop = loop
+        self.max_pixels = max_pixels
         self.index = 0
+        self.skipped: dict[str, str] = {}
+        self.skips = 0
 
     def read(self) -> tuple[np.ndarray, float] | None:
-        if self.index >= len(self.files) and not self.loop:
-            return None
-        path = self.files[self.index % len(self.files)]
-        self.index += 1
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SourceError(f"cannot decode image {str(path)!r}")
-        return frame, time.time()
+        tried = 0
+        while tried < len(self.files):
+            if self.index >= len(self.files) and not self.loop:
+                return None
+            path = self.files[self.index % len(self.files)]
+            self.index += 1
+            tried += 1
+            try:
+                frame = read_image(path, self.max_pixels)
+            except SourceError as e:
+                self.skipped[str(path)] = str(e)
+                self.skips += 1
+                continue
+            return frame, time.time()
+        raise SourceError(f"image folder {str(self.folder)!r}: none of its {len(self.files)} images can be read "
+                          f"(e.g. {next(iter(self.skipped.values()))})")
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
         while (item := self.read()) is not None:
             yield item
+
+
+def read_image(path, max_pixels: int | None = None) -> np.ndarray:
+    """One image file -> uint8 BGR [H, W, 3]; SourceError naming the file when it cannot be decoded or its header
+    claims more than ``max_pixels`` pixels (checked before decoding: see edge.imageheader)."""
+    from .imageheader import ImageHeaderError, check_encoded
+
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise SourceError(f"cannot read image {str(path)!r}: {e}") from None
+    try:
+        if max_pixels is not None:
+            check_encoded(data, max_pixels, f"image {str(path)!r}", require_known=False)
+        frame = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except (ImageHeaderError, cv2.error) as e:
+        raise SourceError(f"cannot decode image {str(path)!r}: {e}") from None
+    if frame is None:
+        raise SourceError(f"cannot decode image {str(path)!r}")
+    return frame

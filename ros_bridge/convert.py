@@ -2,7 +2,10 @@
 
 sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8 (and their OpenCV aliases 8UC1 = mono8, 8UC3 = bgr8), rows
 of ``step`` bytes (padding after ``width * channels`` is skipped, not copied). sensor_msgs/CompressedImage: jpeg
-and png, decoded by OpenCV. Anything else raises ConversionError naming the topic and the problem.
+and png, decoded by OpenCV after their header's size is checked against a pixel limit (``max_pixels``, default
+``edge.imageheader.DEFAULT_MAX_PIXELS``: every 8K camera), so a small message claiming a huge image is refused
+before it is decoded. Anything else raises ConversionError naming the topic and the problem: conversion never
+raises another exception type for a message, whatever its bytes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge.errors import CobraEdgeError
+from edge.imageheader import DEFAULT_MAX_PIXELS, ImageHeaderError, check_encoded
 
 from .cdr import CdrError, parse_compressed, parse_image
 from .messages import COMPRESSED_TYPE, IMAGE_TYPE, CompressedImageMsg, ImageMsg, SerializedMsg, from_ros
@@ -50,21 +54,25 @@ def as_message(msg, topic: str = "?") -> ImageMsg | CompressedImageMsg:
         raise ConversionError(f"topic {topic!r}: not a camera message ({type(msg).__name__}: {e})") from e
 
 
-def to_bgr(msg: ImageMsg | CompressedImageMsg, topic: str = "?") -> np.ndarray:
-    """A camera message -> uint8 BGR [H, W, 3], contiguous (a new array; the message buffer is not kept)."""
-    if isinstance(msg, CompressedImageMsg):
-        return _decode_compressed(msg, topic)
-    if isinstance(msg, ImageMsg):
-        return _image_to_bgr(msg, topic)
+def to_bgr(msg: ImageMsg | CompressedImageMsg, topic: str = "?", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A camera message -> uint8 BGR [H, W, 3], contiguous (a new array; the message buffer is not kept).
+    Images of more than ``max_pixels`` pixels are refused (compressed ones before decoding)."""
+    try:
+        if isinstance(msg, CompressedImageMsg):
+            return _decode_compressed(msg, topic, max_pixels)
+        if isinstance(msg, ImageMsg):
+            return _image_to_bgr(msg, topic, max_pixels)
+    except cv2.error as e:  # OpenCV's own limits and asserts: still this message's problem only
+        raise ConversionError(f"topic {topic!r}: OpenCV could not convert the image: {str(e).strip()[-200:]}") from None
     raise ConversionError(f"topic {topic!r}: expected an Image or CompressedImage, got {type(msg).__name__}")
 
 
-def to_rgb(msg: ImageMsg | CompressedImageMsg, topic: str = "?") -> np.ndarray:
+def to_rgb(msg: ImageMsg | CompressedImageMsg, topic: str = "?", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A camera message -> uint8 RGB [H, W, 3]."""
-    return cv2.cvtColor(to_bgr(msg, topic), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(to_bgr(msg, topic, max_pixels), cv2.COLOR_BGR2RGB)
 
 
-def pixel_rows(msg: ImageMsg, topic: str = "?") -> np.ndarray:
+def pixel_rows(msg: ImageMsg, topic: str = "?", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The pixels of an Image as a view [height, width, channels] (padding bytes of each row skipped)."""
     where = f"topic {topic!r}"
     if msg.encoding not in ENCODINGS:
@@ -74,6 +82,8 @@ def pixel_rows(msg: ImageMsg, topic: str = "?") -> np.ndarray:
     h, w, step = msg.height, msg.width, msg.step
     if h <= 0 or w <= 0:
         raise ConversionError(f"{where}: empty image {w}x{h}")
+    if w * h > max_pixels:
+        raise ConversionError(f"{where}: image {w} x {h} = {w * h:,} pixels is over the limit of {max_pixels:,}")
     if step < w * channels:
         raise ConversionError(f"{where}: step {step} is shorter than a row ({w} px x {channels} bytes, "
                               f"{msg.encoding})")
@@ -85,8 +95,8 @@ def pixel_rows(msg: ImageMsg, topic: str = "?") -> np.ndarray:
     return rows.reshape(h, w, channels)
 
 
-def _image_to_bgr(msg: ImageMsg, topic: str) -> np.ndarray:
-    pixels = pixel_rows(msg, topic)
+def _image_to_bgr(msg: ImageMsg, topic: str, max_pixels: int) -> np.ndarray:
+    pixels = pixel_rows(msg, topic, max_pixels)
     code = ENCODINGS[msg.encoding][1]
     if code is None:
         return pixels.copy(order="C")  # never a view into the message buffer
@@ -95,13 +105,19 @@ def _image_to_bgr(msg: ImageMsg, topic: str) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(pixels), code)
 
 
-def _decode_compressed(msg: CompressedImageMsg, topic: str) -> np.ndarray:
+def _decode_compressed(msg: CompressedImageMsg, topic: str, max_pixels: int) -> np.ndarray:
     where = f"topic {topic!r}"
     fmt = msg.format.lower()
     if "compresseddepth" in fmt or not any(f in fmt for f in COMPRESSED_FORMATS):  # depth: a header, then 16-bit
         raise ConversionError(f"{where}: unsupported CompressedImage format {msg.format!r} (supported: jpeg, png)")
     data = np.frombuffer(msg.data, dtype=np.uint8)
-    frame = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:
+        raise ConversionError(f"{where}: empty CompressedImage ({msg.format!r})")
+    try:
+        check_encoded(data, max_pixels, f"{where} ({msg.format!r}, {data.size} bytes)")
+    except ImageHeaderError as e:
+        raise ConversionError(str(e)) from None
+    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if frame is None:
         raise ConversionError(f"{where}: could not decode {data.size} bytes as {msg.format!r}")
     return frame

@@ -81,16 +81,32 @@ def test_image_folder_source(tmp_path):
     src = ImageFolderSource(str(tmp_path))
     got = [src.read()[0][0, 0, 0] for _ in range(3)]
     assert got == [0, 50, 100]
-    with pytest.raises(SourceError, match="03.jpg"):
-        src.read()
-    assert src.read() is None
+    assert src.read() is None  # the unreadable 03.jpg is skipped, not the end of the stream
+    assert list(src.skipped) == [str(tmp_path / "03.jpg")] and src.skips == 1
     looping = ImageFolderSource(str(tmp_path), loop=True)
-    assert [looping.read()[0][0, 0, 0] for _ in range(3)] == [0, 50, 100]
+    assert [looping.read()[0][0, 0, 0] for _ in range(7)] == [0, 50, 100, 0, 50, 100, 0]
+    assert looping.skips == 2  # once per pass
     with pytest.raises(SourceError, match="holds no images"):
         ImageFolderSource(str(_empty(tmp_path)))
+    bad = _empty(tmp_path)
+    (bad / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (bad / "b.jpg").write_bytes(b"garbage")
+    with pytest.raises(SourceError, match="none of its 2 images can be read"):
+        ImageFolderSource(str(bad), loop=True).read()
+
+
+def test_image_folder_refuses_oversized_headers_before_decoding(tmp_path):
+    from tests.faults import png_claiming
+
+    cv2.imwrite(str(tmp_path / "00.png"), np.full((20, 30, 3), 7, np.uint8))
+    (tmp_path / "01.png").write_bytes(png_claiming(100_000, 100_000))  # 1e10 pixels in a few bytes
+    src = ImageFolderSource(str(tmp_path), max_pixels=10_000)
+    assert src.read()[0][0, 0, 0] == 7
+    assert src.read() is None
+    assert "over the limit of 10,000" in src.skipped[str(tmp_path / "01.png")]
 
 
 def _empty(tmp_path):
-    d = tmp_path / "empty"
+    d = tmp_path / f"empty{len(list(tmp_path.iterdir()))}"
     d.mkdir()
     return d

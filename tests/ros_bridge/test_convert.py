@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.faults import png_claiming
+
 from .rosmsgs import FROM_BGR, cdr, compressed_msg, image_msg, scene  # skips without rosbags
 
 from ros_bridge.cdr import parse_image
@@ -66,7 +68,11 @@ def _image(**over) -> ImageMsg:
     (lambda: _image(data=b"\x00" * 10), ["/front/image_raw", "needs 60 bytes", "got 10"]),
     (lambda: _image(step=7), ["/front/image_raw", "step 7", "shorter than a row"]),
     (lambda: _image(width=0), ["/front/image_raw", "empty"]),
-    (lambda: as_message(compressed_msg(scene(), "jpeg", data=b"not a jpeg at all")), ["could not decode", "jpeg"]),
+    (lambda: as_message(compressed_msg(scene(), "jpeg", data=b"not a jpeg at all")), ["neither PNG nor JPEG", "jpeg"]),
+    (lambda: as_message(compressed_msg(scene(), "jpeg", data=_jpeg_header_only())), ["could not decode", "jpeg"]),
+    (lambda: as_message(compressed_msg(scene(), "png", data=png_claiming(100_000, 100_000))),
+     ["/front/image_raw", "100000 x 100000", "over the limit"]),
+    (lambda: as_message(compressed_msg(scene(), "png", data=b"")), ["empty CompressedImage"]),
     (lambda: as_message(compressed_msg(scene(), "compressedDepth png")), ["compressedDepth"]),
 ])
 def test_bad_messages_are_errors_naming_the_topic(msg, words):
@@ -86,3 +92,31 @@ def test_bad_cdr_is_a_conversion_error():
         assert "/cam/image_raw" in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
     with pytest.raises(ConversionError, match="cannot take messages of type"):
         as_message(SerializedMsg("std_msgs/msg/String", raw), "/cam/image_raw")
+
+
+def _jpeg_header_only() -> bytes:
+    """A JPEG whose frame header is intact (16 x 16) and whose data is cut off: OpenCV decodes nothing."""
+    ok, buf = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = buf.tobytes()
+    return data[:data.index(b"\xff\xda")]
+
+
+def test_pixel_limit_applies_to_raw_and_compressed_images():
+    img = scene(40, 50)
+    raw = as_message(image_msg(img, "bgr8"))
+    ok, png = cv2.imencode(".png", img)
+    compressed = as_message(compressed_msg(img, "png", data=png.tobytes()))
+    for msg in (raw, compressed):
+        assert to_bgr(msg, "/cam", max_pixels=2000).shape == (40, 50, 3)  # 2000 = 40 x 50: at the limit
+        with pytest.raises(ConversionError, match=r"/cam.*over the limit of 1,999"):
+            to_bgr(msg, "/cam", max_pixels=1999)
+
+
+def test_opencv_errors_become_conversion_errors(monkeypatch):
+    def boom(*_a, **_k):
+        raise cv2.error("OpenCV(5.0.0) loadsave.cpp: error: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS")
+
+    monkeypatch.setattr(cv2, "imdecode", boom)
+    ok, png = cv2.imencode(".png", scene(8, 8))
+    with pytest.raises(ConversionError, match=r"topic '/cam': OpenCV could not convert the image: .*CV_IO_MAX"):
+        to_bgr(as_message(compressed_msg(scene(8, 8), "png", data=png.tobytes())), "/cam")
