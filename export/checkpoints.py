@@ -57,14 +57,11 @@ def _first(keys, n=SHOW) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                ignore_unexpected: tuple[str, ...] = ()) -> None:
-    """Copy ``state`` into ``module``; every parameter must be present with the right shape.
-
-    ``ignore_unexpected``: key prefixes the checkpoint may carry that this model deliberately does not use
-    (e.g. vision blocks after the feature block). Anything else unexpected is an error.
-    """
-    own = module.state_dict()
+def check_fits(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str, kind: str,
+               ignore_unexpected: tuple[str, ...] = ()) -> None:
+    """Every tensor of ``own`` (a module's state dict, possibly on the meta device: shapes only) must be in
+    ``state`` with its shape; nothing else may be, but keys starting with ``ignore_unexpected``. Else
+    CheckpointError listing what is missing, unexpected and of another shape (first few of each)."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own and not k.startswith(ignore_unexpected)]
     conflicts = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -77,7 +74,18 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
             parts.append(f"{len(unexpected)} unexpected: {_first(unexpected)}")
         if conflicts:
             parts.append(f"{len(conflicts)} shape conflicts: {_first(conflicts)}")
-        raise CheckpointError(f"{source}: does not fit {type(module).__name__}: " + "; ".join(parts))
+        raise CheckpointError(f"{source}: does not fit {kind}: " + "; ".join(parts))
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                ignore_unexpected: tuple[str, ...] = ()) -> None:
+    """Copy ``state`` into ``module``; every parameter must be present with the right shape.
+
+    ``ignore_unexpected``: key prefixes the checkpoint may carry that this model deliberately does not use
+    (e.g. vision blocks after the feature block). Anything else unexpected is an error.
+    """
+    own = module.state_dict()
+    check_fits(own, state, source, type(module).__name__, ignore_unexpected)
     with torch.no_grad():
         for k, t in own.items():
             t.copy_(state[k].to(t.dtype))

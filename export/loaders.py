@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, load_strict, read_json, read_state_dict
+from .checkpoints import CheckpointError, check_fits, load_strict, read_json, read_state_dict
 from .config import MambaConfig, ModelConfig, cobra_3b, cobra_ldp_3b, cobra_siglip_3b, preset
 from .mamba import MambaLM
 from .model import CobraModel, build_random
@@ -117,9 +117,7 @@ def load_mamba_folder(folder: str | Path) -> tuple[MambaConfig, dict[str, torch.
 
 def load_lm_into(lm: MambaLM, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load of a normalised LM state dict (the tied head is the embedding)."""
-    if "backbone.embedding.weight" in state:
-        state = {**state, "lm_head.weight": state["backbone.embedding.weight"]}
-    load_strict(lm, state, source)
+    load_strict(lm, _tied(state), source)
 
 
 def _resample_pos_embed(pos: torch.Tensor, enc: ViTEncoder, source: str) -> torch.Tensor:
@@ -244,16 +242,21 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
         else:
             cfg = cobra_config(folder)
         cfg = replace(cfg, eos_token_id=_eos_id(tok))
-        model = build_random(cfg)
         ckpt_path = folder / COBRA_CHECKPOINT
-        ckpt = read_state_dict(ckpt_path)
+        ckpt = read_state_dict(ckpt_path)  # read and checked against the config's shapes before any model exists
         parts = ckpt.get("model") if isinstance(ckpt.get("model"), dict) else None
         if parts is None or "projector" not in parts or "llm_backbone" not in parts:
             raise CheckpointError(f"{ckpt_path}: expected {{'model': {{'projector': ..., 'llm_backbone': ...}}}}, got keys "
                                   f"{sorted(ckpt)[:5]}")
+        lm_state = normalize_lm_keys(parts["llm_backbone"], str(ckpt_path), prefix="llm.")
+        shapes = _shapes_only(cfg)
+        check_fits(shapes.projector.state_dict(), parts["projector"], f"{ckpt_path} [model.projector]",
+                   f"the projector of {cfg.name!r} ({cfg.projector})")
+        check_fits(shapes.llm.state_dict(), _tied(lm_state), f"{ckpt_path} [model.llm_backbone]",
+                   f"the language model of {cfg.name!r} (d_model {cfg.lm.d_model}, {cfg.lm.n_layer} layers)")
+        model = build_random(cfg)
         load_strict(model.projector, parts["projector"], f"{ckpt_path} [model.projector]")
-        load_lm_into(model.llm, normalize_lm_keys(parts["llm_backbone"], str(ckpt_path), prefix="llm."),
-                     f"{ckpt_path} [model.llm_backbone]")
+        load_lm_into(model.llm, lm_state, f"{ckpt_path} [model.llm_backbone]")
         for idx, (path, state) in _match_vision_files(model, list(vision_weights or [])).items():
             load_vit_weights(model.vision.encoders[idx], path, state)
         return model.eval(), tok
@@ -265,9 +268,25 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
     else:
         cfg = ModelConfig(name=folder.name, lm=lm_cfg, prompt_template="{prompt}")
     cfg = replace(cfg, eos_token_id=_eos_id(tok))
+    source = f"{wfile} (config {folder / 'config.json'})"
+    check_fits(_shapes_only(cfg).llm.state_dict(), _tied(state), source,
+               f"a Mamba of d_model {cfg.lm.d_model}, {cfg.lm.n_layer} layers")
     model = build_random(cfg)
-    load_lm_into(model.llm, state, f"{wfile} (config {folder / 'config.json'})")
+    load_lm_into(model.llm, state, source)
     return model.eval(), tok
+
+
+def _shapes_only(cfg: ModelConfig) -> CobraModel:
+    """The model on PyTorch's meta device: every tensor's shape, no memory (a 3B config costs nothing), so a
+    checkpoint is checked against the config before the real model is allocated."""
+    with torch.device("meta"):
+        return CobraModel(cfg)
+
+
+def _tied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An LM state dict with the tied head present, as MambaLM's state dict lists it."""
+    emb = state.get("backbone.embedding.weight")
+    return state if emb is None else {**state, "lm_head.weight": emb}
 
 
 __all__ = ["CheckpointError", "build_from_checkpoint", "cobra_config", "detect_format",

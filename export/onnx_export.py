@@ -26,6 +26,7 @@ from engines.kernels import status as kernel_status
 from edge.runtime import check_engine_matches
 from edge.state import StateSpec
 
+from .errors import NonFiniteWeightError, ParityError
 from .fused import attach_portable_functions, translations
 from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
 from .model import CobraModel
@@ -41,8 +42,27 @@ EXPORT_REVISION = (f"prefill-scan={PREFILL_SCAN}(body chunked:{DEFAULT_CHUNK}:st
 EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
-class ParityError(RuntimeError):
-    """An exported graph disagrees with the PyTorch reference beyond tolerance."""
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Refuse a model with a NaN or infinite parameter or buffer before anything is exported: such an artifact
+    answers nothing, however exactly its graphs match the reference."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if not t.is_floating_point():
+            continue
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            first = tuple(int(i) for i in (~finite).nonzero()[0])
+            raise NonFiniteWeightError(
+                f"weight {name} {tuple(t.shape)} holds {bad} NaN or infinite value(s) (first at index {first}, "
+                f"{float(t[first])}); export refused: fix the checkpoint"
+            )
+
+
+def _finite_or_fail(graph: str, output: str, what: str, values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise ParityError(f"graph {graph!r}, output {output!r}: {what} holds {bad} NaN or infinite value(s) of "
+                          f"{values.size}")
 
 
 @dataclass
@@ -166,6 +186,9 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
             g = got[tdef.name].astype(np.float32)
             if g.shape != r.shape:
                 raise ParityError(f"graph {gdef.name!r}, output {tdef.name!r}: shape {g.shape} != reference {r.shape}")
+            # NaN-safe: max() with a NaN keeps whichever came first, so non-finite values are refused by name first
+            _finite_or_fail(gdef.name, tdef.name, "the PyTorch reference", r)
+            _finite_or_fail(gdef.name, tdef.name, "ONNX Runtime's output", g)
             entry = report.setdefault(tdef.name, {"max_abs_err": 0.0, "max_abs_ref": 0.0})
             entry["max_abs_err"] = max(entry["max_abs_err"], float(np.abs(g - r).max()))
             entry["max_abs_ref"] = max(entry["max_abs_ref"], float(np.abs(r).max()))
@@ -215,10 +238,15 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
     variants = check_precisions(precisions)
     cfg = model.cfg
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"--out {out_dir} is a file; give a directory for the artifact")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)")
+    if out_dir.parent.exists() and not out_dir.parent.is_dir():
+        raise FileExistsError(f"--out {out_dir}: {out_dir.parent} is a file, not a directory")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_finite_weights(model)
     model = model.eval()
     defs = graph_defs(model)
     say = progress or (lambda _msg: None)

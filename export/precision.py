@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ParityError
+
 PRECISIONS = ("fp32", "fp16", "int8")
 VARIANT_GRAPHS = ("prefill", "step")  # the graphs that hold the LM's weights; vision, projector, embed stay fp32
 WEIGHTS = {
@@ -110,7 +112,11 @@ def variant_parity(base: dict, variant: dict, embed, steps: int = 8, seed: int =
     ref, got = base["prefill"].run(feeds), variant["prefill"].run(feeds)
 
     def err(a, b, name):
-        return float(np.abs(a[name].astype(np.float32) - b[name].astype(np.float32)).max())
+        va, vb = a[name].astype(np.float32), b[name].astype(np.float32)
+        for who, v in (("fp32", va), ("variant", vb)):
+            if not np.isfinite(v).all():  # a NaN would make the error NaN, and max() would hide it
+                raise ParityError(f"precision variant: the {who} graph's {name!r} holds NaN or infinite values")
+        return float(np.abs(va - vb).max())
 
     report = {"prefill": {k: err(ref, got, k) for k in ("logits", "conv_state_out", "ssm_state_out")}}
     report["prefill"]["max_abs_logits"] = float(np.abs(ref["logits"]).max())

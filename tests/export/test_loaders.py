@@ -296,3 +296,51 @@ def test_ldp_pooling_equals_adaptive_avg_pool(grid_in, grid_out):
     err = float((TokenDown(grid_in, grid_out)(x) - want).abs().max())
     print(f"TokenDown {grid_in}->{grid_out}: max abs err {err:.2e}")
     assert err < 1e-6
+
+
+# --- faults: NaN weights, checkpoints that do not fit the config (checked before any model is allocated) ------
+
+def test_export_refuses_a_checkpoint_with_one_nan_weight(tmp_path):
+    """Before: parity combined errors with max(), max(0.0, nan) is 0.0, and the artifact answered '' to all."""
+    folder = _mamba_folder(tmp_path)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    state["backbone.layers.2.mixer.x_proj.weight"][3, 7] = float("nan")
+    torch.save(state, folder / "pytorch_model.bin")
+    out = tmp_path / "art"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "export", "--checkpoint", str(folder), "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ("weight llm.backbone.layers.2.mixer.x_proj.weight (36, 128) holds 1 NaN or infinite value(s) "
+            "(first at index (3, 7), nan); export refused") in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_parity_check_refuses_nan_outputs_by_name(tmp_path):
+    """Non-finite values fail parity naming graph, output and side, instead of vanishing in max(0.0, nan) == 0.0."""
+    from export.errors import ParityError
+    from export.graphs import graph_defs
+    from export.onnx_export import _export_graph, check_parity
+
+    model = build_random(preset("tiny"), seed=0)
+    gdef = next(g for g in graph_defs(model) if g.name == "embed")
+    _export_graph(model, gdef, tmp_path / "embed.onnx")
+    with torch.no_grad():
+        model.llm.backbone.embedding.weight[5, 0] = float("inf")  # the reference now disagrees with the file
+    with pytest.raises(ParityError, match=r"graph 'embed', output 'inputs_embeds': the PyTorch reference holds \d+ NaN"):
+        check_parity(model, gdef, tmp_path / "embed.onnx", cases=((1, 400),))
+
+
+def test_a_cobra_config_that_does_not_fit_its_checkpoint_fails_before_allocating(tmp_path):
+    """A Cobra config.json (cobra-3b's dimensions) beside a tiny checkpoint, exported without --preset: the
+    checkpoint is read and compared with the config's shapes on the meta device, so the 3B model is never
+    allocated (before: 10.8 GB after 80 s, then the shape error)."""
+    folder, vision = _write_cobra(tmp_path, build_random(preset("tiny"), seed=9))
+    code = ("import resource, sys, time; from edge.cli import main; t = time.time(); rc = main(sys.argv[1:]); "
+            "print('RESULT', rc, round(time.time() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", code, "export", "--checkpoint", str(folder), "--vision-weights", *vision,
+                        "--out", str(tmp_path / "art")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    rc, seconds, peak_kb = r.stdout.split("RESULT")[1].split()
+    print(r.stderr, seconds, "s", int(peak_kb) // 1024, "MiB")
+    assert rc == "2" and "does not fit the projector of 'cobra+3b' (fused-gelu-mlp)" in r.stderr
+    assert "shape conflicts" in r.stderr
+    assert int(peak_kb) < 2 * 2**20  # KiB: well under the 10.8 GB a random 3B model took
