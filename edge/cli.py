@@ -6,13 +6,18 @@ import argparse
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 from engines import EngineError
 
+from .argtypes import non_negative_int, positive_float, positive_int, prompt_text
 from .errors import CobraEdgeError
+from .imageheader import DEFAULT_MAX_PIXELS
+from .signals import Interrupted, raise_on_signals, stop_on_signals
 
 DEFAULT_PROMPT = "What is in the image?"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT (143 for SIGTERM): run and profile stopped by a signal, results written
 
 
 def _need_export():
@@ -28,6 +33,16 @@ def _need_export():
 
 def cmd_export(args) -> int:
     export_cli = _need_export()  # its errors (CheckpointError is a ValueError) are reported by main()
+    from export.errors import ParityError
+
+    try:
+        return _export(export_cli, args)
+    except ParityError as e:  # of the graphs or of a precision variant: a line, not a traceback
+        print(f"cobra-edge export: error: parity check failed: {e}", file=sys.stderr)
+        return 2
+
+
+def _export(export_cli, args) -> int:
     if args.checkpoint:
         result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
                                               args.tokenizer, overwrite=args.overwrite, precisions=args.precision)
@@ -38,7 +53,7 @@ def cmd_export(args) -> int:
                                           precisions=args.precision)
     print(f"wrote {result.out_dir}")
     for graph, outputs in result.parity.items():
-        worst = max(v["max_abs_err"] for v in outputs.values())
+        worst = max(outputs.values(), key=lambda v: v["max_abs_err"])["max_abs_err"]  # export refuses NaN
         print(f"  {graph:<10} max |onnx - torch| = {worst:.2e}")
     return 0
 
@@ -61,28 +76,48 @@ def _print_answer(answer) -> None:
 
 
 def _run(directory, sources: dict, args) -> int:
+    from .profiling import RECORD_FIELDS
+    from .records import RecordFiles
     from .runner import answer_sources
     from .runtime import Runtime
 
+    files = RecordFiles(args.out, RECORD_FIELDS) if getattr(args, "out", None) else None  # refused before loading
     runtime = Runtime.load(directory, backend=args.backend, max_streams=max(len(sources), 1),
-                           threads=args.threads, precision=args.precision)
+                           threads=args.threads, precision=args.precision, on_nonfinite=args.on_nonfinite)
     print(f"model {runtime.manifest.model.get('name')} from {directory}: {runtime.manifest.visual_tokens} visual tokens, "
           f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}, {runtime.precision}")
     print(f"selective scan: {runtime.selective_scan}")
     print(_fmt_row(ROW_HEAD, ROW_WIDTHS) + "   (times in ms)")
     errors = []
+    records = []
 
     def on_error(name, e):
         errors.append((name, e))
         print(f"{name:<10} error: {e}", file=sys.stderr, flush=True)
 
-    profiler = answer_sources(runtime, sources, args.prompt, args.frames, args.max_new_tokens,
-                              on_answer=_print_answer, on_error=on_error)
+    def on_answer(answer):
+        _print_answer(answer)
+        records.append({**answer.profile.to_dict(), "answer": answer.text})
+        if files is not None:
+            files.add(records[-1])
+
+    with stop_on_signals() as signalled:
+        profiler = answer_sources(runtime, sources, args.prompt, args.frames, args.max_new_tokens,
+                                  on_answer=on_answer, on_error=on_error, stop=signalled.stop)
+    failed = [(n, e) for n, e in errors if not isinstance(e, EOFError)]
     print()
-    print(f"summary: {len(profiler.frames)} frames answered on {len(sources)} streams, "
-          f"{sum(1 for _, e in errors if not isinstance(e, EOFError))} errors")
+    if signalled.signum is not None:
+        print(f"interrupted: {len(profiler.frames)} frames answered before the signal")
+    print(f"summary: {len(profiler.frames)} frames answered on {len(sources)} streams, {len(failed)} errors")
     print(profiler.format_summary())
     print(f"state bytes per stream: {runtime.bytes_per_stream:,}")
+    if files is not None:
+        doc = {"records": records, "errors": [{"stream": n, "error": str(e)} for n, e in failed],
+               "summary": {"stages_ms": profiler.summary(), "frames_answered": len(records),
+                           "interrupted": signalled.signum is not None}}
+        print("wrote " + ", ".join(str(p) for p in files.finish(doc).values()))
+    if signalled.exit_code is not None:
+        return signalled.exit_code
     return 0 if profiler.frames else 1
 
 
@@ -91,7 +126,7 @@ def _sources(args) -> dict:
 
     names = [f"cam{i}" for i in range(args.streams)]
     if getattr(args, "images", None):
-        return {n: ImageFolderSource(args.images, loop=True) for n in names}
+        return {n: ImageFolderSource(args.images, loop=True, max_pixels=args.max_pixels) for n in names}
     if getattr(args, "device", None) is not None:  # V4L2 index (or a GStreamer pipeline string) through OpenCV
         device = int(args.device) if str(args.device).isdigit() else args.device
         return {n: VideoSource(device) for n in names[:1]}
@@ -101,23 +136,30 @@ def _sources(args) -> dict:
 
 
 def cmd_profile(args) -> int:
-    from .profiling import format_summary, run_profile, write_outputs
+    from .profiling import RECORD_FIELDS, format_summary, run_profile, write_outputs
+    from .records import RecordFiles
     from .runtime import Runtime
 
+    files = RecordFiles(args.out, RECORD_FIELDS)  # an unwritable --out is refused now, not after the run
     sources = _sources(args)
     runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads,
-                           precision=args.precision)
+                           precision=args.precision, on_nonfinite=args.on_nonfinite)
     print(f"profiling {len(sources)} streams x {args.frames} frames on {args.dir} ({runtime.manifest.visual_tokens} "
           f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream); selective scan: {runtime.selective_scan}")
-    run = run_profile(runtime, sources, args.prompt, args.frames, args.max_new_tokens, max_age_ms=args.max_age_ms,
-                      mode=args.mode)
+    with stop_on_signals() as signalled:
+        run = run_profile(runtime, sources, args.prompt, args.frames, args.max_new_tokens, max_age_ms=args.max_age_ms,
+                          mode=args.mode, files=files, stop=signalled.stop)
     for e in run.errors:
         print(f"{e['stream']:<10} error: {e['error']}", file=sys.stderr)
+    if signalled.signum is not None:
+        print(f"interrupted: {len(run.records)} frames answered before the signal; writing them")
     print(format_summary(run.summary))
-    paths = write_outputs(run, args.out)
+    paths = write_outputs(run, args.out, files)
     if "png" not in paths:
         print("(no PNG: matplotlib is not installed; pip install 'cobra-edge[plot]')")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if signalled.exit_code is not None:
+        return signalled.exit_code
     return 0 if run.records else 1
 
 
@@ -239,27 +281,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timm-named vision weights per encoder (e.g. dinov2=dino.safetensors siglip=siglip.bin)")
     e.add_argument("--tokenizer", help="tokenizer.json (default: the one in --checkpoint)")
     e.add_argument("--out", required=True, help="artifact directory to write")
-    e.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    e.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random weights")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     e.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "int8"),
                    help="also write these variants of the prefill and step graphs (fp32 is always written)")
     e.set_defaults(func=cmd_export)
 
     def runtime_args(q):
-        q.add_argument("--streams", type=int, default=2, help="number of camera streams")
-        q.add_argument("--frames", type=int, default=4, help="frames per stream")
-        q.add_argument("--prompt", default=DEFAULT_PROMPT)
-        q.add_argument("--max-new-tokens", type=int, default=8)
+        q.add_argument("--streams", type=positive_int, default=2, help="number of camera streams")
+        q.add_argument("--frames", type=positive_int, default=4, help="frames per stream")
+        q.add_argument("--prompt", type=prompt_text, default=DEFAULT_PROMPT)
+        q.add_argument("--max-new-tokens", type=non_negative_int, default=8)
         q.add_argument("--backend", default="onnxruntime")
-        q.add_argument("--threads", type=int, default=None, help="intra-op threads per graph")
+        q.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
         q.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
                        help="which of the artifact's variants to run (see cobra-edge inspect)")
+        q.add_argument("--on-nonfinite", choices=("reset", "fail"), default="reset",
+                       help="a stream whose state stops being finite: reset it, or fail its frames until restart")
+        q.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                       help="refuse images larger than this many pixels before decoding (image folders)")
 
     r = sub.add_parser("run", help="answer frames from a video or synthetic streams")
     r.add_argument("dir", help="artifact directory")
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="video file (every stream reads its own copy, looping)")
     src.add_argument("--synthetic", action="store_true", help="moving shapes, one scene per stream")
+    r.add_argument("--out", help="also write per-frame records: PATH.csv as frames are answered, PATH.json at the end")
     runtime_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -271,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images", help="a folder of images (name order, looping)")
     src.add_argument("--device", help="camera index (V4L2) or GStreamer pipeline, through OpenCV: one stream")
     pr.add_argument("--out", required=True, help="output path stem: writes PATH.csv, PATH.json, PATH.png")
-    pr.add_argument("--max-age-ms", type=float, default=None, help="drop frames older than this when their turn comes")
+    pr.add_argument("--max-age-ms", type=positive_float, default=None,
+                    help="drop frames older than this when their turn comes")
     pr.add_argument("--mode", choices=("reset", "continuous"), default="reset")
     runtime_args(pr)
     pr.set_defaults(func=cmd_profile)
@@ -286,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--connectors", action="store_true",
                    help="cost of each projector design: tokens, parameters, projector and prefill time (Markdown table)")
     b.add_argument("--presets", nargs="+", help="presets to measure (default: mamba-130m mamba-370m)")
-    b.add_argument("--threads", type=int, default=2)
-    b.add_argument("--repeats", type=int, default=None)
+    b.add_argument("--threads", type=positive_int, default=2)
+    b.add_argument("--repeats", type=positive_int, default=None)
     b.add_argument("--out", help="results folder (default: bench/results)")
     b.set_defaults(func=cmd_bench)
 
@@ -308,12 +356,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 nothing answered (or DDS participants left open); 2 bad options, input or artifact
+    (one line naming it); 3 a ros node's inference worker failed; 130 / 143 stopped by SIGINT / SIGTERM."""
+    import signal
+
     args = build_parser().parse_args(argv)
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    raise_on_signals()  # a signal anywhere (loading, exporting) ends the command with a line, not a traceback
     try:
         return args.func(args)
-    except (CobraEdgeError, EngineError, FileExistsError, ValueError) as e:
+    except (CobraEdgeError, EngineError, ValueError, OSError) as e:
         print(f"cobra-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"cobra-edge {args.command}: interrupted by {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"cobra-edge {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -6,22 +6,25 @@ start, each stage in ms, batch size, dropped count, tokens, answer; the JSON add
 a terminal summary (p50/p90/p99/max per stage, frames per second per stream, jitter, state bytes per stream,
 process RSS at start and end) and ``PATH.png`` (latency over time per stage and a histogram; needs matplotlib,
 the ``plot`` extra). A source that fails or ends is recorded as an error of its stream; the others go on.
+
+Results survive the run (edge.records): with ``files`` given, each record is a CSV row on disk as soon as its frame
+is answered, and the JSON and PNG are written atomically at the end; ``stop`` (set by SIGINT / SIGTERM) ends the
+run after the current round, and what was answered so far is summarised and written (``summary.interrupted``).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CobraEdgeError
 from .profile import STAGES, Profiler, format_stages
 from .progress import Progress
+from .records import RecordFiles
 from .runtime import Runtime
 from .scheduler import FrameScheduler
 
@@ -48,8 +51,10 @@ class ProfileRun:
 
 
 def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_new_tokens: int = 8,
-                max_age_ms: float | None = None, mode: str = "reset", progress: bool = True) -> ProfileRun:
-    """Up to ``frames`` rounds over ``sources`` (stream name -> object with ``read()``)."""
+                max_age_ms: float | None = None, mode: str = "reset", progress: bool = True,
+                files: RecordFiles | None = None, stop: threading.Event | None = None) -> ProfileRun:
+    """Up to ``frames`` rounds over ``sources`` (stream name -> object with ``read()``); each record also goes to
+    ``files`` as it is made; ``stop`` ends the run after the current round."""
     run = ProfileRun()
     rss_start = rss_bytes()
     sched = FrameScheduler(runtime, prompt, max_new_tokens=max_new_tokens, max_age_ms=max_age_ms,
@@ -62,13 +67,14 @@ def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_n
     bar = Progress(frames, "profile", force=progress and os.isatty(2))
     t0 = time.perf_counter()
     for _ in range(frames):
-        if not live:
+        if not live or (stop is not None and stop.is_set()):
             break
         for name in list(live):
             try:
                 item = live[name].read()
-            except (CobraEdgeError, OSError, ValueError) as e:
-                run.errors.append({"stream": name, "error": f"source: {e}", "at_s": time.perf_counter() - t0})
+            except Exception as e:  # the source is broken (a folder with no readable image, a device gone)
+                run.errors.append({"stream": name, "error": f"source: {type(e).__name__}: {e}",
+                                   "at_s": time.perf_counter() - t0})
                 del live[name]
                 continue
             if item is None:
@@ -83,6 +89,8 @@ def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_n
             profiler.add(answer.profile)
             rec = {**answer.profile.to_dict(), "done_s": time.perf_counter() - t0, "answer": answer.text}
             run.records.append({k: rec.get(k) for k in RECORD_FIELDS})
+            if files is not None:
+                files.add(run.records[-1])
         for name in sources:  # errors of this round, per stream
             new = sched.stats[name].errors - seen_errors[name]
             for msg in list(sched.errors[name])[-new:] if new else []:
@@ -92,6 +100,10 @@ def run_profile(runtime: Runtime, sources: dict, prompt: str, frames: int, max_n
     bar.close()
     wall = time.perf_counter() - t0
     run.summary = summarize(run.records, profiler, sched, wall, runtime.bytes_per_stream, rss_start, rss_bytes())
+    run.summary["interrupted"] = bool(stop is not None and stop.is_set())
+    skipped = {n: src.skips for n, src in sources.items() if getattr(src, "skips", 0)}
+    if skipped:  # image folders: files that could not be decoded, passed over
+        run.summary["skipped_images"] = skipped
     return run
 
 
@@ -120,22 +132,15 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(run: ProfileRun, out: str | os.PathLike) -> dict[str, Path]:
-    """PATH.csv, PATH.json and (with matplotlib) PATH.png; PATH's own suffix, if any, is replaced."""
-    stem = Path(out)
-    stem = stem.with_suffix("") if stem.suffix in (".csv", ".json", ".png") else stem
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": stem.with_name(stem.name + ".csv"), "json": stem.with_name(stem.name + ".json")}
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
-        w.writeheader()
-        w.writerows(run.records)
-    paths["json"].write_text(json.dumps({"records": run.records, "errors": run.errors, "summary": run.summary},
-                                        indent=1) + "\n")
-    png = stem.with_name(stem.name + ".png")
-    if plot_png(run.records, png):
-        paths["png"] = png
-    return paths
+def write_outputs(run: ProfileRun, out: str | os.PathLike, files: RecordFiles | None = None) -> dict[str, Path]:
+    """PATH.csv, PATH.json and (with matplotlib) PATH.png; PATH's own suffix, if any, is replaced. With ``files``
+    (records already streamed there) only the JSON and the PNG remain to write; all of it atomically."""
+    if files is None:
+        files = RecordFiles(out, RECORD_FIELDS)
+        for rec in run.records:
+            files.add(rec)
+    doc = {"records": run.records, "errors": run.errors, "summary": run.summary}
+    return files.finish(doc, lambda path: plot_png(run.records, path))
 
 
 def plot_png(records: list[dict], path: Path) -> bool:

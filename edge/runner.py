@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from engines.base import EngineError
@@ -9,22 +10,31 @@ from engines.base import EngineError
 from .errors import CobraEdgeError
 from .profile import Profiler
 from .runtime import Answer, Runtime
+from .sources import SourceError
 
 
 def answer_sources(runtime: Runtime, sources: dict[str, object], prompt: str, frames: int, max_new_tokens: int,
                    on_answer: Callable[[Answer], None] | None = None,
-                   on_error: Callable[[str, Exception], None] | None = None) -> Profiler:
-    """Up to ``frames`` frames per source, round robin. A source that ends or a frame that fails is reported
-    through ``on_error`` and never stops the other streams."""
+                   on_error: Callable[[str, Exception], None] | None = None,
+                   stop: threading.Event | None = None) -> Profiler:
+    """Up to ``frames`` frames per source, round robin. A source that ends or fails, or a frame that fails, is
+    reported through ``on_error`` and never stops the other streams. ``stop`` ends the run after the current
+    round (SIGINT / SIGTERM in ``cobra-edge run``)."""
     profiler = Profiler()
     streams = {name: runtime.open_stream(name) for name in sources}
     live = dict(sources)
     try:
         for _ in range(frames):
-            if not live:
+            if not live or (stop is not None and stop.is_set()):
                 break
             for name in list(live):
-                item = live[name].read()
+                try:
+                    item = live[name].read()
+                except Exception as e:  # the source is broken: it alone stops
+                    del live[name]
+                    if on_error:
+                        on_error(name, SourceError(f"source of stream {name!r} failed: {type(e).__name__}: {e}"))
+                    continue
                 if item is None:
                     del live[name]
                     if on_error:
