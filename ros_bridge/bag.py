@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .messages import COMPRESSED_TYPE, IMAGE_TYPE, SerializedMsg
-from .transport import Handler, TransportError, check_topic
+from .transport import Handler, TransportError, check_topic, deliver
 
 CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 
@@ -33,16 +33,34 @@ def _open_reader(path: Path):
     return reader
 
 
+def _open_out(path: Path):
+    """The JSON-lines output, refused with a clear error before anything runs (missing folder, a directory,
+    no permission)."""
+    if path.is_dir():
+        raise TransportError(f"--out {path}: is a directory; give a file path for the JSON lines")
+    if not path.parent.is_dir():
+        raise TransportError(f"--out {path}: folder {path.parent} does not exist (create it first)")
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as e:
+        raise TransportError(f"--out {path}: cannot be written: {e.strerror or e}") from None
+
+
 class BagTransport:
     live = False
 
     def __init__(self, path: str | Path, out: str | Path | None = None, max_speed: bool = True):
         self.path = Path(path)
         self.max_speed = max_speed
-        self._reader = _open_reader(self.path)
+        self._out = _open_out(Path(out)) if out is not None else None  # before the bag: nothing to close on error
+        try:
+            self._reader = _open_reader(self.path)
+        except BaseException:
+            if self._out is not None:
+                self._out.close()
+            raise
         self.topics = {c.topic: c.msgtype for c in self._reader.connections}
         self._handlers: dict[str, Handler] = {}
-        self._out = open(out, "w", encoding="utf-8") if out is not None else None
         self._lock = threading.Lock()
         self.replayed = 0
         self.lines = 0
@@ -71,16 +89,22 @@ class BagTransport:
         """Hand every recorded message of the subscribed topics to its handler, in log-time order."""
         connections = [c for c in self._reader.connections if c.topic in self._handlers]
         start_wall = first_log = None
-        for conn, log_ns, raw in self._reader.messages(connections=connections):
-            if stop.is_set():
+        messages = self._reader.messages(connections=connections)
+        while not stop.is_set():
+            try:
+                conn, log_ns, raw = next(messages)
+            except StopIteration:
                 return
+            except Exception as e:  # a damaged bag: stop replaying it, say where
+                raise TransportError(f"bag {self.path}: cannot read the message after {self.replayed} replayed: "
+                                     f"{type(e).__name__}: {e}") from e
             if not self.max_speed:
                 if first_log is None:
                     start_wall, first_log = time.monotonic(), log_ns
                 delay = (log_ns - first_log) / 1e9 - (time.monotonic() - start_wall)
                 if delay > 0 and stop.wait(delay):
                     return
-            self._handlers[conn.topic](conn.topic, SerializedMsg(conn.msgtype, raw), time.time())
+            deliver(self._handlers[conn.topic], conn.topic, SerializedMsg(conn.msgtype, raw))
             self.replayed += 1
 
     def publish(self, topic: str, text: str) -> None:

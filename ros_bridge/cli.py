@@ -5,7 +5,10 @@
     cobra-edge ros --transport bag --bag PATH --model DIR --prompt TEXT [--max-speed] --out PATH.jsonl
     cobra-edge ros --transport rclpy --model DIR --topics ... --prompt TEXT      (needs a ROS 2 installation)
 
-SIGINT / SIGTERM stop it cleanly: the worker finishes its batch, the DDS participant is deleted.
+SIGINT / SIGTERM stop it cleanly within 2 s in every phase (start-up, replay, drain): the worker finishes its
+batch (or is left behind if it cannot within 1 s), the DDS participant is deleted, the bag output closed; exit 0
+(a signal during start-up: 130 / 143). Exit 3 when the inference worker failed (the message says why), 2 for bad
+options or a bad artifact, 1 when DDS participants were left open.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
+import sys
 import threading
-from contextlib import contextmanager
 
+from edge.argtypes import non_negative_float, non_negative_int, positive_float, positive_int, prompt_text
 from edge.cli import DEFAULT_PROMPT
+from edge.imageheader import DEFAULT_MAX_PIXELS
+from edge.signals import stop_on_signals
+
+EXIT_WORKER_FAILED = 3
 
 
 def add_parser(sub) -> None:
@@ -27,20 +34,28 @@ def add_parser(sub) -> None:
     r.add_argument("--model", required=True, help="artifact directory (cobra-edge export)")
     r.add_argument("--topics", help="comma-separated camera topics, one stream each (bag: default all recorded "
                                     "Image/CompressedImage topics); names ending in /compressed are CompressedImage")
-    r.add_argument("--prompt", default=DEFAULT_PROMPT)
-    r.add_argument("--answers", help="comma-separated answer set: score these instead of decoding (e.g. yes,no)")
-    r.add_argument("--max-new-tokens", type=int, default=16)
-    r.add_argument("--max-age-ms", type=float, default=None, help="drop frames older than this when their turn comes")
-    r.add_argument("--min-interval-ms", type=float, default=None, help="answer each topic at most this often")
-    r.add_argument("--max-batch", type=int, default=8)
+    r.add_argument("--prompt", type=prompt_text, default=DEFAULT_PROMPT)
+    r.add_argument("--answers", type=prompt_text,
+                   help="comma-separated answer set: score these instead of decoding (e.g. yes,no)")
+    r.add_argument("--max-new-tokens", type=non_negative_int, default=16)
+    r.add_argument("--max-age-ms", type=positive_float, default=None,
+                   help="drop frames older than this when their turn comes")
+    r.add_argument("--min-interval-ms", type=non_negative_float, default=None,
+                   help="answer each topic at most this often")
+    r.add_argument("--max-batch", type=positive_int, default=8)
     r.add_argument("--mode", choices=("reset", "continuous"), default="reset")
+    r.add_argument("--on-nonfinite", choices=("reset", "fail"), default="reset",
+                   help="a topic whose state stops being finite: reset it, or fail its frames until restart")
+    r.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse camera images larger than this many pixels (compressed ones before decoding; "
+                        "default: 8192 x 4320, every 8K camera)")
     r.add_argument("--backend", default="onnxruntime")
-    r.add_argument("--threads", type=int, default=None, help="intra-op threads per graph")
+    r.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
     r.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
                    help="which of the artifact's variants to run (see cobra-edge inspect)")
     dds = r.add_argument_group("dds transport")
-    dds.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)),
-                     help="DDS domain (default: $ROS_DOMAIN_ID or 0)")
+    dds.add_argument("--domain-id", type=_domain_id, default=os.environ.get("ROS_DOMAIN_ID", "0"),
+                     help="DDS domain 0..232 (default: $ROS_DOMAIN_ID or 0)")
     dds.add_argument("--interface", default="lo",
                      help="network interface for DDS (default lo: loopback only; e.g. eth0 to reach a camera driver "
                           "on another machine)")
@@ -53,6 +68,16 @@ def add_parser(sub) -> None:
                                                               "recorded pace)")
     bag.add_argument("--out", help="JSON-lines file for answers, latency records and errors")
     r.set_defaults(func=cmd_ros)
+
+
+def _domain_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 232:
+        raise argparse.ArgumentTypeError(f"expected a DDS domain id 0..232, got {text!r}")
+    return value
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -89,44 +114,41 @@ def cmd_ros(args) -> int:
     if topics is None and args.transport != "bag":
         raise ValueError("--topics is required (comma-separated camera topics)")
     transport, where = _transport(args)
+    print(f"cobra-edge ros: loading {args.model} ({args.precision}) for {where}", flush=True)
     try:
         if topics is None:  # a bag: every camera topic it recorded
             topics = transport.camera_topics
             if not topics:
                 raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
         config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
-                            args.min_interval_ms, args.max_batch, args.mode)
+                            args.min_interval_ms, args.max_batch, args.mode, args.max_pixels, args.on_nonfinite)
         node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads, args.precision)
     except BaseException:
-        transport.close()  # bad options or a bad artifact must not leave a DDS participant or a bag file open
+        transport.close()  # bad options, a bad artifact or a signal must not leave a DDS participant or a file open
         raise
 
     stop = threading.Event()
     print(f"cobra-edge ros: {len(config.topics)} camera topics on {where}: {', '.join(config.topics)} "
           f"(answers on <topic>/answer, latency on <topic>/latency)", flush=True)
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         left = node.run(stop)
     for topic in config.topics:
         print(f"  {topic}: {node.topic_counters(topic)}")
     if args.transport == "bag":
         print(f"wrote {transport.lines} lines to {args.out}")
-    print(f"cobra-edge ros: stopped; DDS participants left open: {left}" if args.transport == "dds"
-          else "cobra-edge ros: stopped", flush=True)
-    return 0 if left == 0 else 1
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event):
-    """SIGINT / SIGTERM set ``stop`` (a clean shutdown) instead of raising; the old handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    if node.failure is not None:
+        print(f"cobra-edge ros: error: the inference worker failed ({type(node.failure).__name__}: {node.failure}); "
+              "stopped, frames after that were not answered", file=sys.stderr, flush=True)
+        code = EXIT_WORKER_FAILED
+    else:
+        print(f"cobra-edge ros: stopped; DDS participants left open: {left}" if args.transport == "dds"
+              else "cobra-edge ros: stopped", flush=True)
+        code = 0 if left == 0 else 1
+    if node.worker_busy:  # a daemon thread still inside a graph: do not let interpreter shutdown race it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _rclpy_args(args) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from dataclasses import dataclass
 
 from cyclonedds.core import DDSException, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
@@ -26,7 +25,7 @@ from cyclonedds.util import duration
 
 from .dds_types import CompressedImage_, Image_, String_
 from .messages import COMPRESSED_TYPE, IMAGE_TYPE, SerializedMsg
-from .transport import Handler, TransportError, check_topic
+from .transport import Handler, TransportError, check_topic, deliver
 
 SENSOR_DATA_QOS = Qos(Policy.Reliability.BestEffort, Policy.History.KeepLast(1), Policy.Durability.Volatile)
 DEFAULT_QOS = Qos(Policy.Reliability.Reliable(duration(milliseconds=100)), Policy.History.KeepLast(10),
@@ -112,7 +111,7 @@ class DdsTransport:
             for topic, (reader, cond, handler) in list(self._readers.items()):
                 for sample in reader.take(N=64, condition=cond):
                     if isinstance(sample, SerializedMsg):  # not an InvalidSample (a writer went away)
-                        handler(topic, sample, time.time())
+                        deliver(handler, topic, sample)
 
     def publish(self, topic: str, text: str) -> None:
         try:

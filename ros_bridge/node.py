@@ -15,6 +15,14 @@ topic's counters. A frame that cannot be converted or answered gives ``{"kind": 
 
 Scheduling is edge.FrameScheduler's: per topic the newest frame wins (live cameras); recorded sources
 (``transport.live`` False) are fed losslessly, each frame waiting until the previous one of its topic is taken.
+
+Failure behaviour: no message can stop the node. ``on_message`` never raises: a message that cannot become a frame
+(unknown encoding, corrupt bytes, a header claiming more than ``max_pixels``) is a conversion error on its topic;
+a frame that fails in a batch is a runtime error on its topic (edge.batch turns any exception into one). Counts
+add up per topic: received = answered + superseded + stale + errors + conversion_errors, once nothing is pending.
+If the inference worker itself fails, the node stops (``failure`` holds why; ``cobra-edge ros`` exits 3) instead
+of receiving forever with nobody answering; every wait (a recorded frame waiting its turn, the drain after a bag)
+ends within 0.1 s of a stop, a signal or that failure.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.errors import CobraEdgeError
+from edge.checks import as_count
+from edge.errors import CobraEdgeError, WorkerFailed
+from edge.imageheader import DEFAULT_MAX_PIXELS
 from edge.profile import STAGES
 from edge.runtime import Answer, Runtime
 from edge.scheduler import FrameScheduler
@@ -47,8 +57,11 @@ class NodeConfig:
     min_interval_ms: float | None = None  # answer each topic at most this often
     max_batch: int = 8
     mode: str = "reset"  # edge stream mode: "reset" (Cobra, per frame) or "continuous"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (compressed ones before decoding)
+    on_nonfinite: str = "reset"  # a topic whose state stops being finite: "reset" it, or "fail" until restart
 
     def __post_init__(self):
+        self.max_pixels = as_count(self.max_pixels, "max_pixels", 1)
         if not self.topics:
             raise ValueError("no camera topics given")
         self.topics = [check_topic(t) for t in self.topics]
@@ -84,9 +97,12 @@ class CameraNode:
                                         c.max_batch, answers=c.answers)
         for topic in c.topics:
             self.scheduler.add_stream(topic, c.mode)
+            self.runtime.streams[topic].on_nonfinite = c.on_nonfinite
             self.counters[topic] = TopicCounters()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # tells the worker to stop
+        self._halt = threading.Event()  # tells everything else (spin, waits) to stop: a stop, a signal, a failure
         self._worker: threading.Thread | None = None
+        self.failure: BaseException | None = None  # why the inference worker stopped, when it failed
 
     @classmethod
     def from_artifact(cls, directory, transport: Transport, config: NodeConfig, backend: str = "onnxruntime",
@@ -99,33 +115,55 @@ class CameraNode:
 
     # lifecycle
 
-    def start(self) -> None:
-        """Advertise the output topics, subscribe to the cameras, start the inference worker."""
+    def start(self, halt: threading.Event | None = None) -> None:
+        """Advertise the output topics, subscribe to the cameras, start the inference worker. ``halt`` (set by a
+        stop, a signal, or the worker's failure) ends ``run``'s spin and every wait of the node."""
+        if halt is not None:
+            self._halt = halt
         for topic in self.config.topics:
             for suffix in ("answer", "latency", "error"):
                 self.transport.advertise(f"{topic}/{suffix}")
             self.transport.subscribe(topic, type_for_topic(topic), self.on_message)
-        self._worker = threading.Thread(target=self.scheduler.serve, name="cobra-edge-worker",
-                                        args=(self._stop, self._on_answer), kwargs={"on_error": self._on_error},
-                                        daemon=True)
+        self._worker = threading.Thread(target=self._serve, name="cobra-edge-worker", daemon=True)
         self._worker.start()
+
+    def _serve(self) -> None:
+        try:
+            self.scheduler.serve(self._stop, self._on_answer, on_error=self._on_error)
+        except BaseException as e:  # the scheduler logged it; the node must not go on without a worker
+            self.failure = e
+            log.critical("the inference worker failed (%s: %s): stopping the node", type(e).__name__, e)
+        finally:
+            self._halt.set()
 
     def run(self, stop: threading.Event, drain_timeout_s: float = 600.0) -> int:
         """start(), deliver messages until ``stop`` (or the source ends, then answer what is queued), stop().
-        -> DDS participants left open by the transport (0 when it shut down cleanly)."""
-        self.start()
+        The worker's failure sets ``stop`` too (see ``failure``). -> DDS participants left open by the transport
+        (0 when it shut down cleanly)."""
+        self.start(halt=stop)
         try:
             self.transport.spin(stop)
+            if not stop.is_set():
+                log.info("source ended; answering the %d frame(s) still queued", self.scheduler.pending())
             deadline = time.monotonic() + drain_timeout_s
             while not stop.is_set() and time.monotonic() < deadline:  # a bag ended: finish its frames
-                if self.scheduler.wait_idle(timeout=0.1):
+                try:
+                    if self.scheduler.wait_idle(timeout=0.1):
+                        break
+                except WorkerFailed:
                     break
         finally:
             left = self.stop()
         return left
 
-    def stop(self, join_timeout_s: float = 1.5) -> int:
+    @property
+    def worker_busy(self) -> bool:
+        """True when the worker was still inside a batch when the node stopped (it is a daemon thread)."""
+        return self._worker is not None and self._worker.is_alive()
+
+    def stop(self, join_timeout_s: float = 1.0) -> int:
         self._stop.set()
+        self._halt.set()
         if self._worker is not None:
             self._worker.join(join_timeout_s)
             if self._worker.is_alive():
@@ -136,23 +174,32 @@ class CameraNode:
     # messages in
 
     def on_message(self, topic: str, msg, received: float) -> None:
-        """Transport callback: convert, then hand the frame to the scheduler (never raises for a bad message)."""
-        counters = self.counters[topic]
+        """Transport callback: convert, then hand the frame to the scheduler. Never raises, whatever the message."""
+        counters = self.counters.get(topic)
+        if counters is None:
+            log.error("message on %r, which this node does not subscribe to; ignored", topic)
+            return
         counters.received += 1
         try:
             image = as_message(msg, topic)
-            frame = to_bgr(image, topic)
-        except ConversionError as e:
+            frame = to_bgr(image, topic, self.config.max_pixels)
+        except Exception as e:
             counters.conversion_errors += 1
+            if not isinstance(e, ConversionError):
+                log.error("topic %r: unexpected %s converting a message", topic, type(e).__name__, exc_info=e)
+                e = ConversionError(f"topic {topic!r}: unexpected {type(e).__name__} converting the message: {e}")
             self._publish_error(topic, e, "conversion")
             return
         tag = FrameTag(image.header, received)
-        if self.transport.live:
-            self.scheduler.submit(topic, frame, received, tag=tag)
-            return
-        while not self._stop.is_set():  # recorded: wait for the previous frame of this topic to be taken
-            if self.scheduler.submit(topic, frame, received, tag=tag, block=True, timeout=0.1):
+        try:
+            if self.transport.live:
+                self.scheduler.submit(topic, frame, received, tag=tag)
                 return
+            while not self._halt.is_set():  # recorded: wait for the previous frame of this topic to be taken
+                if self.scheduler.submit(topic, frame, received, tag=tag, block=True, timeout=0.1):
+                    return
+        except WorkerFailed:
+            self._halt.set()  # the worker is gone: nothing will take this frame
 
     # messages out
 
@@ -196,8 +243,10 @@ class CameraNode:
             self.counters[camera].published += 1
         except (CobraEdgeError, OSError) as e:  # TransportError, or a bag's output file
             log.error("could not publish on %s: %s", out_topic, e)
+        except Exception as e:
+            log.error("could not publish on %s: unexpected %s: %s", out_topic, type(e).__name__, e, exc_info=e)
 
     def topic_counters(self, topic: str) -> dict:
         s, c = self.scheduler.stats[topic], self.counters[topic]
         return {"received": c.received, "answered": s.answered, "superseded": s.superseded, "stale": s.stale,
-                "conversion_errors": c.conversion_errors, "errors": s.errors}
+                "conversion_errors": c.conversion_errors, "errors": s.errors, "published": c.published}

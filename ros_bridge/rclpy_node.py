@@ -4,19 +4,20 @@ camera_node --ros-args -p model:=/path/artifact -p topics:=/cam0/image_raw`` or 
 conversion, scheduling) is the same code the dds and bag transports run and test.
 
 Parameters: model (artifact dir), topics (comma-separated), prompt, answers (comma-separated answer set, empty:
-decode), max_new_tokens, max_age_ms (0: off), min_interval_ms (0: off), backend, threads (0: default), precision (fp32, fp16, int8).
+decode), max_new_tokens, max_age_ms (0: off), min_interval_ms (0: off), backend, threads (0: default), precision (fp32,
+fp16, int8), max_pixels (larger images refused; default 8192 x 4320), on_nonfinite (reset, fail).
 Camera subscriptions use the sensor-data QoS (best effort, keep last 1); outputs the default QoS (reliable, 10).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
 from edge.cli import DEFAULT_PROMPT
+from edge.imageheader import DEFAULT_MAX_PIXELS
 
 from .messages import COMPRESSED_TYPE, IMAGE_TYPE
-from .transport import Handler
+from .transport import Handler, deliver
 
 
 class RclpyTransport:
@@ -40,7 +41,7 @@ class RclpyTransport:
 
     def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None:
         self._subscriptions.append(self.node.create_subscription(
-            self._image_types[msg_type], topic, lambda msg, t=topic: handler(t, msg, time.time()), self._sensor_qos))
+            self._image_types[msg_type], topic, lambda msg, t=topic: deliver(handler, t, msg), self._sensor_qos))
 
     def spin(self, stop: threading.Event) -> None:
         import rclpy
@@ -67,7 +68,7 @@ class RclpyTransport:
 
 PARAMETERS = {"model": "", "topics": "", "prompt": DEFAULT_PROMPT, "answers": "", "max_new_tokens": 16,
               "max_age_ms": 0.0, "min_interval_ms": 0.0, "backend": "onnxruntime", "threads": 0,
-              "precision": "fp32"}
+              "precision": "fp32", "max_pixels": DEFAULT_MAX_PIXELS, "on_nonfinite": "reset"}
 
 
 def main(args=None) -> int:
@@ -84,7 +85,8 @@ def main(args=None) -> int:
         return 2
     config = NodeConfig([t for t in p["topics"].split(",") if t.strip()], p["prompt"],
                         [a for a in p["answers"].split(",") if a.strip()] or None, int(p["max_new_tokens"]),
-                        p["max_age_ms"] or None, p["min_interval_ms"] or None)
+                        p["max_age_ms"] or None, p["min_interval_ms"] or None, max_pixels=int(p["max_pixels"]),
+                        on_nonfinite=p["on_nonfinite"])
     camera = CameraNode.from_artifact(p["model"], RclpyTransport(node), config, p["backend"], p["threads"] or None,
                                       p["precision"])
     node.get_logger().info(f"answering {', '.join(config.topics)} with {p['model']}")
@@ -95,4 +97,7 @@ def main(args=None) -> int:
         stop.set()
     finally:
         rclpy.try_shutdown()
+    if camera.failure is not None:
+        node.get_logger().fatal(f"the inference worker failed: {camera.failure}")
+        return 3
     return 0

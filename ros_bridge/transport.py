@@ -12,16 +12,27 @@ bag: when it was replayed). ``live`` is False for recorded sources: frames are t
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Callable, Protocol
 
 from edge.errors import CobraEdgeError
 
 Handler = Callable[[str, object, float], None]
+log = logging.getLogger("cobra_edge.ros")
 
 
 class TransportError(CobraEdgeError, RuntimeError):
     """The middleware refused: a publish failed, a topic is not in the bag, a library is missing."""
+
+
+def deliver(handler: Handler, topic: str, msg) -> None:
+    """Call a subscriber: a handler that raises is logged and the spin goes on (one message never ends it)."""
+    try:
+        handler(topic, msg, time.time())
+    except Exception as e:
+        log.error("topic %r: the message handler failed: %s: %s", topic, type(e).__name__, e, exc_info=e)
 
 
 class Transport(Protocol):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .rosmsgs import cdr, image_msg, scene  # skips without rosbags
+from .rosmsgs import cdr, compressed_msg, image_msg, scene  # skips without rosbags
 
 pytest.importorskip("cyclonedds", reason="the DDS transport needs cyclonedds (the 'ros' / 'test' extra)")
 from cyclonedds._clayer import ddspy_write  # noqa: E402  raw CDR write: the bytes are rosbags', not ours
@@ -22,7 +22,8 @@ from cyclonedds.sub import DataReader  # noqa: E402
 from cyclonedds.topic import Topic  # noqa: E402
 
 from ros_bridge.dds import DEFAULT_QOS, DdsConfig  # noqa: E402
-from ros_bridge.dds_types import Image_, String_  # noqa: E402
+from ros_bridge.dds_types import CompressedImage_, Image_, String_  # noqa: E402
+from tests.faults import png_claiming  # noqa: E402
 
 TOPICS = ("/cam0/image_raw", "/cam1/image_raw")
 FIRST_SEC = {"/cam0/image_raw": 1000, "/cam1/image_raw": 2000}
@@ -31,9 +32,9 @@ FIRST_SEC = {"/cam0/image_raw": 1000, "/cam1/image_raw": 2000}
 class NodeProcess:
     """``cobra-edge ros --transport dds`` in a subprocess, its output collected by a thread."""
 
-    def __init__(self, artifact, domain: int):
+    def __init__(self, artifact, domain: int, topics=TOPICS):
         cmd = [sys.executable, "-m", "edge.cli", "ros", "--transport", "dds", "--model", str(artifact),
-               "--topics", ",".join(TOPICS), "--domain-id", str(domain), "--interface", "lo",
+               "--topics", ",".join(topics), "--domain-id", str(domain), "--interface", "lo",
                "--max-new-tokens", "4"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
@@ -108,6 +109,70 @@ def test_node_answers_two_camera_topics_over_dds_and_stops_on_sigint(tiny_artifa
         assert elapsed < 2.0, out
         assert "DDS participants left open: 0" in out, out
         assert "still busy" not in out, out
+        del readers, writers, dp, dds
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait()
+
+
+def test_node_on_dds_survives_hostile_messages_between_good_frames(tiny_artifact):
+    """Another process publishes, one message at a time, good frames with an oversized PNG (a 200-byte header
+    claiming 100000 x 100000), a corrupt JPEG and an unknown encoding between them: each bad one is an error on
+    its topic, every good one is answered, and the node stops cleanly after."""
+    topics = ("/cam0/image_raw", "/cam1/image_raw/compressed")
+    domain = 100 + (os.getpid() + 37) % 100
+    odd = image_msg(scene(seed=3), "bgr8", sec=3)
+    odd.encoding = "yuv422"
+    sequence = [  # (topic, message, sec, good)
+        (topics[0], image_msg(scene(seed=1), "rgb8", sec=1), 1, True),
+        (topics[1], compressed_msg(scene(), "png", sec=101, data=png_claiming(100_000, 100_000)), 101, False),
+        (topics[1], compressed_msg(scene(seed=2), "jpeg", sec=102), 102, True),
+        (topics[1], compressed_msg(scene(), "jpeg", sec=103, data=b"\xff\xd8\xff\xe0\x00\x10JFIF corrupt"), 103, False),
+        (topics[0], odd, 3, False),
+        (topics[0], image_msg(scene(seed=4), "mono8", sec=4), 4, True),
+        (topics[1], compressed_msg(scene(seed=5), "png", sec=105), 105, True),
+    ]
+    node = NodeProcess(tiny_artifact, domain, topics)
+    try:
+        assert node.wait_for("camera topics on DDS", 60), node.output()
+        dds = Domain(domain, DdsConfig(domain).xml())
+        dp = DomainParticipant(domain)
+        writers = {topics[0]: DataWriter(dp, Topic(dp, "rt" + topics[0], Image_)),
+                   topics[1]: DataWriter(dp, Topic(dp, "rt" + topics[1], CompressedImage_))}
+        readers = {(t, kind): DataReader(dp, Topic(dp, f"rt{t}/{kind}", String_), qos=DEFAULT_QOS)
+                   for t in topics for kind in ("answer", "error")}
+        seen = {"answer": {}, "error": []}
+        bad_sent = 0
+        for topic, msg, sec, good in sequence:
+            bad_sent += not good
+            # one message at a time: wait for its answer (or error) before the next, resend if DDS lost it
+            for attempt in range(5):
+                ddspy_write(writers[topic]._ref, cdr(msg))
+                end = time.monotonic() + 6
+                done = False
+                while time.monotonic() < end and not done:
+                    time.sleep(0.05)
+                    for (t, kind), r in readers.items():
+                        for sample in r.take(N=32):
+                            if not hasattr(sample, "data"):
+                                continue
+                            doc = json.loads(sample.data)
+                            if kind == "answer":
+                                seen["answer"].setdefault(t, []).append(doc["stamp"]["sec"])
+                            else:
+                                seen["error"].append(doc)
+                    done = sec in seen["answer"].get(topic, []) if good else len(seen["error"]) >= bad_sent
+                if done:
+                    break
+            assert done, (topic, sec, seen, node.output())
+        assert sorted(seen["answer"][topics[0]]) == [1, 4] and sorted(seen["answer"][topics[1]]) == [102, 105]
+        kinds = [(e["topic"], e["stage"]) for e in seen["error"]]
+        assert kinds == [(topics[1], "conversion"), (topics[1], "conversion"), (topics[0], "conversion")], kinds
+        assert "over the limit" in seen["error"][0]["error"] and "yuv422" in seen["error"][2]["error"]
+        node.proc.send_signal(signal.SIGINT)
+        rc = node.proc.wait(timeout=10)
+        assert rc == 0 and "DDS participants left open: 0" in node.output(), node.output()
         del readers, writers, dp, dds
     finally:
         if node.proc.poll() is None:
