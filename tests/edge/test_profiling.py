@@ -110,3 +110,29 @@ def _empty(tmp_path):
     d = tmp_path / f"empty{len(list(tmp_path.iterdir()))}"
     d.mkdir()
     return d
+
+
+def test_an_unplanned_failure_inside_a_batch_is_in_the_profile(tiny_artifact, tmp_path):
+    """The projector raises once (an unplanned exception): both streams of that batch record a RuntimeFault, the
+    other rounds are answered, and the JSON holds the errors beside the records."""
+    rt = Runtime.load(tiny_artifact, max_streams=2, threads=1)
+    projector = rt.engines["projector"]
+    calls = []
+
+    class Flaky:
+        inputs, outputs, name = projector.inputs, projector.outputs, projector.name
+
+        def run(self, feeds):
+            calls.append(1)
+            if len(calls) == 3:
+                raise AttributeError("injected")
+            return projector.run(feeds)
+
+    rt.engines["projector"] = Flaky()
+    sources = {"a": SyntheticSource(seed=1), "b": SyntheticSource(seed=2)}
+    run = run_profile(rt, sources, "What is it?", frames=5, max_new_tokens=1, progress=False)
+    assert len(run.records) == 8 and run.summary["streams"]["a"]["errors"] == 1
+    assert [e["stream"] for e in run.errors] == ["a", "b"]
+    assert all("unexpected AttributeError in a batch of 2: injected" in e["error"] for e in run.errors)
+    doc = json.loads(write_outputs(run, tmp_path / "p")["json"].read_text())
+    assert doc["errors"] == run.errors and doc["summary"]["interrupted"] is False
