@@ -12,3 +12,26 @@ def png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     row = b"\x00" + bytes(3 * min(width, 4096))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(row)) + chunk(b"IEND", b"")
+
+
+class FaultyEngine:
+    """Wraps an engine; after each run ``fault(call, feeds, outputs)`` may raise, or damage the outputs in place
+    (call counts from 1). It has no IO-bound loop, so a decode through it goes through ``run`` too."""
+
+    def __init__(self, engine, fault):
+        self.engine, self.fault, self.calls = engine, fault, 0
+        self.inputs, self.outputs, self.name = engine.inputs, engine.outputs, engine.name
+
+    def run(self, feeds):
+        self.calls += 1
+        out = self.engine.run(feeds)
+        self.fault(self.calls, feeds, out)
+        return out
+
+
+def raise_on_call(n: int, error: BaseException):
+    """A ``FaultyEngine`` fault that raises ``error`` on call ``n``."""
+    def fault(call, feeds, out):
+        if call == n:
+            raise error
+    return fault

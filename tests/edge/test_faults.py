@@ -9,24 +9,9 @@ from edge.batch import Request
 from edge.errors import FrameError, NonFiniteError, PromptError, RuntimeFault, StreamError
 from edge.runtime import Runtime
 from edge.state import StateSnapshot, StateSpec
+from tests.faults import FaultyEngine, raise_on_call
 
 PROMPT = "What is in the image?"
-
-
-class Faulty:
-    """Wraps an engine; ``fault(feeds, out)`` may raise or damage the outputs of each run (no IO-bound loop, so
-    the decode goes through ``run`` too)."""
-
-    def __init__(self, engine, fault):
-        self.engine, self.fault = engine, fault
-        self.inputs, self.outputs, self.name = engine.inputs, engine.outputs, engine.name
-        self.calls = 0
-
-    def run(self, feeds):
-        self.calls += 1
-        out = self.engine.run(feeds)
-        self.fault(self.calls, feeds, out)
-        return out
 
 
 def _runtime(tiny_artifact, **kw):
@@ -46,11 +31,7 @@ def test_unexpected_exception_in_a_batch_fails_its_rows_and_the_next_batch_answe
     streams = _three(rt, "reset")
     clean = [a.token_ids for a in _answers(rt, streams, frames)]
 
-    def boom(call, feeds, out):
-        if call == 2:
-            raise ZeroDivisionError("injected")
-
-    rt.engines["prefill"] = Faulty(rt.engines["prefill"], boom)
+    rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], raise_on_call(2, ZeroDivisionError("injected")))
     _answers(rt, streams, frames)  # call 1: fine
     results = _answers(rt, streams, frames)  # call 2: the prefill of the whole batch raises
     for s, r in zip(streams, results):
@@ -124,7 +105,7 @@ def test_nan_made_by_the_model_is_caught_after_the_frame(tiny_artifact, frames):
     def nan_row_1(call, feeds, out):
         out["ssm_state_out"][1, 0, 0, 0] = np.nan
 
-    rt.engines["prefill"] = Faulty(rt.engines["prefill"], nan_row_1)
+    rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], nan_row_1)
     a, b, c = _answers(rt, streams, frames)
     assert isinstance(b, NonFiniteError)
     assert "its state after the frame held NaN or infinity (frame 1); no answer; state reset" in str(b)
@@ -133,7 +114,7 @@ def test_nan_made_by_the_model_is_caught_after_the_frame(tiny_artifact, frames):
     def inf_logits(call, feeds, out):
         out["logits"][0, 3] = np.inf
 
-    rt.engines["prefill"] = Faulty(rt.engines["prefill"].engine, inf_logits)
+    rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"].engine, inf_logits)
     (r,) = rt.answer([Request(streams[0], frames[0], PROMPT, 4)])
     assert isinstance(r, NonFiniteError) and "the prefill's logits held NaN or infinity" in str(r)
 
@@ -147,7 +128,7 @@ def test_choose_refuses_nan_log_probabilities(tiny_artifact, frames):
     def nan_logits(call, feeds, out):
         out["logits"][:] = np.nan
 
-    rt.engines["prefill"] = Faulty(rt.engines["prefill"], nan_logits)
+    rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], nan_logits)
     with pytest.raises(NonFiniteError, match=r"stream 'cam': the model's log-probabilities of \['yes', 'no'\] are NaN"):
         cam.choose(frames[0], "Is it red?", ["yes", "no"])
     assert cam.stats.errors == 1

@@ -115,20 +115,10 @@ def _empty(tmp_path):
 def test_an_unplanned_failure_inside_a_batch_is_in_the_profile(tiny_artifact, tmp_path):
     """The projector raises once (an unplanned exception): both streams of that batch record a RuntimeFault, the
     other rounds are answered, and the JSON holds the errors beside the records."""
+    from tests.faults import FaultyEngine, raise_on_call
+
     rt = Runtime.load(tiny_artifact, max_streams=2, threads=1)
-    projector = rt.engines["projector"]
-    calls = []
-
-    class Flaky:
-        inputs, outputs, name = projector.inputs, projector.outputs, projector.name
-
-        def run(self, feeds):
-            calls.append(1)
-            if len(calls) == 3:
-                raise AttributeError("injected")
-            return projector.run(feeds)
-
-    rt.engines["projector"] = Flaky()
+    rt.engines["projector"] = FaultyEngine(rt.engines["projector"], raise_on_call(3, AttributeError("injected")))
     sources = {"a": SyntheticSource(seed=1), "b": SyntheticSource(seed=2)}
     run = run_profile(rt, sources, "What is it?", frames=5, max_new_tokens=1, progress=False)
     assert len(run.records) == 8 and run.summary["streams"]["a"]["errors"] == 1

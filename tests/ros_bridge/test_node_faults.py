@@ -19,7 +19,7 @@ from .rosmsgs import compressed_msg, image_msg, scene, write_bag  # skips withou
 from edge.runtime import Runtime
 from ros_bridge.node import CameraNode, NodeConfig
 from tests.conftest import REPO
-from tests.faults import png_claiming
+from tests.faults import FaultyEngine, png_claiming, raise_on_call
 
 SEC = 1_000_000_000
 TOPICS = ["/cam0/image_raw", "/cam1/image_raw/compressed"]
@@ -132,19 +132,8 @@ def test_a_failure_inside_a_batch_is_reported_on_the_topic_and_the_node_keeps_se
     msgs = [(TOPICS[0], image_msg(scene(seed=i), "rgb8", sec=i)) for i in range(4)]
     transport = ListTransport(msgs)
     node = _node(tiny_artifact, transport)
-    vision = node.runtime.engines["vision"]
-    calls = []
-
-    class Flaky:
-        inputs, outputs, name = vision.inputs, vision.outputs, vision.name
-
-        def run(self, feeds):
-            calls.append(1)
-            if len(calls) == 2:
-                raise IndexError("injected: a kernel read past its buffer")
-            return vision.run(feeds)
-
-    node.runtime.engines["vision"] = Flaky()
+    node.runtime.engines["vision"] = FaultyEngine(node.runtime.engines["vision"],
+                                                  raise_on_call(2, IndexError("injected: a kernel read past its buffer")))
     _run(node, transport)
     assert [a["stamp"]["sec"] for a in transport.of("answer", TOPICS[0])] == [0, 2, 3]
     (err,) = transport.of("error", TOPICS[0])
@@ -219,20 +208,30 @@ def test_bag_replay_in_its_own_process_answers_every_good_frame_among_hostile_on
     assert any("yuv422" in e for e in errors) and any("JPEG header truncated" in e for e in errors)
 
 
+def _time_to_exit(p, marker, sig=None):
+    """Wait for ``marker`` in the process's output, then send ``sig`` (if given, 0.3 s later); -> (exit code,
+    seconds from the marker or the signal to the exit, the output)."""
+    out = Lines(p)
+    try:
+        t0 = out.wait_for(marker)
+        if sig is not None:
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            p.send_signal(sig)
+        rc = p.wait(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        p.kill()
+    return rc, took, out.text()
+
+
 def test_a_failure_of_the_worker_itself_ends_the_node_with_exit_3(tiny_artifact, tmp_path):
     prelude = ("import sys, time\nimport edge.scheduler as s\nreal = s.FrameScheduler._take\n"
                "def take(self):\n    items = real(self)\n    if self.stats['/cam0/image_raw'].answered >= 2:\n"
                "        print('INJECTED', flush=True); raise RuntimeError('injected: scheduler state corrupted')\n"
                "    return items\ns.FrameScheduler._take = take")
     p = _node_process(tmp_path, tiny_artifact, _bag(tmp_path, 30, 0.05), prelude=prelude)
-    out = Lines(p)
-    try:
-        injected = out.wait_for("INJECTED")
-        rc = p.wait(timeout=10)
-        took = time.monotonic() - injected
-    finally:
-        p.kill()
-    text = out.text()
+    rc, took, text = _time_to_exit(p, "INJECTED")
     print(text, f"\nexit {rc} {took:.2f} s after the failure")
     assert rc == 3 and took < 2, text
     assert "the inference worker failed (RuntimeError: injected: scheduler state corrupted)" in text
@@ -255,17 +254,7 @@ def test_bag_replay_stops_within_2_s_of_a_signal_in_every_phase(tiny_artifact, t
                    "import edge.runtime as r\nr.answer_batch = slow")
         bag, marker, extra = _bag(tmp_path, 3), "source ended; answering", ("--max-speed",)
     p = _node_process(tmp_path, tiny_artifact, bag, *extra, prelude=prelude)
-    out = Lines(p)
-    try:
-        out.wait_for(marker)
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        p.send_signal(sig)
-        rc = p.wait(timeout=10)
-        took = time.monotonic() - t0
-    finally:
-        p.kill()
-    text = out.text()
+    rc, took, text = _time_to_exit(p, marker, sig)
     print(text, f"\n{phase}: exit {rc} {took:.2f} s after {sig.name}")
     assert took < 2, text
     assert "Traceback" not in text
