@@ -3,6 +3,7 @@
     cobra_edge.SelectiveScan   prefill: export/scan.py's selective_scan (any number of tokens)
     cobra_edge.SelectiveStep   decode step: selective_step (one token, no token axis)
     cobra_edge.ConvStep        decode step: export/mamba.py's causal_conv_step (the conv window and SiLU)
+    cobra_edge.CausalConv      prefill: export/mamba.py's causal_conv (the conv over l tokens from a state, SiLU)
 
 Each is exported as a single node of the custom domain ``cobra_edge`` (float32 in and out), and the model
 carries a model-local ONNX function of the same domain and name whose body is the portable form in standard
@@ -30,7 +31,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .mamba import causal_conv_step
+from .mamba import causal_conv, causal_conv_step
 from .scan import DEFAULT_CHUNK, scan_chunked, selective_scan, selective_step
 
 OP_DOMAIN = "cobra_edge"
@@ -65,6 +66,14 @@ def fused_conv_step(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor)
     return y.clone(), state.clone()
 
 
+@torch.library.custom_op("cobra_edge::causal_conv", mutates_args=())
+def fused_causal_conv(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """export/mamba.py's ``causal_conv`` as one opaque op (``cobra_edge.CausalConv``). Shapes: x [b, l, d_in],
+    conv_state [b, d_in, k-1], weight [d_in, k], bias [d_in] -> y [b, l, d_in], conv_state_out [b, d_in, k-1]."""
+    y, state = causal_conv(x, conv_state, weight, bias)
+    return y.clone(), state.clone()
+
+
 @fused_selective_scan.register_fake
 @fused_selective_step.register_fake
 def _scan_shapes(x, dt, A, B, C, D, z, dt_bias, h):
@@ -72,6 +81,7 @@ def _scan_shapes(x, dt, A, B, C, D, z, dt_bias, h):
 
 
 @fused_conv_step.register_fake
+@fused_causal_conv.register_fake
 def _conv_shapes(x, conv_state, weight, bias):
     return torch.empty_like(x), torch.empty_like(conv_state)
 
@@ -109,6 +119,10 @@ OPS = {op.name: op for op in (
     FusedOp("ConvStep", fused_conv_step, causal_conv_step, "conv_step", ("x", "conv_state", "weight", "bias"),
             ("y", "conv_state_out"),
             lambda d_inner, d_state, d_conv: {"x": ("b", d_inner), "conv_state": ("b", d_inner, d_conv - 1),
+                                              "weight": (d_inner, d_conv), "bias": (d_inner,)}),
+    FusedOp("CausalConv", fused_causal_conv, causal_conv, "causal_conv", ("x", "conv_state", "weight", "bias"),
+            ("y", "conv_state_out"),
+            lambda d_inner, d_state, d_conv: {"x": ("b", "l", d_inner), "conv_state": ("b", d_inner, d_conv - 1),
                                               "weight": (d_inner, d_conv), "bias": (d_inner,)}),
 )}
 

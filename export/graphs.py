@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .fused import fused_conv_step, fused_selective_scan, fused_selective_step
+from .fused import fused_causal_conv, fused_conv_step, fused_selective_scan, fused_selective_step
 from .mamba import causal_conv_step
 from .model import CobraModel
 from .scan import SCANS, SelectiveScanFn, selective_scan, selective_step
@@ -84,6 +84,9 @@ class PrefillGraph(nn.Module):
         super().__init__()
         self.llm = model.llm
         self.scan = prefill_scan(scan)
+        # the conv as one cobra_edge.CausalConv node with the fused scan (fast at any l: the runtime also decodes
+        # with this graph at l = 1); the standard-operator scan forms keep the plain conv
+        self.conv = fused_causal_conv if scan == "fused" else None
         self.io_dtype = _io_dtype(model)
 
     def forward(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor):
@@ -92,7 +95,7 @@ class PrefillGraph(nn.Module):
         (argmax of logits), states out."""
         w = self.llm.backbone.embedding.weight.dtype
         logits, conv, ssm = self.llm.forward_embeds(inputs_embeds.to(w), conv_state.to(w), ssm_state, scan=self.scan,
-                                                    last_only=True)
+                                                    last_only=True, conv=self.conv)
         logits = logits[:, -1].float()
         return logits, torch.argmax(logits, dim=-1), conv.to(self.io_dtype), ssm
 

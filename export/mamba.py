@@ -28,6 +28,7 @@ from .config import MambaConfig
 from .scan import SelectiveScanFn, selective_scan, selective_step
 
 ConvStepFn = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]  # causal_conv_step's contract
+ConvFn = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]  # causal_conv's contract
 
 
 def causal_conv_step(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
@@ -36,6 +37,17 @@ def causal_conv_step(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor
     silu(window . weight + bias) with window = [conv_state, x], and conv_state_out = window without its oldest."""
     window = torch.cat([conv_state, x.unsqueeze(-1)], dim=-1)  # [b, d_in, k]
     return F.silu((window * weight).sum(-1) + bias), window[:, :, 1:]
+
+
+def causal_conv(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """The conv of a chunk of l tokens continuing from a state (mamba_ssm's ``causal_conv1d_fn`` with an initial
+    state, and SiLU). x [b, l, d_in] (token-major, as in_proj writes it), conv_state [b, d_in, k-1], weight
+    [d_in, k], bias [d_in] -> y [b, l, d_in] = silu(conv over [conv_state, x]), conv_state_out [b, d_in, k-1] =
+    the last k-1 inputs of [conv_state, x]. For l = 1 it equals ``causal_conv_step``."""
+    k = weight.shape[1]
+    x_cat = torch.cat([conv_state, x.transpose(1, 2)], dim=2)  # [b, d_in, k-1+l]
+    y = F.conv1d(x_cat, weight.unsqueeze(1), bias, groups=x.shape[-1])  # [b, d_in, l]
+    return F.silu(y).transpose(1, 2), x_cat[:, :, x_cat.shape[2] - (k - 1):]
 
 
 class RMSNorm(nn.Module):
@@ -52,6 +64,23 @@ class RMSNorm(nn.Module):
         # Div, Mul) into one SimplifiedLayerNormalization, 7 operators fewer per norm in the decode step
         y = x32 / torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return (y * self.weight.float()).to(x.dtype)
+
+
+def _matmul_t(x: Tensor, weight: Tensor) -> Tensor:
+    """x [..., in] @ weight[out, in]^T without a bias, leading axes flattened like ``linear``."""
+    y = F.linear(x.reshape(-1, x.shape[-1]), weight)
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def linear(x: Tensor, layer: nn.Linear) -> Tensor:
+    """``layer(x)`` with the leading axes flattened: the exporter writes one Gemm that reads the weight as stored
+    ([out, in], transB) for any number of leading axes (a linear over [b, l, d] would become a MatMul with a
+    transposed copy of the weight). So the prefill, the step and the embedding graph read the same tensors, and an
+    artifact stores each weight once (docs/architecture.md, "Weights")."""
+    if x.dim() == 2:
+        return layer(x)
+    y = F.linear(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias)
+    return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
 class MambaMixer(nn.Module):
@@ -74,36 +103,40 @@ class MambaMixer(nn.Module):
         """x [..., d_in] -> dt [..., d_in] (dt_proj's matmul alone: its bias and the softplus are applied inside
         the scan, as mamba_ssm does), B [..., n], C [..., n] (float32), A [d_in, n]."""
         cfg = self.cfg
-        dt, B, C = torch.split(self.x_proj(x), [cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
-        dt = F.linear(dt, self.dt_proj.weight).float()
+        dt, B, C = torch.split(linear(x, self.x_proj), [cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+        dt = _matmul_t(dt, self.dt_proj.weight).float()
         A = -torch.exp(self.A_log.float())
         return dt, B.float(), C.float(), A
 
     def forward(
-        self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: SelectiveScanFn = selective_scan
+        self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: SelectiveScanFn = selective_scan,
+        conv: ConvFn | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """A chunk of l tokens continuing from a state.
 
         hidden [b, l, d], conv_state [b, d_in, k-1], ssm_state [b, d_in, n] (float32)
         -> out [b, l, d], conv_state_out, ssm_state_out (same shapes).
         All projections run over the l tokens at once; only ``scan`` (export/scan.py's selective_scan contract:
-        softplus of dt, recurrence, skip and gate, in float32) is sequential.
+        softplus of dt, recurrence, skip and gate, in float32) is sequential. ``conv``: ``causal_conv``'s contract
+        in float32 (the fused op of the exported prefill graph); by default the conv in the model's dtype.
         """
-        k = self.cfg.d_conv
         # 1. Gated MLP's input projection
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # [b, l, d_in] each
-        # 2. Causal depthwise convolution, continuing from the previous k-1 inputs
-        x_cat = torch.cat([conv_state, x.transpose(1, 2)], dim=2)  # [b, d_in, k-1+l]
-        conv_state_out = x_cat[:, :, -(k - 1):]
-        x = F.conv1d(x_cat, self.conv1d.weight, self.conv1d.bias, groups=self.cfg.d_inner)  # [b, d_in, l]
-        x = F.silu(x).transpose(1, 2)  # [b, l, d_in]
+        x, z = linear(hidden, self.in_proj).chunk(2, dim=-1)  # [b, l, d_in] each
+        # 2. Causal depthwise convolution, continuing from the previous k-1 inputs; SiLU
+        weight = self.conv1d.weight[:, 0]
+        bias = self.conv1d.bias if self.conv1d.bias is not None else torch.zeros_like(self.D)
+        if conv is None:
+            x, conv_state_out = causal_conv(x, conv_state, weight, bias)
+        else:
+            x, conv_state_out = conv(x.float(), conv_state.float(), weight.float(), bias.float())
+            x, conv_state_out = x.to(hidden.dtype), conv_state_out.to(conv_state.dtype)
         # 3. Input-dependent step sizes and projections; discretised inside the scan: dA = exp(dt A), dBx = dt B x
         dt, B, C, A = self._ssm_inputs(x)
         # 4. Selective scan (the only sequential part), skip connection and gate, in float32
         y, ssm_state_out = scan(x.float(), dt, A, B, C, self.D.float(), z.float(), self.dt_proj.bias.float(),
                                 ssm_state.float())
         # 5. Output projection
-        return self.out_proj(y.to(hidden.dtype)), conv_state_out, ssm_state_out
+        return linear(y.to(hidden.dtype), self.out_proj), conv_state_out, ssm_state_out
 
     def step(self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, update: SelectiveScanFn = selective_step,
              conv: ConvStepFn = causal_conv_step) -> tuple[Tensor, Tensor, Tensor]:
@@ -164,20 +197,20 @@ class MambaLM(nn.Module):
 
     def forward_embeds(
         self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: SelectiveScanFn = selective_scan,
-        last_only: bool = False,
+        last_only: bool = False, conv: ConvFn | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Prefill. inputs_embeds [b, l, d], stacked states -> logits [b, l, v] ([b, 1, v] with ``last_only``:
         the LM head on the last position only, all a prefill needs), conv_state_out, ssm_state_out."""
         h = inputs_embeds
         convs, ssms = [], []
         for i, layer in enumerate(self.backbone.layers):
-            out, c, s = layer.mixer(layer.norm(h), conv_state[:, i], ssm_state[:, i], scan=scan)
+            out, c, s = layer.mixer(layer.norm(h), conv_state[:, i], ssm_state[:, i], scan=scan, conv=conv)
             h = h + out
             convs.append(c)
             ssms.append(s)
         if last_only:
             h = h[:, -1:]
-        logits = self.lm_head(self.backbone.norm_f(h))
+        logits = linear(self.backbone.norm_f(h), self.lm_head)
         return logits, torch.stack(convs, dim=1), torch.stack(ssms, dim=1)
 
     def step(self, input_ids: Tensor, conv_state: Tensor, ssm_state: Tensor, update: SelectiveScanFn = selective_step,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ENV = "COBRA_EDGE_KERNELS"
 HERE = Path(__file__).resolve().parent
-OPS = ("SelectiveScan", "SelectiveStep", "ConvStep")  # the cobra_edge ops the library implements (export/fused.py)
+OPS = ("SelectiveScan", "SelectiveStep", "ConvStep", "CausalConv")  # the cobra_edge ops the library implements (export/fused.py)
 OP = "cobra_edge.SelectiveScan"  # the prefill's op
 
 

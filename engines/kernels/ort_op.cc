@@ -3,6 +3,7 @@
  *   SelectiveStep   the same for one token, without the token axis: x, dt, z, y [b, d] and B, C [b, n] (the same
  *                   memory as [b, 1, d] and [b, 1, n], so the scan kernel runs it with l = 1)
  *   ConvStep        x, conv_state, weight, bias -> y, conv_state_out   (decode step's conv; conv_step.h)
+ *   CausalConv      the same over l tokens: x [b, l, d] -> y [b, l, d]    (prefill's conv; conv_step.h)
  * All float32. ONNX Runtime loads this library through SessionOptions.register_custom_ops_library and calls
  * RegisterCustomOps; graph nodes of that domain and those names then run these kernels instead of the
  * model-local functions of the same names that the exported graphs carry as their portable bodies
@@ -209,6 +210,38 @@ OrtStatus* compute_conv(const Kernel* k, OrtKernelContext* ctx) {
   return b ? ORT_FN(api, KernelContext_ParallelFor)(ctx, run_conv_row, (size_t)b, 0, &args) : nullptr;
 }
 
+void run_causal_conv_task(void* args, size_t task) {
+  cobra_causal_conv_task((const CobraCausalConvArgs*)args, (int64_t)task);
+}
+
+OrtStatus* compute_causal_conv(const Kernel* k, OrtKernelContext* ctx) {
+  const OrtApi* api = k->api;
+  Tensor in[N_CONV_INPUTS];
+  OrtStatus* st = read_inputs(k, ctx, in);
+  if (st) return st;
+  if (in[CX].rank != 3) return bad_input(api, k, CX, in[CX], "[b, l, d]");
+  if (in[CW].rank != 2 || in[CW].dims[1] < 1 || in[CW].dims[1] > 9)
+    return bad_input(api, k, CW, in[CW], "[d, k] with 1 <= k <= 9");
+  const int64_t b = in[CX].dims[0], l = in[CX].dims[1], d = in[CX].dims[2], kk = in[CW].dims[1];
+  const int64_t bdk[3] = {b, d, kk - 1}, dk[2] = {d, kk}, dd[1] = {d}, bld[3] = {b, l, d};
+  if ((st = check_shape(api, k, CSTATE, in[CSTATE], bdk, 3, "[b, d, k - 1]")) ||
+      (st = check_shape(api, k, CW, in[CW], dk, 2, "[d, k]")) ||
+      (st = check_shape(api, k, CBIAS, in[CBIAS], dd, 1, "[d]")))
+    return st;
+  CobraCausalConvArgs args;
+  args.b = b, args.l = l, args.d = d, args.k = kk;
+  args.x = (const float*)in[CX].data, args.state = (const float*)in[CSTATE].data;
+  args.weight = (const float*)in[CW].data, args.bias = (const float*)in[CBIAS].data;
+  if ((st = output_data(api, ctx, 0, bld, 3, &args.y)) || (st = output_data(api, ctx, 1, bdk, 3, &args.state_out)))
+    return st;
+  const int64_t tasks = cobra_causal_conv_tasks(&args);
+  if (tasks == 1 || b * l * d < 16384) { /* one block, or a few microseconds of work: no thread pool wake-up */
+    for (int64_t t = 0; t < tasks; t++) cobra_causal_conv_task(&args, t);
+    return nullptr;
+  }
+  return tasks ? ORT_FN(api, KernelContext_ParallelFor)(ctx, run_causal_conv_task, (size_t)tasks, 0, &args) : nullptr;
+}
+
 OrtStatus* dispatch(void* kernel, OrtKernelContext* ctx) {
   const Kernel* k = (const Kernel*)kernel;
   return k->op->compute(k, ctx);
@@ -283,6 +316,7 @@ const OpDef kOps[] = {
     make_op("SelectiveScan", kScanInputs, N_SCAN_INPUTS, compute_scan, true, "x [b, l, d] and A [d, n]"),
     make_op("SelectiveStep", kScanInputs, N_SCAN_INPUTS, compute_scan, false, "x [b, d] and A [d, n]"),
     make_op("ConvStep", kConvInputs, N_CONV_INPUTS, compute_conv, false, "x [b, d] and weight [d, k]"),
+    make_op("CausalConv", kConvInputs, N_CONV_INPUTS, compute_causal_conv, true, "x [b, l, d] and weight [d, k]"),
 };
 /* one domain per process, shared by every session (ONNX Runtime keeps a pointer to it), created once even when
  * sessions are opened from several threads */

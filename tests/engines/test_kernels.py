@@ -163,16 +163,17 @@ def _one_node_graph(path, op="SelectiveScan", d=100, n=16, k=4):
 
 def op_inputs(op, b, l, d, n, k, seed, extreme=False):
     """Inputs of one op, and its float64 reference outputs (export/scan.py, export/mamba.py)."""
-    from export.mamba import causal_conv_step
+    from export.mamba import causal_conv, causal_conv_step
     from export.scan import selective_step
 
-    if op == "ConvStep":
+    if op in ("ConvStep", "CausalConv"):
         rng = np.random.default_rng(seed)
-        f = {"x": rng.standard_normal((b, d)), "conv_state": rng.standard_normal((b, d, k - 1)),
+        x_shape = (b, d) if op == "ConvStep" else (b, l, d)
+        f = {"x": rng.standard_normal(x_shape), "conv_state": rng.standard_normal((b, d, k - 1)),
              "weight": rng.standard_normal((d, k)) * 0.5, "bias": rng.standard_normal(d) * (10 if extreme else 1)}
         f = {key: v.astype(np.float32) for key, v in f.items()}
         t = [torch.from_numpy(f[i]).double() for i in ("x", "conv_state", "weight", "bias")]
-        want = causal_conv_step(*t)
+        want = (causal_conv_step if op == "ConvStep" else causal_conv)(*t)
     else:
         f = scan_inputs(b, l if op == "SelectiveScan" else 1, d, n, seed, extreme)
         if op == "SelectiveScan":
@@ -247,6 +248,32 @@ def test_step_ops_name_bad_shapes(graphs):
     with pytest.raises(Exception, match=r"ConvStep \(node 'layers\.3\.ConvStep'\): input 'conv_state' has shape "
                                         r"\[1, 100, 3\], expected \[b, d, k - 1\] = \[2, 100, 3\]"):
         load_engine("onnxruntime", graphs["ConvStep"], threads=1).session.run(None, f)
+
+
+@needs_kernel
+@pytest.mark.parametrize("l", [1, 2, 3, 4, 19])
+def test_causal_conv_equals_the_step_conv_token_by_token(graphs, l):
+    """CausalConv over l tokens (fewer than the window, as many, more) equals ConvStep applied l times: what lets the
+    runtime decode with the prefill graph."""
+    f, _ = op_inputs("CausalConv", 2, l, 100, 16, 4, seed=l)
+    whole = load_engine("onnxruntime", graphs["CausalConv"], threads=2).run(f)
+    step = load_engine("onnxruntime", graphs["ConvStep"], threads=2)
+    state = f["conv_state"]
+    for t in range(l):
+        out = step.run({"x": np.ascontiguousarray(f["x"][:, t]), "conv_state": state, "weight": f["weight"],
+                        "bias": f["bias"]})
+        np.testing.assert_allclose(whole["y"][:, t], out["y"], rtol=1e-6, atol=1e-6)
+        state = out["conv_state_out"]
+    np.testing.assert_array_equal(whole["conv_state_out"], state)
+
+
+@needs_kernel
+def test_causal_conv_names_bad_shapes(graphs):
+    f, _ = op_inputs("CausalConv", 2, 5, 100, 16, 4, seed=0)
+    f["conv_state"] = f["conv_state"][:1]
+    with pytest.raises(Exception, match=r"CausalConv \(node 'layers\.3\.CausalConv'\): input 'conv_state' has shape "
+                                        r"\[1, 100, 3\], expected \[b, d, k - 1\] = \[2, 100, 3\]"):
+        load_engine("onnxruntime", graphs["CausalConv"], threads=1).session.run(None, f)
 
 
 @needs_kernel
