@@ -226,7 +226,7 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
         logits_ok = finite_rows(logits)
         t0 = time.perf_counter()
         tokens, conv, ssm = greedy_decode(
-            rt.engines["step"], first, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
+            rt.stepper, first, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
             feed_last=[r.req.stream.mode == "continuous" for r in rows],
         )
         texts = [rt.tokenizer.decode(t) for t in tokens]

@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="artifact directory to write")
     e.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random weights")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    e.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "int8"),
+    e.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "int8", "int4"),
                    help="also write these variants of the prefill and step graphs (fp32 is always written)")
     e.set_defaults(func=cmd_export)
 
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--max-new-tokens", type=non_negative_int, default=8)
         q.add_argument("--backend", default="onnxruntime")
         q.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
-        q.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+        q.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"),
                        help="which of the artifact's variants to run (see cobra-edge inspect)")
         q.add_argument("--on-nonfinite", choices=("reset", "fail"), default="reset",
                        help="a stream whose state stops being finite: reset it, or fail its frames until restart")
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_signals()  # a signal anywhere (loading, exporting) ends the command with a line, not a traceback
     try:
         return args.func(args)
-    except (CobraEdgeError, EngineError, ValueError, OSError) as e:
+    except (CobraEdgeError, EngineError, ValueError, OSError, MemoryError) as e:
         print(f"cobra-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:

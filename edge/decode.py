@@ -1,10 +1,17 @@
-"""Greedy decoding from stream states, one step-graph call per token for all streams still answering.
+"""Greedy decoding from stream states, one step call per token for all streams still answering.
 
 The state stays inside the backend between steps (``engines.loop``: IO binding on ONNX Runtime) and only the
-step graph's ``next_token`` (its argmax) comes back per step: [rows] int64, not [rows, V] logits.
+graph's ``next_token`` (its argmax) comes back per step: [rows] int64, not [rows, V] logits.
+
+A step runs the step graph, or the prefill graph at L = 1 fed the embed graph's embedding of the token
+(``Stepper``): prefill and step graphs have the same state contract and outputs, so decoding with the prefill
+graph needs one set of language-model weights in memory, where two sessions would each keep their own pre-packed
+copy (docs/architecture.md, "Weights").
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,7 +21,26 @@ from engines.loop import open_loop
 STATE_CARRY = {"conv_state_out": "conv_state", "ssm_state_out": "ssm_state"}
 
 
-def greedy_decode(step: Engine, first_tokens: np.ndarray, conv: np.ndarray, ssm: np.ndarray,
+@dataclass(frozen=True)
+class Stepper:
+    """One decode step: ``engine`` is the step graph (fed ``input_ids`` [B]), or the prefill graph with ``embed``
+    (fed ``inputs_embeds`` [B, 1, d_model] of the ids)."""
+
+    engine: Engine
+    embed: Engine | None = None
+
+    def feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The per-step inputs for token ids [B] int64 (the state is carried separately)."""
+        if self.embed is None:
+            return {"input_ids": ids}
+        return {"inputs_embeds": self.embed.run({"input_ids": ids.reshape(-1, 1)})["inputs_embeds"]}
+
+    def run(self, ids: np.ndarray, conv: np.ndarray, ssm: np.ndarray) -> dict[str, np.ndarray]:
+        """One step through numpy: logits, next_token, conv_state_out, ssm_state_out."""
+        return self.engine.run({**self.feeds(ids), "conv_state": conv, "ssm_state": ssm})
+
+
+def greedy_decode(step: Engine | Stepper, first_tokens: np.ndarray, conv: np.ndarray, ssm: np.ndarray,
                   max_new_tokens: list[int], eos_token_id: int, feed_last: list[bool], bound: bool = True
                   ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Greedy decoding of n streams in one batch.
@@ -27,6 +53,7 @@ def greedy_decode(step: Engine, first_tokens: np.ndarray, conv: np.ndarray, ssm:
     step is skipped, since nothing reads its output. ``bound=False`` passes the state through numpy every step
     (the reference the bound loop is tested against).
     """
+    stepper = step if isinstance(step, Stepper) else Stepper(step)
     n = len(first_tokens)
     ids: list[list[int]] = [[] for _ in range(n)]
     next_tokens = np.asarray(first_tokens, dtype=np.int64)
@@ -49,11 +76,11 @@ def greedy_decode(step: Engine, first_tokens: np.ndarray, conv: np.ndarray, ssm:
             return ids, conv, ssm
         if loop is None:
             whole = len(feed) == n
-            loop = open_loop(step, STATE_CARRY, {"conv_state": conv if whole else conv[feed],
-                                                 "ssm_state": ssm if whole else ssm[feed]},
+            loop = open_loop(stepper.engine, STATE_CARRY, {"conv_state": conv if whole else conv[feed],
+                                                           "ssm_state": ssm if whole else ssm[feed]},
                              fetch=("next_token",), bound=bound)
         rows = np.asarray(feed)
-        next_tokens = loop.run({"input_ids": np.array([ids[r][-1] for r in rows], dtype=np.int64)})["next_token"]
+        next_tokens = loop.run(stepper.feeds(np.array([ids[r][-1] for r in rows], dtype=np.int64)))["next_token"]
     if loop is not None:
         state = loop.carried()
         conv[rows], ssm[rows] = state["conv_state"], state["ssm_state"]

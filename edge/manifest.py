@@ -84,6 +84,11 @@ class Manifest:
     files: dict[str, dict]
     raw: dict = field(repr=False)
     variants: dict[str, dict[str, GraphEntry]] = field(default_factory=dict)  # precision -> graphs it replaces
+    weights_file: str | None = None  # the shared weights file every graph's initializers live in (None: per graph)
+
+    @property
+    def weights_path(self) -> Path | None:
+        return None if self.weights_file is None else self.root / self.weights_file
 
     @property
     def has_vision(self) -> bool:
@@ -220,6 +225,10 @@ class Manifest:
         if isinstance(eos, bool) or eos < 0:
             raise ManifestError(f"{mpath}: tokenizer.eos_token_id must be a token id >= 0, got {eos!r}")
         image_size, visual_tokens, pre = _check_vision_fields(mpath, raw, graphs)
+        weights_file = None
+        if "weights" in raw:
+            weights_file = need(need(raw, "weights", dict), "file", str, "weights")
+            listed(weights_file, "weights.file")
         return cls(
             root=root,
             model=need(raw, "model", dict),
@@ -235,6 +244,7 @@ class Manifest:
             files=files,
             raw=raw,
             variants=variants,
+            weights_file=weights_file,
         )
 
 

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines import load_engine
-from engines.kernels import OP as SCAN_OP
 from engines.base import Engine
+from engines.kernels import OP as SCAN_OP
+from engines.onnxfile import OnnxFileError, external_refs
+from engines.weights import MappedWeights, WeightsError
 
 from .batch import Request, answer_batch
 from .checks import as_count
+from .decode import Stepper
 from .errors import ManifestError, NonFiniteError, StreamError
 from .manifest import Manifest
 from .profile import FrameProfile
@@ -182,27 +185,37 @@ class Runtime:
     precision: str = "fp32"
     streams: dict[str, Stream] = field(default_factory=dict)
     on_nonfinite: str = "reset"  # default policy of new streams (NONFINITE_POLICIES)
+    decode: str = "step"  # which graph runs a decode step: "prefill" (at L = 1) or "step" (see Runtime.load)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, backend: str = "onnxruntime", max_streams: int = 16,
              verify_hashes: bool = True, precision: str = "fp32", on_nonfinite: str = "reset",
-             **engine_options) -> "Runtime":
+             decode: str | None = None, **engine_options) -> "Runtime":
         """Open an artifact directory. ``precision``: fp32, or a variant the artifact holds (fp16, int8: see
         ``Manifest.precisions``). ``on_nonfinite``: what streams do when their state stops being finite
-        (``NONFINITE_POLICIES``). ``engine_options`` go to the backend (ONNX Runtime: providers, threads).
+        (``NONFINITE_POLICIES``). ``decode``: "prefill" (the prefill graph at L = 1: one set of language-model
+        weights in memory; the default where the prefill graph has the fused ``cobra_edge.CausalConv``) or "step"
+        (the step graph: older artifacts). ``engine_options`` go to the backend (ONNX Runtime: providers, threads).
         Everything read from the artifact is checked before a stream can open: files against their hashes, graphs
         against the manifest, preprocessing against the vision graph, the tokenizer against the vocabulary."""
         max_streams = as_count(max_streams, "max_streams", 1)
         _check_policy(on_nonfinite, "Runtime.load")
         manifest = Manifest.load(directory, verify_hashes=verify_hashes)
-        engines = {}
-        for name, entry in manifest.graphs_for(precision).items():
-            engine = load_engine(backend, entry.path, name=name, **engine_options)
-            check_engine_matches(entry, engine)
-            engines[name] = engine
+        decode = decode or decode_graph(manifest, precision)
+        if decode not in ("prefill", "step"):
+            raise ManifestError(f"decode must be 'prefill' or 'step', got {decode!r}")
+        names = tuple(g for g in manifest.graphs_for(precision) if not (decode == "prefill" and g == "step"))
+        engines = load_graphs(manifest, precision, backend, graphs=names, **engine_options)
         tokenizer = PromptTokenizer.for_manifest(manifest)
         return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend, precision,
-                   on_nonfinite=on_nonfinite)
+                   on_nonfinite=on_nonfinite, decode=decode)
+
+    @property
+    def stepper(self) -> Stepper:
+        """How this runtime runs a decode step: the prefill graph at L = 1 or the step graph (``decode``)."""
+        if self.decode == "prefill":
+            return Stepper(self.engines["prefill"], self.engines["embed"])
+        return Stepper(self.engines["step"])
 
     @property
     def takes_boxes(self) -> bool:
@@ -245,6 +258,57 @@ class Runtime:
     def _close(self, stream: Stream) -> None:
         self.pool.release(stream.slot)
         del self.streams[stream.name]
+
+
+CAUSAL_CONV = "cobra_edge.CausalConv"
+
+
+def decode_graph(manifest: Manifest, precision: str = "fp32") -> str:
+    """"prefill" when the artifact's prefill graph decodes as fast as its step graph (its conv is the fused
+    ``cobra_edge.CausalConv``, cheap at L = 1), else "step"."""
+    return "prefill" if CAUSAL_CONV in manifest.graphs_for(precision)["prefill"].custom_ops else "step"
+
+
+def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onnxruntime",
+                graphs: tuple[str, ...] | None = None, **engine_options) -> dict[str, Engine]:
+    """Open the artifact's graphs at ``precision`` (all, or those named), each checked against the manifest.
+
+    With a shared weights file (``manifest.weights_path``) it is mapped once and every graph gets its external
+    initializers as views of that mapping (engines/weights.py); once the sessions have pre-packed their matmul
+    weights the mapped pages are dropped, so each weight is resident about once (docs/architecture.md, "Weights").
+    Any graph's reference to data elsewhere is refused."""
+    mapped = None
+    if manifest.weights_path is not None:
+        try:
+            mapped = MappedWeights(manifest.weights_path, manifest.files[manifest.weights_file].get("bytes"))
+        except WeightsError as e:
+            raise ManifestError(str(e)) from None
+    engines = {}
+    for name, entry in manifest.graphs_for(precision).items():
+        if graphs is not None and name not in graphs:
+            continue
+        options = dict(engine_options)
+        try:
+            if mapped is not None:
+                options["initializers"] = mapped.arrays_for(entry.path)
+            else:
+                _check_external_refs(manifest, entry.path)
+        except (WeightsError, OnnxFileError) as e:
+            raise ManifestError(str(e)) from None
+        engine = load_engine(backend, entry.path, name=name, **options)
+        check_engine_matches(entry, engine)
+        engines[name] = engine
+    if mapped is not None:
+        mapped.release()  # the sessions hold their pre-packed weights; the originals need not stay resident
+    return engines
+
+
+def _check_external_refs(manifest: Manifest, graph) -> None:
+    """Artifacts without a shared weights file: every external reference of a graph must be a listed file."""
+    for name, ref in external_refs(graph).items():
+        if ref.location not in manifest.files:
+            raise ManifestError(f"{graph}: initializer {name!r} refers to {ref.location!r}, which is not a file of "
+                                "the artifact's manifest: refused")
 
 
 def _check_policy(policy, where: str) -> None:

@@ -20,6 +20,7 @@ from .errors import NonFiniteError, StreamError, log_unexpected
 from .profile import FrameProfile
 
 if TYPE_CHECKING:
+    from .decode import Stepper
     from .runtime import Stream
 
 
@@ -54,7 +55,7 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
         _visual_embeds(rt, [row])
         logits, _, conv, ssm = prefill_rows(rt, [row])
         t0 = time.perf_counter()
-        scores = _score(rt.engines["step"], logits[0], conv, ssm, ids)
+        scores = _score(rt.stepper, logits[0], conv, ssm, ids)
         row.profile.decode += (time.perf_counter() - t0) * 1e3
         row.profile.new_tokens = max(len(i) for i in ids)
         if not np.isfinite(scores).all():  # a NaN log-probability would pass as an answer with probability NaN
@@ -71,7 +72,7 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
                   {a: float(s) for a, s in zip(answers, scores)}, row.timer.finish())
 
 
-def _score(step, first_logits: np.ndarray, conv: np.ndarray, ssm: np.ndarray, ids: list[np.ndarray]) -> np.ndarray:
+def _score(step: "Stepper", first_logits: np.ndarray, conv: np.ndarray, ssm: np.ndarray, ids: list[np.ndarray]) -> np.ndarray:
     """Sequence log-probabilities [n] of n candidates from one post-prompt state ([1, ...] arrays)."""
     n = len(ids)
     scores = np.array([log_softmax(first_logits)[i[0]] for i in ids])
@@ -79,7 +80,7 @@ def _score(step, first_logits: np.ndarray, conv: np.ndarray, ssm: np.ndarray, id
     for j in range(1, max(len(i) for i in ids)):
         rows = np.array([a for a in range(n) if len(ids[a]) > j])
         tokens = np.array([ids[a][j - 1] for a in rows], dtype=np.int64)
-        out = step.run({"input_ids": tokens, "conv_state": conv[rows], "ssm_state": ssm[rows]})
+        out = step.run(tokens, conv[rows], ssm[rows])
         conv[rows], ssm[rows] = out["conv_state_out"], out["ssm_state_out"]
         logp = log_softmax(out["logits"])
         scores[rows] += logp[np.arange(len(rows)), [ids[a][j] for a in rows]]

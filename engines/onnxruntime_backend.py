@@ -63,11 +63,15 @@ class OrtEngine:
         ``self.kernels`` is the library registered, or None).
     shared_arena: take CPU memory from one arena shared by every engine of the process (default on, see
         ``_register_shared_arena``) instead of a private arena per session.
+    initializers: arrays for the graph's external initializers, by name (engines/weights.py: views of the
+        artifact's weights file mapped once). The session uses them in place, without copying; what its kernels
+        pre-pack (the matmul weights) they read once, at load, into their own layout, after which the mapped pages
+        can be dropped (``MappedWeights.release``).
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
                  providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False,
-                 kernels: bool = True, shared_arena: bool = True):
+                 kernels: bool = True, shared_arena: bool = True, initializers: Mapping[str, np.ndarray] | None = None):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])
@@ -100,6 +104,12 @@ class OrtEngine:
                 raise EngineError(f"graph {self.name!r}: {e}") from e
             if self.kernels:
                 opts.register_custom_ops_library(str(self.kernels.path))
+        self._initializers = []  # (array, OrtValue) pairs: they must outlive the session
+        if initializers:
+            for iname, array in initializers.items():
+                value = ort.OrtValue.ortvalue_from_numpy(array)
+                opts.add_initializer(iname, value)
+                self._initializers.append((array, value))
         try:
             self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types; keep the file name in the message

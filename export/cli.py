@@ -4,37 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .graphs import graph_defs
+from .memory import ProgressLines, check_memory
 from .model import CobraModel, build_random
 from .onnx_export import ExportResult, export_model
-from .precision import check_precisions
 
 
 def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, show_progress: bool,
                           precisions=("fp32",)) -> ExportResult:
-    from edge.progress import Progress
-
-    # export + check per graph, one per variant, tokenizer, manifest
-    steps = 2 * len(graph_defs(model)) + len(check_precisions(precisions)) + 2
-    bar = Progress(steps, label=f"export {model.cfg.name}") if show_progress else None
-
-    def say(msg: str) -> None:
-        if bar:
-            bar.update(1, msg)
-
-    try:
-        return export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions)
-    finally:
-        if bar:
-            bar.close()
+    say = ProgressLines(f"export {model.cfg.name}", enabled=show_progress)
+    result = export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions)
+    say(f"done: {result.out_dir}")
+    return result
 
 
 def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = False,
                   show_progress: bool = True, precisions=("fp32",)) -> ExportResult:
     from .config import preset
 
-    return _export_with_progress(build_random(preset(name), seed=seed), out, None, overwrite, show_progress,
-                                 precisions)
+    cfg = preset(name)
+    check_memory(cfg, f"preset {name!r}")  # before the model is built: a model too large fails here, named
+    say = ProgressLines(f"export {name}", enabled=show_progress)
+    say("building the model (random weights)")
+    return _export_with_progress(build_random(cfg, seed=seed), out, None, overwrite, show_progress, precisions)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, vision_weights: list[str] | None = None,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .checkpoints import CheckpointError, check_fits, load_strict, read_json, read_state_dict
 from .config import MambaConfig, ModelConfig, cobra_3b, cobra_ldp_3b, cobra_siglip_3b, preset
 from .mamba import MambaLM
+from .memory import check_memory
 from .model import CobraModel, build_random
 from .vision import ViTEncoder
 
@@ -242,6 +243,7 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
         else:
             cfg = cobra_config(folder)
         cfg = replace(cfg, eos_token_id=_eos_id(tok))
+        check_memory(cfg, f"checkpoint {folder}")
         ckpt_path = folder / COBRA_CHECKPOINT
         ckpt = read_state_dict(ckpt_path)  # read and checked against the config's shapes before any model exists
         parts = ckpt.get("model") if isinstance(ckpt.get("model"), dict) else None
@@ -260,6 +262,9 @@ def build_from_checkpoint(checkpoint: str | Path, vision_weights: list[str] | No
         for idx, (path, state) in _match_vision_files(model, list(vision_weights or [])).items():
             load_vit_weights(model.vision.encoders[idx], path, state)
         return model.eval(), tok
+    lm_cfg = mamba_config_from_json(read_json(folder / "config.json"), str(folder / "config.json"))
+    check_memory(preset(preset_name) if preset_name else ModelConfig(name=folder.name, lm=lm_cfg),
+                 f"checkpoint {folder}")
     lm_cfg, state, wfile = load_mamba_folder(folder)
     if preset_name:
         cfg = preset(preset_name)

@@ -8,6 +8,7 @@ fails loudly past tolerance.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import io
 import logging
@@ -30,15 +31,17 @@ from .errors import NonFiniteWeightError, ParityError
 from .fused import attach_portable_functions, translations
 from .graphs import PREFILL_SCAN, GraphDef, example_inputs, graph_defs
 from .model import CobraModel
-from .precision import VARIANT_GRAPHS, WEIGHTS, check_precisions, export_fp16, quantize_int8, variant_file, variant_parity
+from .precision import VARIANT_GRAPHS, WEIGHTS, check_precisions, export_fp16, variant_file, variant_parity
+from .quantize import quantize_graph
 from .scan import DEFAULT_CHUNK
 from .tokenizer import write_tokenizer
+from .weight_store import ALIGN, WEIGHTS_FILE, WeightStore
 
 # max |ort - ref| <= atol + rtol * max |ref|, per output dtype
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2)}
 # how the graphs are built (not what they compute): caches of exports are stale when it changes
 EXPORT_REVISION = (f"prefill-scan={PREFILL_SCAN}(body chunked:{DEFAULT_CHUNK}:state-major);step=fused;lm-head=last;"
-                   "next-token")
+                   "next-token;weights=shared-file;linear=gemm")
 EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
@@ -71,9 +74,12 @@ class ExportResult:
     parity: dict
 
 
-def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> tuple[str, ...]:
+def _export_graph(model: CobraModel, gdef: GraphDef, path: Path, store: WeightStore | None = None) -> tuple[str, ...]:
     """Write one graph; -> the custom ops it calls ("cobra_edge.SelectiveScan" in a prefill graph,
-    "cobra_edge.SelectiveStep" in a step graph), each carried with its portable body as a model-local function."""
+    "cobra_edge.SelectiveStep" in a step graph), each carried with its portable body as a model-local function.
+    With ``store`` its initializers go to the artifact's one weights file (each stored once) and the graph file
+    holds only structure and references; without, the graph keeps its own weights (inside, or in
+    '<graph>.onnx.data' past 1 GiB)."""
     module = gdef.module(model).eval()
     args = example_inputs(gdef, batch=2, length=5)
     # L is left to torch.export to bound (Dim.DYNAMIC): the chunked scan pads L to a multiple of its chunk, and a
@@ -96,7 +102,13 @@ def _export_graph(model: CobraModel, gdef: GraphDef, path: Path) -> tuple[str, .
     _name_dynamic_dims(program.model, gdef)
     lm = model.cfg.lm
     custom_ops = attach_portable_functions(program.model, lm.d_inner, lm.d_state, lm.d_conv)
-    program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+    if store is not None:
+        import onnx_ir as ir
+
+        store.externalize(program.model)
+        ir.save(program.model, str(path))
+    else:
+        program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
     return custom_ops
 
 
@@ -160,7 +172,7 @@ def _check_argmax(graph: str, tokens: np.ndarray, ref_logits: np.ndarray) -> Non
 
 
 def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (2, 7)), threads: int | None = None,
-                 kernels: bool = True) -> dict:
+                 kernels: bool = True, initializers: dict | None = None) -> dict:
     """Run the graph in ONNX Runtime and the reference in PyTorch on the same random inputs.
 
     Returns {output: {max_abs_err, max_abs_ref, tol}} over all cases (B, L); raises ParityError past tol.
@@ -169,7 +181,8 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
     """
     from engines import load_engine
 
-    engine = load_engine("onnxruntime", path, name=gdef.name, threads=threads, kernels=kernels)
+    engine = load_engine("onnxruntime", path, name=gdef.name, threads=threads, kernels=kernels,
+                         initializers=initializers)
     ref_fn = _reference(model, gdef.name)
     report: dict[str, dict] = {}
     for seed, (b, l) in enumerate(cases):
@@ -206,17 +219,18 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
     return report
 
 
-def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precision: str) -> dict:
-    """Write one precision variant of the prefill and step graphs into ``tmp``; -> its manifest entry."""
+def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precision: str, store: WeightStore) -> dict:
+    """Write one precision variant of the prefill and step graphs into ``tmp``, its weights into ``store`` (only
+    the tensors it changes are new there); -> its manifest entry."""
     from engines import load_engine
 
     lm_defs = [g for g in defs if g.name in VARIANT_GRAPHS]
-    if precision == "int8":
+    if precision in ("int8", "int4"):
         for g in lm_defs:
-            quantize_int8(tmp / g.file, tmp / variant_file(g.name, precision))
+            quantize_graph(tmp / g.file, tmp / variant_file(g.name, precision), precision, store)
     else:
-        export_fp16(model, lm_defs, tmp, _export_graph)
-    open_ = lambda g, f: load_engine("onnxruntime", tmp / f, name=g)  # noqa: E731
+        export_fp16(model, lm_defs, tmp, _export_graph, store)
+    open_ = lambda g, f: load_engine("onnxruntime", tmp / f, name=g, initializers=store.arrays_for(tmp / f))  # noqa: E731
     base = {g.name: open_(g.name, g.file) for g in lm_defs}
     variant = {g.name: open_(g.name, variant_file(g.name, precision)) for g in lm_defs}
     for g in lm_defs:  # same contract as the fp32 graph, or the runtime could not swap them
@@ -251,19 +265,32 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
     defs = graph_defs(model)
     say = progress or (lambda _msg: None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    store = WeightStore(tmp)
     try:
+        say(f"weights: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters -> {WEIGHTS_FILE}")
+        store.bind(model)  # from here the model reads its weights from the file: one copy for PyTorch and ORT
         parity, portable, custom_ops = {}, {}, {}
-        for gdef in defs:
+        for gdef in defs:  # one graph at a time: its exporter and ONNX Runtime memory released before the next
             say(f"export {gdef.name}")
-            custom_ops[gdef.name] = _export_graph(model, gdef, tmp / gdef.file)
+            custom_ops[gdef.name] = _export_graph(model, gdef, tmp / gdef.file, store)
+            gc.collect()
             say(f"check {gdef.name}")
-            parity[gdef.name] = check_parity(model, gdef, tmp / gdef.file)
+            weights = store.arrays_for(tmp / gdef.file)
+            parity[gdef.name] = check_parity(model, gdef, tmp / gdef.file, initializers=weights)
             if custom_ops[gdef.name]:  # and as a runtime without the kernel library runs it
-                portable[gdef.name] = check_parity(model, gdef, tmp / gdef.file, kernels=False)
+                say(f"check {gdef.name} (portable bodies)")
+                portable[gdef.name] = check_parity(model, gdef, tmp / gdef.file, kernels=False, initializers=weights)
+            del weights
+            gc.collect()
         variant_entries = {}
-        for precision in variants:
+        for precision in sorted(variants, key=lambda p: p != "fp16"):  # fp16 reads the model; int8 only files
             say(f"variant {precision}")
-            variant_entries[precision] = _export_variant(model, defs, tmp, precision)
+            store.release()  # the fp32 pages leave this process's memory; files are read again as needed
+            variant_entries[precision] = _export_variant(model, defs, tmp, precision, store)
+            gc.collect()
+        variant_entries = {p: variant_entries[p] for p in variants}  # the manifest lists them as asked
+        dropped = store.compact(sorted(tmp.glob("*.onnx")))
+        say(f"weights: {store.size / 2**20:.1f} MiB in {WEIGHTS_FILE} ({dropped / 2**20:.1f} MiB no graph reads dropped)")
         say("tokenizer")
         write_tokenizer(tmp, cfg.lm.vocab_size, tokenizer)
         lm = cfg.lm
@@ -290,6 +317,9 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
                        "kernels": kernel_status(),
                        "portable": portable},
             "export": {"revision": EXPORT_REVISION},
+            "weights": {"file": WEIGHTS_FILE, "tensors": store.tensors, "bytes": store.size,
+                        "layout": "every initializer of every graph and variant stored once (by content), "
+                                  f"{ALIGN}-byte aligned; graphs refer to it as ONNX external data"},
         }
         if variant_entries:
             body["variants"] = variant_entries
@@ -300,6 +330,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
     except BaseException:
+        store.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(out_dir, parity)

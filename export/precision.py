@@ -1,10 +1,12 @@
-"""Precision variants of the language-model graphs (prefill, step), written next to the fp32 graphs.
+"""Precision variants of the language-model graphs (prefill, step), written next to the fp32 graphs; their weights go
+to the artifact's one weights file, where only what a variant changes is new (export/weight_store.py).
 
     fp32  the default graphs (export/onnx_export.py)
     fp16  the weights in float16 (exported from a float16 copy of the model); for backends with fast half
           precision (TensorRT and CUDA on a Jetson). ONNX Runtime's CPU provider runs it, slowly.
-    int8  dynamic int8 quantization of the weights of every MatMul/Gemm (ONNX Runtime's quantizer: int8 weights,
-          activations quantized per run), for CPUs with int8 dot products (AVX-512 VNNI, AMX, ARM dotprod)
+    int8  dynamic int8 quantization of the weights of every projection and the head (what ONNX Runtime's
+          quantize_dynamic writes, node for node: export/quantize.py), for CPUs with int8 dot products
+    int4  4-bit block-wise weight-only quantization (ONNX Runtime's MatMulNBits): the variant that fits an Orin Nano
 
 Every variant keeps the fp32 graphs' tensor contract (names, dtypes, shapes: inputs are cast to the weights'
 dtype inside the graph and outputs back), and the ssm state, the scan and the discretisation stay float32 in all
@@ -14,9 +16,6 @@ both run in ONNX Runtime) is measured at export and written to the manifest.
 
 from __future__ import annotations
 
-import copy
-import logging
-import tempfile
 import types
 from pathlib import Path
 
@@ -24,12 +23,14 @@ import numpy as np
 
 from .errors import ParityError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 VARIANT_GRAPHS = ("prefill", "step")  # the graphs that hold the LM's weights; vision, projector, embed stay fp32
 WEIGHTS = {
     "fp16": "float16 weights; activations float16 between the float32 islands (norms, softplus, scan)",
-    "int8": "int8 weights of every MatMul/Gemm (per tensor, symmetric), activations quantized dynamically; "
-            "embedding gather float32",
+    "int8": "int8 weights of every projection and the head (per tensor, symmetric), activations quantized "
+            "dynamically; embedding gather float32",
+    "int4": "4-bit weights of every projection and the head (MatMulNBits, blocks of 32 along the input axis, "
+            "symmetric, one float32 scale per block), activations float32; embedding gather float32",
 }
 
 
@@ -44,51 +45,27 @@ def check_precisions(precisions) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in precisions if p != "fp32"))
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """ONNX Runtime's dynamic quantization of the MatMul/Gemm weights of ``src``.
-
-    Two preparations: a weight shared by the embedding Gather and the tied LM head is split into two initializers
-    (quantizing the head must not turn the embedding table into int8 codes), and the exporter's value_info
-    (shapes of inner values) is dropped, since the quantizer rewrites those values.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = onnx.load(str(src))
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    readers: dict[str, set[str]] = {}
-    for node in g.node:
-        for name in node.input:
-            if name in inits:
-                readers.setdefault(name, set()).add(node.op_type)
-    for node in g.node:
-        if node.op_type == "Gather" and node.input[0] in inits and readers[node.input[0]] & {"MatMul", "Gemm"}:
-            twin = copy.deepcopy(inits[node.input[0]])
-            twin.name = node.input[0] + ".gather"
-            g.initializer.append(twin)
-            node.input[0] = twin.name
-    g.ClearField("value_info")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer advises pre-processing on the root logger; we did what applies
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            prepared = Path(tmp) / src.name
-            onnx.save(model, str(prepared))
-            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
-    finally:
-        root.setLevel(level)
-
-
-def export_fp16(model, gdefs, out_dir: Path, export_graph) -> None:
-    """The prefill and step graphs of a float16 copy of ``model`` (same contract: graphs.PrefillGraph casts)."""
+def export_fp16(model, gdefs, out_dir: Path, export_graph, store=None) -> None:
+    """The prefill and step graphs of a float16 copy of the language model (same contract: graphs.PrefillGraph
+    casts). The copy is made tensor by tensor on PyTorch's meta device (no float32 copy in between) and, with
+    ``store``, moved into the weights file before anything is exported."""
     import torch
 
-    half = types.SimpleNamespace(cfg=model.cfg, llm=copy.deepcopy(model.llm).to(torch.float16))
+    from .mamba import MambaLM
+
+    with torch.device("meta"):
+        llm = MambaLM(model.cfg.lm)
+    state = {k: v.to(torch.float16) for k, v in model.llm.state_dict().items() if k != "lm_head.weight"}
+    missing, unexpected = llm.load_state_dict(state, assign=True, strict=False)
+    if missing != ["lm_head.weight"] or unexpected:
+        raise RuntimeError(f"float16 copy: missing {missing}, unexpected {unexpected}")
+    llm.lm_head.weight = llm.backbone.embedding.weight  # tied, as in the float32 model
+    del state
+    if store is not None:
+        store.bind(llm)
+    half = types.SimpleNamespace(cfg=model.cfg, llm=llm)
     for gdef in gdefs:
-        export_graph(half, gdef, out_dir / variant_file(gdef.name, "fp16"))
+        export_graph(half, gdef, out_dir / variant_file(gdef.name, "fp16"), store)
 
 
 def variant_parity(base: dict, variant: dict, embed, steps: int = 8, seed: int = 0) -> dict:

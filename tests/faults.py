@@ -35,3 +35,16 @@ def raise_on_call(n: int, error: BaseException):
         if call == n:
             raise error
     return fault
+
+
+def raise_on_prefill(n: int, error: BaseException):
+    """A ``FaultyEngine`` fault for the prefill graph that raises ``error`` on its n-th prompt prefill (a call of more
+    than one token: the runtime also decodes through the prefill graph, one token at a time)."""
+    seen = []
+
+    def fault(call, feeds, out):
+        if feeds["inputs_embeds"].shape[1] > 1:
+            seen.append(call)
+            if len(seen) == n:
+                raise error
+    return fault

@@ -9,7 +9,7 @@ from edge.batch import Request
 from edge.errors import FrameError, NonFiniteError, PromptError, RuntimeFault, StreamError
 from edge.runtime import Runtime
 from edge.state import StateSnapshot, StateSpec
-from tests.faults import FaultyEngine, raise_on_call
+from tests.faults import FaultyEngine, raise_on_prefill
 
 PROMPT = "What is in the image?"
 
@@ -31,7 +31,7 @@ def test_unexpected_exception_in_a_batch_fails_its_rows_and_the_next_batch_answe
     streams = _three(rt, "reset")
     clean = [a.token_ids for a in _answers(rt, streams, frames)]
 
-    rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], raise_on_call(2, ZeroDivisionError("injected")))
+    rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], raise_on_prefill(2, ZeroDivisionError("injected")))
     _answers(rt, streams, frames)  # call 1: fine
     results = _answers(rt, streams, frames)  # call 2: the prefill of the whole batch raises
     for s, r in zip(streams, results):
@@ -102,8 +102,9 @@ def test_nan_made_by_the_model_is_caught_after_the_frame(tiny_artifact, frames):
     streams = _three(rt, "reset")
     clean = [a.token_ids for a in _answers(rt, streams, frames)]
 
-    def nan_row_1(call, feeds, out):
-        out["ssm_state_out"][1, 0, 0, 0] = np.nan
+    def nan_row_1(call, feeds, out):  # the prompt's prefill (decode steps through the prefill graph carry it on)
+        if feeds["inputs_embeds"].shape[1] > 1:
+            out["ssm_state_out"][1, 0, 0, 0] = np.nan
 
     rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], nan_row_1)
     a, b, c = _answers(rt, streams, frames)
@@ -112,7 +113,8 @@ def test_nan_made_by_the_model_is_caught_after_the_frame(tiny_artifact, frames):
     assert [a.token_ids, c.token_ids] == [clean[0], clean[2]]
 
     def inf_logits(call, feeds, out):
-        out["logits"][0, 3] = np.inf
+        if feeds["inputs_embeds"].shape[1] > 1:
+            out["logits"][0, 3] = np.inf
 
     rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"].engine, inf_logits)
     (r,) = rt.answer([Request(streams[0], frames[0], PROMPT, 4)])
@@ -126,7 +128,8 @@ def test_choose_refuses_nan_log_probabilities(tiny_artifact, frames):
     assert np.isfinite(choice.probability)
 
     def nan_logits(call, feeds, out):
-        out["logits"][:] = np.nan
+        if feeds["inputs_embeds"].shape[1] > 1:
+            out["logits"][:] = np.nan
 
     rt.engines["prefill"] = FaultyEngine(rt.engines["prefill"], nan_logits)
     with pytest.raises(NonFiniteError, match=r"stream 'cam': the model's log-probabilities of \['yes', 'no'\] are NaN"):

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -338,9 +339,27 @@ def test_a_cobra_config_that_does_not_fit_its_checkpoint_fails_before_allocating
     code = ("import resource, sys, time; from edge.cli import main; t = time.time(); rc = main(sys.argv[1:]); "
             "print('RESULT', rc, round(time.time() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     r = subprocess.run([sys.executable, "-c", code, "export", "--checkpoint", str(folder), "--vision-weights", *vision,
-                        "--out", str(tmp_path / "art")], cwd=REPO, capture_output=True, text=True, timeout=300)
+                        "--out", str(tmp_path / "art")], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "COBRA_EDGE_SKIP_MEMORY_CHECK": "1"})  # past the memory estimate
     rc, seconds, peak_kb = r.stdout.split("RESULT")[1].split()
     print(r.stderr, seconds, "s", int(peak_kb) // 1024, "MiB")
     assert rc == "2" and "does not fit the projector of 'cobra+3b' (fused-gelu-mlp)" in r.stderr
     assert "shape conflicts" in r.stderr
     assert int(peak_kb) < 2 * 2**20  # KiB: well under the 10.8 GB a random 3B model took
+
+
+def test_an_export_too_large_for_the_machine_fails_early_naming_both_numbers(monkeypatch, capsys):
+    """Before any model is built: the estimate (1.5x the float32 weights, counted on the meta device) against
+    MemAvailable, one line, exit 2 (instead of the kernel's OOM killer half way through)."""
+    import export.memory as memory
+    from edge.cli import main
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 4 << 30)
+    t0 = time.monotonic()
+    assert main(["export", "--preset", "cobra-3b", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "exporting preset 'cobra-3b' needs about 19.6 GiB of memory (1.5x its 13.1 GiB of float32 weights); " \
+           "this machine has 4.0 GiB available" in err
+    assert time.monotonic() - t0 < 30
+    monkeypatch.setenv("COBRA_EDGE_SKIP_MEMORY_CHECK", "1")
+    assert memory.check_memory(preset("tiny"), "tiny") > 0

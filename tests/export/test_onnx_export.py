@@ -70,10 +70,40 @@ def test_prefill_is_one_scan_node_per_layer_with_a_portable_body(tiny_artifact, 
     body = [n.op_type for n in fn.node]
     assert body.count("Scan") == 1 and "Loop" not in body and all(n.domain == "" for n in fn.node), body
     assert {o.domain: o.version for o in model.opset_import}.get("cobra_edge") == 1
-    assert Manifest.load(tiny_artifact).graphs["prefill"].custom_ops == ("cobra_edge.SelectiveScan",)
+    assert Manifest.load(tiny_artifact).graphs["prefill"].custom_ops == ("cobra_edge.SelectiveScan",
+                                                                          "cobra_edge.CausalConv")
+    convs = [n.name for n in model.graph.node if (n.domain, n.op_type) == ("cobra_edge", "CausalConv")]
+    assert convs == [f"layers.{i}.mixer.causal_conv" for i in range(tiny_model.cfg.lm.n_layer)]
+    assert ("", "Conv") not in nodes and ("", "MatMul") not in nodes  # projections: Gemm on the stored weights
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert dims["inputs_embeds"][:2] == ["B", "L"]
     assert dims["conv_state"][0] == "B" and dims["ssm_state"][0] == "B"
+
+
+def test_every_weight_is_stored_once_and_every_graph_refers_to_it(tiny_artifact):
+    """One weights file; its bytes are exactly the distinct tensors the graphs (and variants) refer to, each stored
+    once; no graph keeps a weight of its own; prefill and step read the same projections, embed and the head the
+    same table."""
+    from engines.onnxfile import external_refs
+
+    m = Manifest.load(tiny_artifact)
+    assert m.weights_file == "weights.bin" and m.raw["weights"]["file"] == "weights.bin"
+    regions, users = {}, {}
+    for name, entry in m.graphs.items():
+        for tensor, ref in external_refs(entry.path).items():
+            assert ref.location == "weights.bin"
+            regions[ref.offset] = ref.length
+            users.setdefault(ref.offset, set()).add(name)
+        inline = [(t.name, onnx.numpy_helper.to_array(t).nbytes)
+                  for t in onnx.load(str(entry.path), load_external_data=False).graph.initializer
+                  if t.data_location != onnx.TensorProto.EXTERNAL]
+        assert all(n < 128 for _, n in inline), (name, inline)  # shape constants and scalars only
+    stored = sorted(regions.items())
+    assert all(a + n <= b for (a, n), (b, _) in zip(stored, stored[1:]))  # no two regions overlap
+    size = (tiny_artifact / "weights.bin").stat().st_size
+    assert sum(regions.values()) <= size <= sum(regions.values()) + 64 * len(regions)  # alignment only
+    shared = {frozenset(u) for u in users.values() if len(u) > 1}
+    assert frozenset({"prefill", "step"}) in shared and frozenset({"embed", "prefill", "step"}) in shared
 
 
 def test_step_is_two_fused_nodes_per_layer_with_portable_bodies(tiny_artifact, tiny_model):

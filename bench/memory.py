@@ -1,0 +1,151 @@
+"""Memory of an artifact, measured in fresh processes: resident memory after ``Runtime.load`` and after a prefill,
+against the bytes of the weights the runtime runs; the artifact's size against its unique weight bytes.
+
+    python -m bench.memory artifacts/m130 [more artifacts ...] --precisions fp32 int8 --out bench/results
+
+Each (artifact, precision) is measured in its own process (``python -m bench.memory --child``), so nothing one
+measurement allocated is counted by the next. Per measurement:
+- ``rss_base``: after importing the runtime (Python, numpy, ONNX Runtime, OpenCV, tokenizers), before loading;
+- ``rss_load``: after ``Runtime.load(dir, precision, threads)``;
+- ``rss_prefill``: after one prefill of ``tokens`` tokens at B = 1 (and a decode step), the ORT arena grown;
+- ``weights_run``: bytes of the distinct weights the loaded graphs read (a tensor shared by graphs counts once;
+  shared-file artifacts: regions of weights.bin; older artifacts: the model's parameters at that precision);
+- the floors of the issue "Cobra-3B fits": rss_load <= 1.15 x weights_run + 64 MiB, rss_prefill <= 1.25 x + 64 MiB,
+  checked on the absolute resident memory (the imports included) and reported with the import baseline apart.
+The artifact's size is every file's bytes; ``unique_weight_bytes`` sums each distinct weight region once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MiB = 1 << 20
+SCHEMA = "cobra-edge-bench-memory/1"
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def weights_run(runtime) -> tuple[int, str]:
+    """Bytes of distinct weights the runtime's graphs read, and how they were counted."""
+    regions = {}
+    for engine in runtime.engines.values():
+        for array, _ in getattr(engine, "_initializers", []):
+            regions[(array.__array_interface__["data"][0], array.nbytes)] = array.nbytes
+    if regions:
+        return sum(regions.values()), "distinct regions of the shared weights file"
+    import onnx  # an artifact whose graphs hold their own weights: count each distinct tensor once
+
+    import hashlib
+
+    seen = {}
+    for entry in runtime.manifest.graphs_for(runtime.precision).values():
+        model = onnx.load(str(entry.path))
+        for t in model.graph.initializer:
+            data = onnx.numpy_helper.to_array(t).tobytes()
+            seen[hashlib.sha1(data).digest()] = len(data)
+    return sum(seen.values()), "distinct initializers of the graph files"
+
+
+def child(directory: str, precision: str, tokens: int, threads: int) -> dict:
+    import numpy as np
+
+    from edge.runtime import Runtime
+
+    out = {"rss_base": _rss()}
+    t0 = time.perf_counter()
+    rt = Runtime.load(directory, precision=precision, threads=threads, max_streams=1)
+    out["load_s"] = time.perf_counter() - t0
+    out["rss_load"] = _rss()
+    out["weights_run"], out["weights_counted_as"] = weights_run(rt)
+    d_model = rt.manifest.model["lm"]["d_model"]
+    conv, ssm = rt.manifest.state.zeros(1)
+    x = (np.random.default_rng(0).standard_normal((1, tokens, d_model)) * 0.5).astype(np.float32)
+    t0 = time.perf_counter()
+    res = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": conv, "ssm_state": ssm})
+    out["prefill_s"] = time.perf_counter() - t0
+    rt.stepper.run(res["next_token"], res["conv_state_out"], res["ssm_state_out"])
+    out["rss_prefill"] = _rss()
+    return out
+
+
+def artifact_sizes(directory: Path) -> dict:
+    from edge.manifest import Manifest
+
+    m = Manifest.load(directory, verify_hashes=False)
+    total = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    out = {"artifact_bytes": total, "weights_file": m.weights_file}
+    if m.weights_file:
+        from engines.weights import MappedWeights
+
+        w = MappedWeights(m.weights_path)
+        regions = {}
+        for precision in m.precisions:
+            for entry in m.graphs_for(precision).values():
+                for a in w.arrays_for(entry.path).values():
+                    regions[a.__array_interface__["data"][0]] = a.nbytes
+        out["unique_weight_bytes"] = sum(regions.values())
+        out["weights_file_bytes"] = w.size
+    return out
+
+
+def run(artifacts: list[str], precisions: list[str], tokens: int, threads: int, out_dir: Path) -> tuple[dict, Path]:
+    rows = []
+    for directory in artifacts:
+        sizes = artifact_sizes(Path(directory))
+        for precision in precisions:
+            r = subprocess.run([sys.executable, "-m", "bench.memory", "--child", directory, precision, str(tokens),
+                                str(threads)], capture_output=True, text=True, timeout=3600,
+                               cwd=Path(__file__).resolve().parents[1])
+            if r.returncode != 0:
+                rows.append({"artifact": directory, "precision": precision, "error": r.stderr[-2000:]})
+                continue
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+            w = m["weights_run"]
+            m.update(artifact=directory, precision=precision, **sizes,
+                     load_ratio=(m["rss_load"] - 64 * MiB) / w, prefill_ratio=(m["rss_prefill"] - 64 * MiB) / w,
+                     floor_load=m["rss_load"] <= 1.15 * w + 64 * MiB,
+                     floor_prefill=m["rss_prefill"] <= 1.25 * w + 64 * MiB)
+            rows.append(m)
+            print(f"{directory} {precision}: weights {w / MiB:.0f} MiB, RSS import {m['rss_base'] / MiB:.0f}, "
+                  f"after load {m['rss_load'] / MiB:.0f} ({m['load_ratio']:.2f}x + 64 MiB), after a {tokens}-token "
+                  f"prefill {m['rss_prefill'] / MiB:.0f} MiB ({m['prefill_ratio']:.2f}x + 64 MiB)", flush=True)
+    doc = {"schema": SCHEMA, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "tokens": tokens, "threads": threads,
+           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                       "load_avg": os.getloadavg()}, "rows": rows}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return doc, path
+
+
+def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--child"]:
+        directory, precision, tokens, threads = argv[1:5]
+        print(json.dumps(child(directory, precision, int(tokens), int(threads))))
+        return 0
+    p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
+    p.add_argument("artifacts", nargs="+")
+    p.add_argument("--precisions", nargs="+", default=["fp32"])
+    p.add_argument("--tokens", type=int, default=761)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    a = p.parse_args(argv)
+    _, path = run(a.artifacts, a.precisions, a.tokens, a.threads, Path(a.out))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

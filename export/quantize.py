@@ -1,0 +1,165 @@
+"""Weight quantization of the language-model graphs, one weight at a time (no copy of the model in memory).
+
+Every ``Gemm(x, W, [bias], transB=1)`` whose ``W`` is a stored weight (the form every projection and the LM head
+take: export/mamba.py ``linear``) is replaced; everything else (norms, conv, A, D, dt bias, the embedding Gather,
+the ssm state and scan) stays float32 and is shared with the float32 graphs in the weights file.
+
+int8  ONNX Runtime's dynamic quantization, node for node what ``onnxruntime.quantization.quantize_dynamic`` writes
+      (so its answers are unchanged): the weight per tensor, symmetric int8 of W^T computed by ORT's own
+      ``quantize_data``; the activation quantized per run (DynamicQuantizeLinear), MatMulInteger, rescale.
+      ONNX Runtime fuses the pattern into DynamicQuantizeMatMul.
+int4  block-wise weight-only quantization for ONNX Runtime's MatMulNBits (com.microsoft): W [N, K] in blocks of
+      ``block_size`` along K, 4-bit codes with a float32 scale per block (symmetric), packed by ORT's own
+      ``quantize_matmul_4bits``; activations stay float32 (``accuracy_level`` 4 lets the CPU kernel compute in int8).
+
+The graphs are read with onnx_ir, whose external tensors are loaded lazily from the weights file, and written back
+through the artifact's WeightStore: the export's memory grows by one weight's copies at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+INT4_BLOCK = 32
+
+
+def _gemm_weight(node, initializers) -> np.ndarray | None:
+    """W [N, K] of ``Gemm(x, W, [b], transB=1)`` with default alpha / beta / transA, when W is a stored weight."""
+    if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx"):
+        return None
+    attrs = {k: a.value for k, a in node.attributes.items()}
+    if attrs.get("transB") != 1 or attrs.get("transA", 0) != 0 or attrs.get("alpha", 1.0) != 1.0 \
+            or attrs.get("beta", 1.0) != 1.0:
+        return None
+    w = node.inputs[1]
+    if w is None or w.name not in initializers or w.const_value is None:
+        return None
+    array = w.const_value.numpy()
+    return array if array.dtype == np.float32 and array.ndim == 2 else None
+
+
+def _replace(graph, node, new_nodes, output) -> None:
+    """Put ``new_nodes`` where ``node`` was; ``output`` takes its place (and its name, if it was a graph output)."""
+    graph.insert_before(node, new_nodes)
+    old = node.outputs[0]
+    name, is_output = old.name, old in graph.outputs
+    old.replace_all_uses_with(output, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+    if is_output:
+        output.name = name
+
+
+def _initializer(graph, name: str, array: np.ndarray):
+    import onnx_ir as ir
+
+    value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+                     const_value=ir.tensor(array, name=name))
+    graph.register_initializer(value)
+    return value
+
+
+def _bias(graph, node, y, name: str):
+    """Gemm's optional bias C, added after the quantized product."""
+    import onnx_ir as ir
+
+    if len(node.inputs) < 3 or node.inputs[2] is None:
+        return [], y
+    add = ir.Node("", "Add", [y, node.inputs[2]], name=f"{name}_bias")
+    return [add], add.outputs[0]
+
+
+def int8_gemms(graph) -> int:
+    """Rewrite every quantizable Gemm of ``graph`` as quantize_dynamic does; -> how many."""
+    import onnx_ir as ir
+    from onnx import TensorProto
+    from onnxruntime.quantization.quant_utils import quantize_data
+
+    initializers = graph.initializers
+    quantized_inputs = {}  # one DynamicQuantizeLinear per activation, however many Gemms read it
+    count = 0
+    for node in list(graph):
+        w = _gemm_weight(node, initializers)
+        if w is None:
+            continue
+        wname = node.inputs[1].name + "_Transposed"
+        zp, scale, q = quantize_data(np.ascontiguousarray(w.T), TensorProto.INT8, True, False)
+        q = np.asarray(q, np.int8).reshape(w.shape[1], w.shape[0])
+        wq = _initializer(graph, wname + "_quantized", q)
+        ws = _initializer(graph, wname + "_scale", np.asarray(scale, np.float32).reshape(()))
+        wz = _initializer(graph, wname + "_zero_point", np.asarray(zp, np.int8).reshape(()))
+        x = node.inputs[0]
+        new = []
+        if x.name not in quantized_inputs:
+            dql = ir.Node("", "DynamicQuantizeLinear", [x], num_outputs=3, name=f"{x.name}_QuantizeLinear")
+            for out, suffix in zip(dql.outputs, ("quantized", "scale", "zero_point")):
+                out.name = f"{x.name}_{suffix}"
+            new.append(dql)
+            quantized_inputs[x.name] = dql.outputs
+        xq, xs, xz = quantized_inputs[x.name]
+        base = node.name or node.outputs[0].name
+        scales = ir.Node("", "Mul", [xs, ws], name=f"{base}_quant_scales_mul")
+        mm = ir.Node("", "MatMulInteger", [xq, wq, xz, wz], name=f"{base}_MatMulInteger")
+        cast = ir.Node("", "Cast", [mm.outputs[0]], attributes=[ir.AttrInt64("to", TensorProto.FLOAT)],
+                       name=f"{base}_cast")
+        rescale = ir.Node("", "Mul", [cast.outputs[0], scales.outputs[0]], name=f"{base}_rescale")
+        tail, y = _bias(graph, node, rescale.outputs[0], base)
+        _replace(graph, node, [*new, scales, mm, cast, rescale, *tail], y)
+        count += 1
+    return count
+
+
+def int4_gemms(graph, block_size: int = INT4_BLOCK, accuracy_level: int = 4) -> int:
+    """Rewrite every quantizable Gemm of ``graph`` as MatMulNBits (4 bits, symmetric blocks); -> how many."""
+    import onnx_ir as ir
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+    initializers = graph.initializers
+    count = 0
+    for node in list(graph):
+        w = _gemm_weight(node, initializers)
+        if w is None:
+            continue
+        n, k = w.shape
+        blocks = (k + block_size - 1) // block_size
+        packed = np.zeros((n, blocks, block_size // 2), np.uint8)
+        scales = np.zeros(n * blocks, np.float32)
+        zero_points = np.zeros(n * ((blocks + 1) // 2), np.uint8)
+        quantize_matmul_4bits(packed, np.ascontiguousarray(w.T), scales, zero_points, block_size, n, k, True)
+        name = node.inputs[1].name + "_int4"
+        b = _initializer(graph, name + "_quantized", packed)
+        s = _initializer(graph, name + "_scales", scales)
+        base = node.name or node.outputs[0].name
+        mm = ir.Node("com.microsoft", "MatMulNBits", [node.inputs[0], b, s],
+                     attributes=[ir.AttrInt64("K", k), ir.AttrInt64("N", n), ir.AttrInt64("bits", 4),
+                                 ir.AttrInt64("block_size", block_size),
+                                 ir.AttrInt64("accuracy_level", accuracy_level)], name=f"{base}_MatMulNBits")
+        tail, y = _bias(graph, node, mm.outputs[0], base)
+        _replace(graph, node, [mm, *tail], y)
+        count += 1
+    if count:
+        graph.opset_imports.setdefault("com.microsoft", 1)
+    return count
+
+
+def quantize_graph(src: Path, dst: Path, precision: str, store=None) -> int:
+    """Write ``dst``: the graph ``src`` with its weights quantized (``precision`` int8 or int4); its new tensors go
+    to ``store`` (the artifact's weights file; inside ``dst`` when None). -> how many weights were quantized."""
+    import onnx_ir as ir
+
+    model = ir.load(str(src))
+    rewrite = {"int8": int8_gemms, "int4": int4_gemms}[precision]
+    count = rewrite(model.graph)
+    for name, value in list(model.graph.initializers.items()):  # the float32 weights the graph no longer reads
+        if not value.uses() and value not in model.graph.outputs:
+            del model.graph.initializers[name]
+    model.graph.sort()
+    if store is not None:
+        store.externalize(model)
+    else:
+        for value in model.graph.initializers.values():
+            if value.const_value is not None:
+                value.const_value = ir.tensor(value.const_value.numpy(), name=value.name)
+    ir.save(model, str(dst))
+    return count
