@@ -5,9 +5,15 @@ Contenders
                  run by engines/kernels' fused CPU kernel when it is built (``kernels`` in the JSON says)
 - ``onnx_portable``  the same fp32 prefill graph without the kernel library: its portable ONNX function body
                  (one Scan over 16-token chunks per layer), what any other ONNX runtime would run
-- ``onnx_int8``, ``onnx_fp16``  the precision variants of the same graphs (export/precision.py)
-- ``onnx_bound``, ``onnx_int8_bound``  the decode step in the IO-bound loop the runtime decodes with (state kept
-                 in OrtValues, only the argmax token id copied out: engines/loop.py)
+- ``onnx_int8``, ``onnx_fp16``, ``onnx_int4``  the precision variants of the same graphs (export/precision.py)
+- ``onnx_bound``, ``onnx_int8_bound``, ``onnx_int4_bound``  the step graph in the IO-bound loop (state kept in
+                 OrtValues, only the argmax token id copied out: engines/loop.py)
+- ``onnx_decode``, ``onnx_int8_decode``, ``onnx_int4_decode``  what the runtime decodes with: the prefill graph at
+                 L = 1 fed the embed graph's row of the token, in the IO-bound loop (edge/decode.py ``Stepper``: one
+                 language-model session, its weights resident once)
+- ``before``, ``before_int8`` (with ``--before NAME=DIR``)  the same graphs from an artifact exported before the
+                 shared-weights change (step graph, own weights per graph), in the same rounds: the A/B of the change;
+                 the JSON also says whether both give the same greedy tokens
 - ``onnx_steps`` the step graph called once per prompt token: what the prefill graph buys
 - ``torch_ref``  our PyTorch reference (export/mamba.py)
 - ``hf``         Hugging Face transformers' MambaForCausalLM with its cache (its pure-PyTorch path on CPU)
@@ -38,7 +44,8 @@ SCHEMA = "cobra-edge-bench-lm/3"
 class BenchOptions:
     presets: tuple[str, ...] = ("mamba-130m", "mamba-370m")
     batch_sizes: tuple[int, ...] = (1, 8)
-    precisions: tuple[str, ...] = ("fp32", "int8", "fp16")
+    precisions: tuple[str, ...] = ("fp32", "int8", "fp16", "int4")
+    before: dict = field(default_factory=dict)  # preset -> an artifact of the same weights in the earlier format
     visual_tokens: int = 729
     prompt_tokens: int = 32
     threads: int = 2
@@ -149,7 +156,7 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
 
     import torch
 
-    from edge.decode import STATE_CARRY
+    from edge.decode import STATE_CARRY, Stepper
     from edge.manifest import Manifest
     from engines import load_engine
     from engines.loop import open_loop
@@ -167,6 +174,15 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
                            threads=opts.threads, **kw)
 
     embed = open_("embed")
+    before = None
+    if name in opts.before:
+        before = Manifest.load(opts.before[name], verify_hashes=False)
+
+    def open_before(graph: str, precision: str = "fp32"):
+        return load_engine("onnxruntime", before.graphs_for(precision)[graph].path, name=graph, threads=opts.threads)
+
+    before_precisions = [p for p in ("fp32", "int8") if before is not None and p in before.precisions
+                         and p in opts.precisions]
     hf = _hf_model(model)
     L = opts.visual_tokens + opts.prompt_tokens
     vocab = model.cfg.lm.vocab_size
@@ -186,6 +202,7 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
         prefill = {p: open_("prefill", p) for p in opts.precisions}
         portable = open_("prefill", kernels=False)
         step32 = open_("step")
+        old_prefill = {p: open_before("prefill", p) for p in before_precisions}
         for B, ids in inputs.items():
             ids_t = torch.from_numpy(ids)
             conv, ssm = manifest.state.zeros(B)
@@ -193,6 +210,8 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
                      "ssm_state": ssm}
             say(f"[{name}] prefill B={B}, L={L}")
             fns = {label(p): (lambda e=prefill[p]: e.run(feeds)) for p in opts.precisions}
+            fns.update({("before" if p == "fp32" else f"before_{p}"): (lambda e=old_prefill[p]: e.run(feeds))
+                        for p in before_precisions})
             fns["onnx_portable"] = lambda: portable.run(feeds)
             # every contender computes the LM head on the last position only (what a prefill needs; HF's
             # generate() asks the same with logits_to_keep=1)
@@ -210,10 +229,15 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
             results["prefill"][str(B)] = side_by_side(fns, slow=slow, **turns)
             out = prefill["fp32"].run(feeds)
             states[B] = (out["conv_state_out"], out["ssm_state_out"])
-        del prefill, portable, step32, fns
+        if before_precisions:
+            results["before_after"] = same_tokens(prefill, old_prefill, embed, open_before, inputs,
+                                                  before_precisions)
+        del prefill, portable, step32, fns, old_prefill
         gc.collect()
 
         steps = {p: open_("step", p) for p in opts.precisions}
+        lm_prefill = {p: open_("prefill", p) for p in opts.precisions if p != "fp16"}
+        old_steps = {p: open_before("step", p) for p in before_precisions}
         read, read_bytes = read_probe(opts.threads, mbytes=256 if opts.quick else 1024)
         for B, ids in inputs.items():
             say(f"[{name}] decode step B={B}")
@@ -224,11 +248,18 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
             hf_cache = hf(input_ids=torch.from_numpy(ids)[:, : min(L, 8)], use_cache=True).cache_params
             fns = {label(p): (lambda e=steps[p]: e.run({"input_ids": tok, "conv_state": c_on, "ssm_state": s_on}))
                    for p in opts.precisions}
+            state = {"conv_state": c_on, "ssm_state": s_on}
             for p in opts.precisions:
-                if p != "fp16":  # the decode loop the runtime uses: state in OrtValues, token ids out
-                    loop = open_loop(steps[p], STATE_CARRY, {"conv_state": c_on, "ssm_state": s_on},
-                                     fetch=("next_token",))
+                if p != "fp16":  # the IO-bound loops: state in OrtValues, token ids out
+                    loop = open_loop(steps[p], STATE_CARRY, state, fetch=("next_token",))
                     fns[label(p, "_bound")] = lambda lp=loop: lp.run({"input_ids": tok})
+                    stepper = Stepper(lm_prefill[p], embed)  # the runtime's: the prefill graph at L = 1
+                    loop = open_loop(lm_prefill[p], STATE_CARRY, state, fetch=("next_token",))
+                    fns[label(p, "_decode")] = lambda lp=loop, st=stepper: lp.run(st.feeds(tok))
+            for p in before_precisions:
+                loop = open_loop(old_steps[p], STATE_CARRY, state, fetch=("next_token",))
+                fns["before_bound" if p == "fp32" else f"before_{p}_bound"] = \
+                    lambda lp=loop: lp.run({"input_ids": tok})
             fns["torch_ref"] = lambda: llm.step(tok_t, c_t, s_t)
             fns["hf"] = lambda: hf(input_ids=tok_t[:, None], cache_params=hf_cache, use_cache=True)
             fns["read"] = read  # the bandwidth the floor is computed from, measured in the same rounds
@@ -237,11 +268,34 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
             row_bw = read_bytes / (read_ms / 1e3) / 1e9
             results["step"][str(B)] = row
             results.setdefault("read_bandwidth_in_step_rounds_gb_s", {})[str(B)] = row_bw
-        del steps, fns
+        del steps, lm_prefill, old_steps, fns
         gc.collect()
     if session_options:
         results["session_options"] = measure_session_options(art, manifest, opts, say)
     return results
+
+
+def same_tokens(prefill: dict, old_prefill: dict, embed, open_before, inputs: dict, precisions, steps: int = 8):
+    """Greedy tokens of the current artifact (prefill, then its decode through the prefill graph) and of the earlier
+    one (its prefill, then its step graph) from the same prompts: equal per precision?"""
+    from edge.decode import Stepper, greedy_decode
+
+    out = {}
+    for p in precisions:
+        ids = inputs[min(inputs)]
+        feeds = {"inputs_embeds": embed.run({"input_ids": ids})["inputs_embeds"]}
+        tokens = {}
+        for who, pre, stepper in (("after", prefill[p], Stepper(prefill[p], embed)),
+                                  ("before", old_prefill[p], Stepper(open_before("step", p)))):
+            spec_c, spec_s = pre.inputs["conv_state"], pre.inputs["ssm_state"]
+            conv = np.zeros((ids.shape[0], *spec_c.shape[1:]), np.float32)
+            ssm = np.zeros((ids.shape[0], *spec_s.shape[1:]), np.float32)
+            o = pre.run({**feeds, "conv_state": conv, "ssm_state": ssm})
+            t, _, _ = greedy_decode(stepper, o["next_token"], o["conv_state_out"].copy(), o["ssm_state_out"].copy(),
+                                    [steps] * ids.shape[0], -1, [False] * ids.shape[0])
+            tokens[who] = t
+        out[p] = {"equal": tokens["after"] == tokens["before"], "tokens": steps, "rows": ids.shape[0]}
+    return out
 
 
 SESSION_OPTIONS = {  # name -> (threads, spinning, memory arena: "shared" | "own" | "none", graph optimisation level)
@@ -303,8 +357,12 @@ def ratios(result: dict, floor_ms: dict) -> dict:
         out["step"][B].update({f"{k}_over_floor": row[k]["median_ms"] / floor_ms[B] for k in row
                                if k.startswith("onnx_")})
         for k in row:
-            if k.startswith("onnx_int8"):  # int8 vs the fp32 call of the same kind (plain or bound)
-                out["step"][B][f"{k}_speedup_vs_fp32"] = row[k.replace("_int8", "")]["median_ms"] / row[k]["median_ms"]
+            for q in ("_int8", "_int4"):  # a variant vs the fp32 call of the same kind (plain, bound, decode)
+                if k.startswith(f"onnx{q}") and k.replace(q, "") in row:
+                    out["step"][B][f"{k}_speedup_vs_fp32"] = row[k.replace(q, "")]["median_ms"] / row[k]["median_ms"]
+            if k.startswith("before") and k.replace("before", "onnx").replace("onnx_bound", "onnx_decode") in row:
+                after = k.replace("before", "onnx").replace("_bound", "_decode")
+                out["step"][B][f"{after}_over_{k}"] = row[after]["median_ms"] / row[k]["median_ms"]
     if "1" in result["step"] and "8" in result["step"]:
         for k in result["step"]["1"]:
             if k.startswith("onnx") and k in result["step"]["8"]:

@@ -203,6 +203,8 @@ def cmd_bench(args) -> int:
         opts.presets = tuple(args.presets)
     if args.repeats:
         opts.repeats = args.repeats
+    if args.before and not args.connectors:
+        opts.before = dict(item.split("=", 1) for item in args.before)
     out = Path(args.out) if args.out else lm.RESULTS_DIR
     doc, path = module.run(opts, out, say=lambda m: print(m, file=sys.stderr, flush=True))
     print(module.format_table(doc))
@@ -336,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--presets", nargs="+", help="presets to measure (default: mamba-130m mamba-370m)")
     b.add_argument("--threads", type=positive_int, default=2)
     b.add_argument("--repeats", type=positive_int, default=None)
+    b.add_argument("--before", nargs="+", metavar="PRESET=DIR",
+                   help="also time an artifact of the same preset from an earlier cobra-edge, in the same rounds")
     b.add_argument("--out", help="results folder (default: bench/results)")
     b.set_defaults(func=cmd_bench)
 

@@ -23,9 +23,10 @@ def test_bench_quick_writes_schema(tmp_path):
     assert doc["schema"] == "cobra-edge-bench-lm/3" and doc["read_bandwidth_gb_s"] > 0
     assert {"cpu", "threads", "onnxruntime", "torch", "kernels", "cpu_flags"} <= set(doc["machine"])
     (p,) = doc["presets"]
-    variants = {"onnx", "onnx_int8", "onnx_fp16"}
+    variants = {"onnx", "onnx_int8", "onnx_fp16", "onnx_int4"}
+    decode = {"onnx_decode", "onnx_int8_decode", "onnx_int4_decode"}  # the runtime's: the prefill graph at L = 1
     for phase, contenders in (("prefill", variants | {"onnx_portable", "torch_ref", "hf"}),
-                              ("step", variants | {"onnx_bound", "onnx_int8_bound", "torch_ref", "hf"})):
+                              ("step", variants | decode | {"onnx_bound", "onnx_int8_bound", "torch_ref", "hf"})):
         for B in ("1", "8"):
             row = p[phase][B]
             assert contenders <= set(row), (phase, B)
@@ -36,7 +37,8 @@ def test_bench_quick_writes_schema(tmp_path):
     assert min(p["read_bandwidth_in_step_rounds_gb_s"].values()) > 0 and doc["read_bandwidth_best_gb_s"] > 0
     assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1_onnx" in p["ratios"]["step"]
     assert p["ratios"]["step"]["1"]["onnx_int8_bound_speedup_vs_fp32"] > 0
-    assert set(p["variant_parity"]) == {"int8", "fp16"} and p["variant_parity"]["int8"]["step"]["logits"] > 0
+    assert p["ratios"]["step"]["1"]["onnx_int4_decode_speedup_vs_fp32"] > 0 and "b8_over_b1_onnx_decode" in p["ratios"]["step"]
+    assert set(p["variant_parity"]) == {"int8", "fp16", "int4"} and p["variant_parity"]["int8"]["step"]["logits"] > 0
     assert len(p["session_options"]["step"]) == 6 and len(p["session_options"]["prefill"]) == 6
     assert "hf_over_onnx" in p["ratios"]["prefill"]["1"] and "onnx_steps_over_onnx" in p["ratios"]["prefill"]["1"]
     assert "onnx_portable_over_onnx" in p["ratios"]["prefill"]["8"]
