@@ -67,11 +67,14 @@ class OrtEngine:
         artifact's weights file mapped once). The session uses them in place, without copying; what its kernels
         pre-pack (the matmul weights) they read once, at load, into their own layout, after which the mapped pages
         can be dropped (``MappedWeights.release``).
+    prepacking: let kernels pre-pack their weights (default); off, they read them as stored, slower, no copy (the
+        export's parity checks, which read the weights where PyTorch reads them).
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None,
                  providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False,
-                 kernels: bool = True, shared_arena: bool = True, initializers: Mapping[str, np.ndarray] | None = None):
+                 kernels: bool = True, shared_arena: bool = True, initializers: Mapping[str, np.ndarray] | None = None,
+                 prepacking: bool = True):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
         providers = list(providers or ["CPUExecutionProvider"])
@@ -104,6 +107,8 @@ class OrtEngine:
                 raise EngineError(f"graph {self.name!r}: {e}") from e
             if self.kernels:
                 opts.register_custom_ops_library(str(self.kernels.path))
+        if not prepacking:  # kernels read the weights as stored (slower matmuls, no second copy): one-off checks
+            opts.add_session_config_entry("session.disable_prepacking", "1")
         self._initializers = []  # (array, OrtValue) pairs: they must outlive the session
         if initializers:
             for iname, array in initializers.items():

@@ -22,7 +22,7 @@ def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = F
     from .config import preset
 
     cfg = preset(name)
-    check_memory(cfg, f"preset {name!r}")  # before the model is built: a model too large fails here, named
+    check_memory(cfg, f"preset {name!r}", precisions)  # before the model is built: too large fails here, named
     say = ProgressLines(f"export {name}", enabled=show_progress)
     say("building the model (random weights)")
     return _export_with_progress(build_random(cfg, seed=seed), out, None, overwrite, show_progress, precisions)

@@ -68,6 +68,11 @@ def _finite_or_fail(graph: str, output: str, what: str, values: np.ndarray) -> N
                           f"{values.size}")
 
 
+# ONNX Runtime sessions of the export's checks: they read the weights where the model reads them (no pre-packed copy)
+# and allocate from an arena of their own, released with the session (the process-wide arena never shrinks)
+_CHECK_OPTIONS = {"prepacking": False, "shared_arena": False}
+
+
 @dataclass
 class ExportResult:
     out_dir: Path
@@ -182,7 +187,7 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
     from engines import load_engine
 
     engine = load_engine("onnxruntime", path, name=gdef.name, threads=threads, kernels=kernels,
-                         initializers=initializers)
+                         initializers=initializers, **_CHECK_OPTIONS)
     ref_fn = _reference(model, gdef.name)
     report: dict[str, dict] = {}
     for seed, (b, l) in enumerate(cases):
@@ -230,14 +235,23 @@ def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precisio
             quantize_graph(tmp / g.file, tmp / variant_file(g.name, precision), precision, store)
     else:
         export_fp16(model, lm_defs, tmp, _export_graph, store)
-    open_ = lambda g, f: load_engine("onnxruntime", tmp / f, name=g, initializers=store.arrays_for(tmp / f))  # noqa: E731
-    base = {g.name: open_(g.name, g.file) for g in lm_defs}
-    variant = {g.name: open_(g.name, variant_file(g.name, precision)) for g in lm_defs}
-    for g in lm_defs:  # same contract as the fp32 graph, or the runtime could not swap them
-        file = variant_file(g.name, precision)
-        promise = GraphEntry(g.name, file, tmp / file, base[g.name].inputs, base[g.name].outputs)
-        check_engine_matches(promise, variant[g.name], promised_by=f"the fp32 {g.name} graph")
-    parity = variant_parity(base, variant, open_("embed", "embed.onnx"))
+    files = {g.name: {"fp32": g.file, "variant": variant_file(g.name, precision)} for g in lm_defs}
+    files["embed"] = {"fp32": "embed.onnx"}
+    specs = {}
+
+    def open_engine(graph: str, which: str):
+        engine = load_engine("onnxruntime", tmp / files[graph][which], name=graph, **_CHECK_OPTIONS,
+                             initializers=store.arrays_for(tmp / files[graph][which]))
+        if graph in VARIANT_GRAPHS:  # same contract as the fp32 graph, or the runtime could not swap them
+            if which == "fp32":
+                specs[graph] = (engine.inputs, engine.outputs)
+            else:
+                file = files[graph][which]
+                promise = GraphEntry(graph, file, tmp / file, *specs[graph])
+                check_engine_matches(promise, engine, promised_by=f"the fp32 {graph} graph")
+        return engine
+
+    parity = variant_parity(open_engine)
     return {"graphs": {g.name: {"file": variant_file(g.name, precision)} for g in lm_defs},
             "weights": WEIGHTS[precision], "parity": parity}
 

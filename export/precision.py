@@ -68,25 +68,42 @@ def export_fp16(model, gdefs, out_dir: Path, export_graph, store=None) -> None:
         export_graph(half, gdef, out_dir / variant_file(gdef.name, "fp16"), store)
 
 
-def variant_parity(base: dict, variant: dict, embed, steps: int = 8, seed: int = 0) -> dict:
-    """Compare a variant's prefill and step engines with fp32's on the same inputs (ONNX Runtime, both).
+def variant_parity(open_engine, steps: int = 8, seed: int = 0) -> dict:
+    """Compare a variant's prefill and step graphs with fp32's on the same inputs (ONNX Runtime, both).
 
-    base, variant: {"prefill": Engine, "step": Engine}; embed: the fp32 embed Engine. Inputs: two prompts of
-    40 random token ids from a zero state. Reports max |variant - fp32| of the prefill's logits
-    and states, of one step from the same (fp32) state, and how many of ``steps`` greedy tokens each row shares
-    with fp32 before the first difference.
+    ``open_engine(graph, which)`` opens the "embed", "prefill" or "step" graph of "fp32" or "variant"; each engine is
+    used and released before the next opens (a model of several GB holds one session at a time). Inputs: two prompts
+    of 40 random token ids from a zero state. Reports max |variant - fp32| of the prefill's logits and states, of one
+    step from the same (fp32) state, and how many of ``steps`` greedy tokens each row shares with fp32 before the
+    first difference.
     """
+    import gc
+
     from edge.decode import greedy_decode
 
     rng = np.random.default_rng(seed)
-    spec = base["step"].inputs
-    vocab = base["step"].outputs["logits"].shape[1]
-    ids = rng.integers(0, min(vocab, 256), (2, 40)).astype(np.int64)
+    embed = open_engine("embed", "fp32")
+    ids = rng.integers(0, 256, (2, 40)).astype(np.int64)  # ids inside every vocabulary we build
     x = embed.run({"input_ids": ids})["inputs_embeds"]
-    conv = np.zeros((2, *spec["conv_state"].shape[1:]), np.float32)
-    ssm = np.zeros((2, *spec["ssm_state"].shape[1:]), np.float32)
-    feeds = {"inputs_embeds": x, "conv_state": conv, "ssm_state": ssm}
-    ref, got = base["prefill"].run(feeds), variant["prefill"].run(feeds)
+    del embed
+    out: dict = {}
+    for which in ("fp32", "variant"):
+        prefill = open_engine("prefill", which)
+        spec = prefill.inputs
+        conv = np.zeros((2, *spec["conv_state"].shape[1:]), np.float32)
+        ssm = np.zeros((2, *spec["ssm_state"].shape[1:]), np.float32)
+        pre = prefill.run({"inputs_embeds": x, "conv_state": conv, "ssm_state": ssm})
+        del prefill
+        gc.collect()
+        step = open_engine("step", which)
+        ref = out.get("fp32", {}).get("prefill", pre)  # one step from the same (fp32) state for both
+        one = step.run({"input_ids": ref["next_token"], "conv_state": ref["conv_state_out"],
+                        "ssm_state": ref["ssm_state_out"]})
+        tokens, _, _ = greedy_decode(step, pre["next_token"], pre["conv_state_out"].copy(),
+                                     pre["ssm_state_out"].copy(), [steps, steps], -1, [False, False])
+        del step
+        gc.collect()
+        out[which] = {"prefill": pre, "step": one, "tokens": tokens}
 
     def err(a, b, name):
         va, vb = a[name].astype(np.float32), b[name].astype(np.float32)
@@ -95,18 +112,12 @@ def variant_parity(base: dict, variant: dict, embed, steps: int = 8, seed: int =
                 raise ParityError(f"precision variant: the {who} graph's {name!r} holds NaN or infinite values")
         return float(np.abs(va - vb).max())
 
-    report = {"prefill": {k: err(ref, got, k) for k in ("logits", "conv_state_out", "ssm_state_out")}}
-    report["prefill"]["max_abs_logits"] = float(np.abs(ref["logits"]).max())
-    step_feeds = {"input_ids": ref["next_token"], "conv_state": ref["conv_state_out"], "ssm_state": ref["ssm_state_out"]}
-    s_ref, s_got = base["step"].run(step_feeds), variant["step"].run(step_feeds)
-    report["step"] = {k: err(s_ref, s_got, k) for k in ("logits", "conv_state_out", "ssm_state_out")}
-    tokens = {}
-    for name, engines, out in (("fp32", base, ref), ("variant", variant, got)):
-        t, _, _ = greedy_decode(engines["step"], out["next_token"], out["conv_state_out"].copy(),
-                                out["ssm_state_out"].copy(), [steps, steps], -1, [False, False])
-        tokens[name] = t
+    base, var = out["fp32"], out["variant"]
+    report = {graph: {k: err(base[graph], var[graph], k) for k in ("logits", "conv_state_out", "ssm_state_out")}
+              for graph in ("prefill", "step")}
+    report["prefill"]["max_abs_logits"] = float(np.abs(base["prefill"]["logits"]).max())
     same = []
-    for a, b in zip(tokens["fp32"], tokens["variant"]):
+    for a, b in zip(base["tokens"], var["tokens"]):
         k = 0
         while k < len(a) and k < len(b) and a[k] == b[k]:
             k += 1
