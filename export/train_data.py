@@ -25,8 +25,8 @@ class DataRecipe:
     """What one training step sees. Numbers recorded in the training record."""
 
     scenes: int = 32  # still scenes per step
-    questions: int = 4  # questions per still scene (distinct; fewer when the scene has fewer exact ones)
-    sequences: int = 8  # motion items per step (2 to 4 frames each)
+    questions: int = 6  # questions per still scene (distinct; fewer when the scene has fewer exact ones)
+    sequences: int = 4  # motion items per step (2 to 4 frames each)
     image_size: int = 112  # the model's input (ModelConfig.image_size)
     boxes: bool = False  # also return each frame's shape boxes (models with object tokens)
 
@@ -41,8 +41,8 @@ class Batch:
     seq_qa: list  # per sequence: [(prompt, answer, family), ...] one per frame
 
 
-def draw_batch(recipe: DataRecipe, seed: int, step: int) -> Batch:
-    rng = np.random.default_rng([seed, step, 1])
+def draw_batch(recipe: DataRecipe, seed: int, step: int, motion: bool = True) -> Batch:
+    rng = np.random.default_rng([seed, step % 2**63, 1])  # step -1: the sample that centres the visual tokens
     pixels, boxes, qa = [], [], []
     for j in range(recipe.scenes):
         scene, questions = training_scene(rng, recipe.questions)
@@ -50,38 +50,40 @@ def draw_batch(recipe: DataRecipe, seed: int, step: int) -> Batch:
         boxes.append(scene.boxes() if recipe.boxes else [])
         qa += [(j, q.prompt, q.answer) for q in questions]
     seq_pixels, seq_boxes, seq_qa = [], [], []
-    for j in range(recipe.sequences):
-        item = make_item("motion", (seed, step, 2, j))
+    for j in range(recipe.sequences if motion else 0):
+        item = make_item("motion", (seed, step % 2**63, 2, j))
         seq_pixels.append(np.stack([preprocess(f, recipe.image_size) for f in item.frames()]))
         seq_boxes.append(item.boxes() if recipe.boxes else [])
         seq_qa.append([(q.prompt, q.answer, q.family) for q in item.questions])
     return Batch(np.stack(pixels), boxes, qa, seq_pixels, seq_boxes, seq_qa)
 
 
-def _worker(recipe: DataRecipe, seed: int, steps: range, queue) -> None:
+def _worker(recipe: DataRecipe, seed: int, steps: range, motion_from: int, queue) -> None:
     import cv2
 
     cv2.setNumThreads(1)
     for step in steps:
-        queue.put((step, draw_batch(recipe, seed, step)))
+        queue.put((step, draw_batch(recipe, seed, step, motion=step >= motion_from)))
 
 
 class BatchStream:
     """Batches for ``steps`` drawn by one worker process, a few steps ahead of the trainer; in step order."""
 
-    def __init__(self, recipe: DataRecipe, seed: int, steps: range, ahead: int = 6, workers: bool = True):
-        self.recipe, self.seed, self.steps = recipe, seed, steps
+    def __init__(self, recipe: DataRecipe, seed: int, steps: range, ahead: int = 6, workers: bool = True,
+                 motion_from: int = 0):
+        """``motion_from``: the first step whose batch has motion items (a curriculum)."""
+        self.recipe, self.seed, self.steps, self.motion_from = recipe, seed, steps, motion_from
         self._proc = None
         if workers:
             ctx = mp.get_context("spawn")  # no fork of a process that runs torch's thread pools
             self._queue = ctx.Queue(maxsize=ahead)
-            self._proc = ctx.Process(target=_worker, args=(recipe, seed, steps, self._queue), daemon=True)
+            self._proc = ctx.Process(target=_worker, args=(recipe, seed, steps, motion_from, self._queue), daemon=True)
             self._proc.start()
 
     def __iter__(self):
         for step in self.steps:
             if self._proc is None:
-                yield step, draw_batch(self.recipe, self.seed, step)
+                yield step, draw_batch(self.recipe, self.seed, step, motion=step >= self.motion_from)
                 continue
             got, batch = self._queue.get(timeout=600)
             if got != step:
