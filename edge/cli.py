@@ -246,10 +246,8 @@ def cmd_train(args) -> int:
     _need_export()
     from export.train import TrainOptions, train
 
-    opts = TrainOptions.quick(preset=args.preset, seed=args.seed) if args.quick else TrainOptions(preset=args.preset,
-                                                                                                  seed=args.seed)
-    if args.steps:
-        opts.steps = args.steps
+    steps = {"steps": args.steps} if args.steps else {}
+    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **steps)
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
     train(opts, out, say=lambda m: print(m, flush=True))
     print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")

@@ -61,12 +61,17 @@ class TrainOptions:
     workers: bool = True  # draw batches in a worker process
     log_every: int = 20
 
+    def __post_init__(self) -> None:
+        if self.motion_from >= self.steps:  # fewer steps than the curriculum's still phase: motion from half way
+            self.motion_from = self.steps // 2
+
     @classmethod
     def quick(cls, **kw) -> "TrainOptions":
         """A few steps on small batches: the whole path (data, training, checkpoint) in seconds, for tests."""
         kw.setdefault("recipe", DataRecipe(scenes=4, questions=2, sequences=1))
+        kw.setdefault("steps", 3)
         kw.setdefault("motion_from", 1)
-        return cls(steps=3, eval_every=3, eval_per_family=2, warmup=1, workers=False, log_every=1, **kw)
+        return cls(eval_every=3, eval_per_family=2, warmup=1, workers=False, log_every=1, **kw)
 
 
 @dataclass
