@@ -35,6 +35,7 @@ class EvalResult:
     answers: list[list[str]]
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    frame_ms: list[float] = field(default_factory=list)  # each answered frame's total time (its batch's stages)
 
     @property
     def accuracy(self) -> dict[str, float]:
@@ -78,6 +79,7 @@ def evaluate(rt: Runtime, items: list[Item], mode: str = "continuous", batch: in
     t0 = time.perf_counter()
     answers: list[list[str]] = [[] for _ in items]
     errors: list[str] = []
+    frame_ms: list[float] = []
     sched = None
     if path == "scheduler":
         from .scheduler import FrameScheduler
@@ -109,11 +111,12 @@ def evaluate(rt: Runtime, items: list[Item], mode: str = "continuous", batch: in
                         answers[i].append("")
                     else:
                         answers[i].append(r.text)
+                        frame_ms.append(r.profile.total)
     finally:
         for s in streams:
             s.close()
     return EvalResult([it.family for it in items], [it.question.answer for it in items], answers,
-                      time.perf_counter() - t0, errors)
+                      time.perf_counter() - t0, errors, frame_ms)
 
 
 def _through_scheduler(sched, streams, data, items, live, k, boxes) -> list:

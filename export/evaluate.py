@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge.evaluate import EvalResult, accuracy, agreement, evaluate, format_table
+from edge.evaluate import EvalResult, agreement, evaluate, format_table
 from edge.manifest import Manifest
 from edge.provenance import describe, weights_info
 from edge.runtime import Runtime
@@ -150,7 +150,9 @@ def run_eval(directory: str | Path, opts: EvalOptions, out_dir: Path = RESULTS_D
             result = evaluate(rt, items, mode, opts.batch, opts.path, opts.max_new_tokens)
             run = {"precision": precision, "mode": mode, "path": opts.path, "batch": opts.batch,
                    "accuracy": result.accuracy, "counts": result.counts, "seconds": round(result.seconds, 2),
-                   "errors": result.errors[:10], "error_count": len(result.errors)}
+                   "errors": result.errors[:10], "error_count": len(result.errors),
+                   "frame_ms_median": float(np.median(result.frame_ms)) if result.frame_ms else None,
+                   "visual_tokens": manifest.visual_tokens}
             if mode in refs:
                 run["agreement_with_reference"] = agreement(result.answers, refs[mode].answers)
             runs.append(run)
@@ -207,5 +209,3 @@ def train_then_eval(preset: str, steps: int, opts: EvalOptions, work_dir: Path, 
     export_trained(art, weights, overwrite=True, show_progress=False, precisions=("fp32", *opts.precisions))
     return run_eval(art, EvalOptions(**{**opts.__dict__, "reference": str(weights)}), out_dir, say)
 
-
-__all__ = ["EvalOptions", "accuracy", "run_eval", "train_then_eval", "np"]
