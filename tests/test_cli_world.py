@@ -17,14 +17,6 @@ def _cli(*args, env=None, timeout=300, prefix=""):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-@pytest.fixture(scope="module")
-def trained_artifact(tmp_path_factory):
-    pytest.importorskip("torch")
-    from export.cli import export_trained
-
-    return export_trained(tmp_path_factory.mktemp("trained") / "tiny", None, show_progress=False).out_dir
-
-
 def test_random_weights_warn_and_inspect_says_so(tiny_artifact, tmp_path):
     pytest.importorskip("torch")
     r = _cli("export", "--preset", "tiny-ldp", "--out", str(tmp_path / "r"))

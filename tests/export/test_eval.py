@@ -27,11 +27,8 @@ NOT_REACHED = {  # bench/results/eval-tiny-20261130-125113.json
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from export.cli import export_trained
-
-    return export_trained(tmp_path_factory.mktemp("eval") / "tiny", None, show_progress=False,
-                          precisions=("fp32", "fp16", "int8")).out_dir
+def trained(trained_artifact):
+    return trained_artifact
 
 
 @pytest.fixture(scope="module")
