@@ -33,7 +33,7 @@ def test_trained_weights_round_trip_through_inspect(trained_artifact):
 
     from export.weights import EMBEDDED, sha256
 
-    weights = json.loads((trained_artifact / "manifest.json").read_text())["weights"]
+    weights = json.loads((trained_artifact / "manifest.json").read_text())["weights_source"]
     record = json.loads(EMBEDDED.with_suffix(".json").read_text())
     assert weights["source"] == "trained" and weights["sha256"] == sha256(EMBEDDED)
     assert weights["record"]["seed"] == record["seed"] and weights["record"]["steps"] == record["steps"]

@@ -60,7 +60,7 @@ def test_checkpoint_round_trips_and_exports(quick_checkpoint, tmp_path):
         assert torch.equal(a, b), k
     assert tokenizer_json == result.tokenizer_json and record["steps"] == 3
     art = export_trained(tmp_path / "art", out, show_progress=False).out_dir
-    weights = Manifest.load(art).raw["weights"]
+    weights = Manifest.load(art).raw["weights_source"]
     assert weights["source"] == "checkpoint" and weights["path"] == str(out.resolve())
     assert weights["record"]["steps"] == 3 and "curve" not in weights["record"]
     answer = Runtime.load(art).open_stream("s").ask(np.zeros((60, 80, 3), np.uint8), "Is the path clear?", 3)
