@@ -43,7 +43,11 @@ def cmd_export(args) -> int:
 
 
 def _export(export_cli, args) -> int:
-    if args.checkpoint:
+    if args.trained or args.weights:
+        if args.checkpoint or args.preset:
+            raise ValueError("--trained / --weights export a checkpoint of cobra-edge train; not with --checkpoint or --preset")
+        result = export_cli.export_trained(args.out, args.weights, overwrite=args.overwrite, precisions=args.precision)
+    elif args.checkpoint:
         result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
                                               args.tokenizer, overwrite=args.overwrite, precisions=args.precision)
     elif args.vision_weights or args.tokenizer:
@@ -70,6 +74,10 @@ def _print_answer(answer) -> None:
     p = answer.profile
     text = repr(answer.text)
     text = text if len(text) <= 38 else text[:35] + "...'"
+    question = getattr(answer, "tag", None)
+    if hasattr(question, "answer"):  # a synthetic world frame: its question and exact answer beside the model's
+        mark = "ok" if answer.text.strip().lower() == question.answer else "WRONG"
+        text = f"{text:<10} truth {question.answer!r:<9} {mark:<5}  ({question.prompt})"
     print(_fmt_row((answer.stream, p.frame_index, f"{p.preprocess:.1f}", f"{p.vision:.1f}", f"{p.projector:.1f}",
                     f"{p.prefill:.1f}", f"{p.decode:.1f}", f"{p.total:.1f}", p.new_tokens, "  " + text), ROW_WIDTHS),
           flush=True)
@@ -87,23 +95,31 @@ def _run(directory, sources: dict, args) -> int:
     print(f"model {runtime.manifest.model.get('name')} from {directory}: {runtime.manifest.visual_tokens} visual tokens, "
           f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}, {runtime.precision}")
     print(f"selective scan: {runtime.selective_scan}")
+    from .provenance import random_warning
+
+    warning = random_warning(runtime.manifest)
+    if warning:
+        print(warning, file=sys.stderr)
     print(_fmt_row(ROW_HEAD, ROW_WIDTHS) + "   (times in ms)")
     errors = []
     records = []
+    answers = []
 
     def on_error(name, e):
         errors.append((name, e))
         print(f"{name:<10} error: {e}", file=sys.stderr, flush=True)
 
     def on_answer(answer):
+        answers.append(answer)
         _print_answer(answer)
         records.append({**answer.profile.to_dict(), "answer": answer.text})
         if files is not None:
             files.add(records[-1])
 
+    ask_world = args.prompt is None and all(hasattr(s, "question") for s in sources.values())
     with stop_on_signals() as signalled:
-        profiler = answer_sources(runtime, sources, args.prompt, args.frames, args.max_new_tokens,
-                                  on_answer=on_answer, on_error=on_error, stop=signalled.stop)
+        profiler = answer_sources(runtime, sources, None if ask_world else (args.prompt or DEFAULT_PROMPT), args.frames,
+                                  args.max_new_tokens, on_answer=on_answer, on_error=on_error, stop=signalled.stop)
     failed = [(n, e) for n, e in errors if not isinstance(e, EOFError)]
     print()
     if signalled.signum is not None:
@@ -111,6 +127,11 @@ def _run(directory, sources: dict, args) -> int:
     print(f"summary: {len(profiler.frames)} frames answered on {len(sources)} streams, {len(failed)} errors")
     print(profiler.format_summary())
     print(f"state bytes per stream: {runtime.bytes_per_stream:,}")
+    scored = [a for a in answers if hasattr(a.tag, "answer")]
+    if scored:
+        right = sum(a.text.strip().lower() == a.tag.answer for a in scored)
+        print(f"accuracy: {right} of {len(scored)} answers equal the scene's exact answer ({100 * right / len(scored):.0f} %; "
+              f"a small sample: cobra-edge eval measures 500 questions per family)")
     if files is not None:
         doc = {"records": records, "errors": [{"stream": n, "error": str(e)} for n, e in failed],
                "summary": {"stages_ms": profiler.summary(), "frames_answered": len(records),
@@ -122,7 +143,8 @@ def _run(directory, sources: dict, args) -> int:
 
 
 def _sources(args) -> dict:
-    from .sources import ImageFolderSource, SyntheticSource, VideoSource
+    from .sources import ImageFolderSource, VideoSource
+    from .world.source import WorldSource
 
     names = [f"cam{i}" for i in range(args.streams)]
     if getattr(args, "images", None):
@@ -132,7 +154,7 @@ def _sources(args) -> dict:
         return {n: VideoSource(device) for n in names[:1]}
     if args.video:
         return {n: VideoSource(args.video, loop=True) for n in names}
-    return {n: SyntheticSource(seed=i) for i, n in enumerate(names)}
+    return {n: WorldSource(seed=i) for i, n in enumerate(names)}
 
 
 def cmd_profile(args) -> int:
@@ -147,8 +169,8 @@ def cmd_profile(args) -> int:
     print(f"profiling {len(sources)} streams x {args.frames} frames on {args.dir} ({runtime.manifest.visual_tokens} "
           f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream); selective scan: {runtime.selective_scan}")
     with stop_on_signals() as signalled:
-        run = run_profile(runtime, sources, args.prompt, args.frames, args.max_new_tokens, max_age_ms=args.max_age_ms,
-                          mode=args.mode, files=files, stop=signalled.stop)
+        run = run_profile(runtime, sources, args.prompt or DEFAULT_PROMPT, args.frames, args.max_new_tokens,
+                          max_age_ms=args.max_age_ms, mode=args.mode, files=files, stop=signalled.stop)
     for e in run.errors:
         print(f"{e['stream']:<10} error: {e['error']}", file=sys.stderr)
     if signalled.signum is not None:
@@ -173,20 +195,22 @@ def default_cache_dir() -> Path:
 
 
 def cmd_demo(args) -> int:
-    """Export the tiny model once (cached), then answer synthetic frames on several streams."""
+    """Export the trained tiny model once (cached), then ask it about synthetic frames on several streams."""
     export_cli = _need_export()
-    from export.config import preset
     from export.onnx_export import EXPORT_REVISION
+    from export.weights import EMBEDDED, load_trained, sha256
 
-    from .manifest import artifact_matches
+    from .manifest import Manifest, artifact_matches
 
-    directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny"
+    directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny-trained"
     precisions = ("fp32", args.precision)
-    if artifact_matches(directory, preset("tiny").to_dict(), revision=EXPORT_REVISION, precisions=precisions):
-        print(f"using the tiny model exported in {directory}")
+    model, _, _ = load_trained(EMBEDDED)
+    if (artifact_matches(directory, model.cfg.to_dict(), revision=EXPORT_REVISION, precisions=precisions)
+            and Manifest.load(directory).raw.get("weights_source", {}).get("sha256") == sha256(EMBEDDED)):
+        print(f"using the tiny model exported in {directory} (trained weights)")
     else:
-        print(f"exporting the tiny model to {directory} ...")
-        export_cli.export_preset("tiny", directory, overwrite=True, precisions=precisions)
+        print(f"exporting the trained tiny model ({EMBEDDED.name}, committed with its training record) to {directory} ...")
+        export_cli.export_trained(directory, None, overwrite=True, precisions=precisions)
     args.video = None
     return _run(directory, _sources(args), args)
 
@@ -194,6 +218,12 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     """The LM benchmark (bench/lm.py), or with --connectors the connector cost table (bench/connectors.py)."""
     _need_export()
+    if not args.connectors:
+        try:
+            import transformers  # noqa: F401  (the benchmark's Hugging Face contender)
+        except ImportError:
+            raise SystemExit("cobra-edge bench: the LM benchmark compares against Hugging Face transformers, which is not "
+                             "installed: pip install -c constraints.txt '.[export,bench]'  (--connectors needs no transformers)")
     from bench import connectors, lm
 
     module, options = (connectors, connectors.ConnectorOptions) if args.connectors else (lm, lm.BenchOptions)
@@ -205,10 +235,48 @@ def cmd_bench(args) -> int:
         opts.repeats = args.repeats
     if args.before and not args.connectors:
         opts.before = dict(item.split("=", 1) for item in args.before)
-    out = Path(args.out) if args.out else lm.RESULTS_DIR
+    out = Path(args.out) if args.out else default_cache_dir() / "bench-results"
     doc, path = module.run(opts, out, say=lambda m: print(m, file=sys.stderr, flush=True))
     print(module.format_table(doc))
     print(f"\nwrote {path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    _need_export()
+    from export.train import TrainOptions, train
+
+    steps = {"steps": args.steps} if args.steps else {}
+    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **steps)
+    out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
+    train(opts, out, say=lambda m: print(m, flush=True))
+    print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    _need_export()
+    from export.evaluate import RESULTS_DIR, EvalOptions, run_eval, train_then_eval
+    from export.train import TrainOptions
+
+    if bool(args.dir) == bool(args.preset):
+        raise ValueError("give an artifact directory or --preset (to train, export and evaluate it), not both")
+    opts = EvalOptions(precisions=tuple(dict.fromkeys(args.precision)), modes=tuple(dict.fromkeys(args.mode)),
+                       batch=args.batch, path=args.path, per_family=args.per_family, seed=args.seed,
+                       reference=args.reference, threads=args.threads,
+                       **({"families": tuple(args.families)} if args.families else {}))
+    out = Path(args.out) if args.out else RESULTS_DIR
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    if args.preset:
+        doc, path = train_then_eval(args.preset, args.steps or TrainOptions().steps, opts,
+                                    default_cache_dir() / "runs", out, say=say)
+    else:
+        doc, path = run_eval(args.dir, opts, out, say=say)
+    from export.evaluate import markdown
+
+    print()
+    print(markdown(doc))
+    print(f"\nwrote {path} and {path.with_suffix('.md')}")
     return 0
 
 
@@ -231,6 +299,9 @@ def cmd_inspect(args) -> int:
         print(f"vision     {enc}; {m.image_size} px; projector {model.get('projector')}; {m.visual_tokens} visual tokens")
     else:
         print("vision     none (language-model-only artifact)")
+    from .provenance import describe, weights_info
+
+    print(f"weights    {describe(weights_info(m))}")
     print(f"state      {m.state.bytes_per_stream:,} bytes per stream "
           f"(conv {list(m.state.conv_shape)} {m.state.conv_dtype}, ssm {list(m.state.ssm_shape)} {m.state.ssm_dtype})")
     print("graphs")
@@ -270,6 +341,15 @@ def cmd_kernels(args) -> int:
     return 0 if library() else 1
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, except where there is none to show (None, off) or the help says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cobra-edge", description="Mamba vision-language models on robots.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -287,14 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     e.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "int8", "int4"),
                    help="also write these variants of the prefill and step graphs (fp32 is always written)")
+    e.add_argument("--trained", action="store_true",
+                   help="the embedded trained tiny model (export/trained/tiny.safetensors) instead of random weights")
+    e.add_argument("--weights", help="a checkpoint written by 'cobra-edge train' (.safetensors)")
     e.set_defaults(func=cmd_export)
 
     def runtime_args(q):
         q.add_argument("--streams", type=positive_int, default=2, help="number of camera streams")
         q.add_argument("--frames", type=positive_int, default=4, help="frames per stream")
-        q.add_argument("--prompt", type=prompt_text, default=DEFAULT_PROMPT)
-        q.add_argument("--max-new-tokens", type=non_negative_int, default=8)
-        q.add_argument("--backend", default="onnxruntime")
+        q.add_argument("--prompt", type=prompt_text, default=None,
+                       help=f"what to ask every frame (default: synthetic frames are asked the world's questions, "
+                            f"with the exact answer beside the model's; other sources {DEFAULT_PROMPT!r})")
+        q.add_argument("--max-new-tokens", type=non_negative_int, default=8, help="answer length limit in tokens")
+        q.add_argument("--backend", default="onnxruntime", help="engine backend")
         q.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
         q.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"),
                        help="which of the artifact's variants to run (see cobra-edge inspect)")
@@ -336,12 +421,43 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--connectors", action="store_true",
                    help="cost of each projector design: tokens, parameters, projector and prefill time (Markdown table)")
     b.add_argument("--presets", nargs="+", help="presets to measure (default: mamba-130m mamba-370m)")
-    b.add_argument("--threads", type=positive_int, default=2)
-    b.add_argument("--repeats", type=positive_int, default=None)
+    b.add_argument("--threads", type=positive_int, default=2, help="intra-op threads")
+    b.add_argument("--repeats", type=positive_int, default=None, help="timed rounds (default: the benchmark's own)")
     b.add_argument("--before", nargs="+", metavar="PRESET=DIR",
                    help="also time an artifact of the same preset from an earlier cobra-edge, in the same rounds")
-    b.add_argument("--out", help="results folder (default: bench/results)")
+    b.add_argument("--out", help="results folder (default: $COBRA_EDGE_CACHE/bench-results, outside the repository; "
+                                 "--out bench/results to record a run in it)")
     b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("train", help="train the tiny model on the synthetic world (needs the export extra)")
+    t.add_argument("--preset", default="tiny", help="tiny, or a tiny connector preset (tiny-ldp, tiny-sva, tiny-mg, "
+                                                     "tiny-abstractor)")
+    t.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the embedded model's recipe)")
+    t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
+    t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
+                                               ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
+    t.add_argument("--quick", action="store_true", help="a few small steps: checks the whole path in seconds")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("eval", help="accuracy per question family through the runtime, beside the PyTorch reference")
+    v.add_argument("dir", nargs="?", help="artifact directory (or --preset to train, export and evaluate)")
+    v.add_argument("--preset", help="train this tiny preset for --steps, export it, then evaluate it")
+    v.add_argument("--steps", type=positive_int, default=None, help="training steps with --preset (default: as 'train')")
+    v.add_argument("--precision", nargs="+", default=["fp32", "int8", "fp16"], choices=("fp32", "fp16", "int8"),
+                   help="precisions to evaluate (the artifact must hold their variants)")
+    v.add_argument("--mode", nargs="+", default=["continuous", "reset"], choices=("reset", "continuous"),
+                   help="stream modes to evaluate")
+    v.add_argument("--batch", type=positive_int, default=8, help="streams answered together")
+    v.add_argument("--path", default="direct", choices=("direct", "scheduler"),
+                   help="Runtime.answer directly, or through the FrameScheduler")
+    v.add_argument("--per-family", type=positive_int, default=500, help="questions per family")
+    v.add_argument("--seed", type=non_negative_int, default=1000, help="seed of the held-out items (never used in training)")
+    v.add_argument("--families", nargs="+", default=None, help="families to ask (default: all six)")
+    v.add_argument("--reference", default="auto",
+                   help="PyTorch reference weights: auto (from the manifest's weight source), none, or a .safetensors")
+    v.add_argument("--threads", type=positive_int, default=2, help="threads of ONNX Runtime and of the reference")
+    v.add_argument("--out", default=None, help="results folder (default: bench/results)")
+    v.set_defaults(func=cmd_eval)
 
     from ros_bridge.cli import add_parser as add_ros_parser  # argparse only; ROS libraries load when it runs
 
@@ -356,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print manifest.json as is")
     i.add_argument("--no-verify", action="store_true", help="skip sha256 checks")
     i.set_defaults(func=cmd_inspect)
+    for sp in sub.choices.values():  # every subcommand's help shows its defaults
+        sp.formatter_class = _DefaultsHelp
     return p
 
 

@@ -13,13 +13,14 @@ from .runtime import Answer, Runtime
 from .sources import SourceError
 
 
-def answer_sources(runtime: Runtime, sources: dict[str, object], prompt: str, frames: int, max_new_tokens: int,
+def answer_sources(runtime: Runtime, sources: dict[str, object], prompt: str | None, frames: int, max_new_tokens: int,
                    on_answer: Callable[[Answer], None] | None = None,
                    on_error: Callable[[str, Exception], None] | None = None,
                    stop: threading.Event | None = None) -> Profiler:
     """Up to ``frames`` frames per source, round robin. A source that ends or fails, or a frame that fails, is
     reported through ``on_error`` and never stops the other streams. ``stop`` ends the run after the current
-    round (SIGINT / SIGTERM in ``cobra-edge run``)."""
+    round (SIGINT / SIGTERM in ``cobra-edge run``). ``prompt`` None: each frame is asked the question its source
+    poses about it (edge.world's WorldSource), and the Answer's ``tag`` is that question (with its exact answer)."""
     profiler = Profiler()
     streams = {name: runtime.open_stream(name) for name in sources}
     live = dict(sources)
@@ -42,8 +43,12 @@ def answer_sources(runtime: Runtime, sources: dict[str, object], prompt: str, fr
                     continue
                 frame, ts = item
                 boxes = getattr(live[name], "boxes", None) if runtime.takes_boxes else None  # synthetic: its shapes
+                question = getattr(live[name], "question", None) if prompt is None else None
                 try:
-                    answer = streams[name].ask(frame, prompt, max_new_tokens=max_new_tokens, timestamp=ts, boxes=boxes)
+                    answer = streams[name].ask(frame, question.prompt if question else prompt,
+                                               max_new_tokens=max_new_tokens, timestamp=ts, boxes=boxes)
+                    if question:
+                        answer.tag = question
                 except (CobraEdgeError, EngineError) as e:
                     if on_error:
                         on_error(name, e)

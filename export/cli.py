@@ -10,22 +10,29 @@ from .onnx_export import ExportResult, export_model
 
 
 def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, show_progress: bool,
-                          precisions=("fp32",)) -> ExportResult:
+                          precisions=("fp32",), weights_source: dict | None = None) -> ExportResult:
     say = ProgressLines(f"export {model.cfg.name}", enabled=show_progress)
-    result = export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions)
+    result = export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions,
+                          weights_source=weights_source)
     say(f"done: {result.out_dir}")
     return result
 
 
 def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = False,
                   show_progress: bool = True, precisions=("fp32",)) -> ExportResult:
+    import sys
+
+    from edge.provenance import RANDOM_WARNING
+
     from .config import preset
 
     cfg = preset(name)
     check_memory(cfg, f"preset {name!r}", precisions)  # before the model is built: too large fails here, named
+    print(RANDOM_WARNING.format(what=f"exporting {name} with"), file=sys.stderr)
     say = ProgressLines(f"export {name}", enabled=show_progress)
     say("building the model (random weights)")
-    return _export_with_progress(build_random(cfg, seed=seed), out, None, overwrite, show_progress, precisions)
+    return _export_with_progress(build_random(cfg, seed=seed), out, None, overwrite, show_progress, precisions,
+                                 weights_source={"source": "random", "seed": seed})
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, vision_weights: list[str] | None = None,
@@ -34,4 +41,32 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, vision_weights: l
     from .loaders import build_from_checkpoint
 
     model, tok = build_from_checkpoint(checkpoint, vision_weights, preset_name, tokenizer)
-    return _export_with_progress(model, out, tok, overwrite, show_progress, precisions)
+    return _export_with_progress(model, out, tok, overwrite, show_progress, precisions,
+                                 weights_source={"source": "checkpoint", "path": str(Path(checkpoint).resolve())})
+
+
+def trained_weights_entry(path: str | Path | None, record: dict) -> dict:
+    """The manifest's ``weights`` for a checkpoint of cobra-edge train: ``trained`` for the embedded default,
+    ``checkpoint`` for any other file; the record without its curve."""
+    from .weights import EMBEDDED, sha256
+
+    path = Path(path or EMBEDDED).resolve()
+    short = {k: v for k, v in record.items() if k != "curve"}
+    if path == EMBEDDED.resolve():
+        return {"source": "trained", "file": f"export/trained/{EMBEDDED.name}", "sha256": sha256(path), "record": short}
+    return {"source": "checkpoint", "path": str(path), "sha256": sha256(path), "record": short}
+
+
+def export_trained(out: str | Path, weights: str | Path | None = None, overwrite: bool = False,
+                   show_progress: bool = True, precisions=("fp32",)) -> ExportResult:
+    """Export a checkpoint written by ``cobra-edge train`` (export/weights.py), or the embedded default."""
+    import tempfile
+
+    from .weights import EMBEDDED, load_trained
+
+    model, tokenizer_json, record = load_trained(weights or EMBEDDED)
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = Path(tmp) / "tokenizer.json"
+        tok.write_text(tokenizer_json)
+        return _export_with_progress(model, out, tok, overwrite, show_progress, precisions,
+                                     weights_source=trained_weights_entry(weights, record))

@@ -258,11 +258,12 @@ def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precisio
 
 def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path | None = None,
                  progress: Callable[[str], None] | None = None, overwrite: bool = False,
-                 precisions: tuple[str, ...] = ("fp32",)) -> ExportResult:
+                 precisions: tuple[str, ...] = ("fp32",), weights_source: dict | None = None) -> ExportResult:
     """Write every graph, check parity, write tokenizer.json and manifest.json. Atomic: the directory
     appears only when everything passed (written to a temporary sibling, then renamed).
     ``precisions``: fp32 always; "fp16" and "int8" add variants of the prefill and step graphs
-    (export/precision.py) with their error against fp32 in the manifest."""
+    (export/precision.py) with their error against fp32 in the manifest. ``weights_source``: where the weights came from,
+    recorded in the manifest (edge/provenance.py: random, trained, checkpoint); unknown when not given."""
     variants = check_precisions(precisions)
     cfg = model.cfg
     out_dir = Path(out_dir)
@@ -334,6 +335,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
             "weights": {"file": WEIGHTS_FILE, "tensors": store.tensors, "bytes": store.size,
                         "layout": "every initializer of every graph and variant stored once (by content), "
                                   f"{ALIGN}-byte aligned; graphs refer to it as ONNX external data"},
+            "weights_source": weights_source or {"source": "unknown"},
         }
         if variant_entries:
             body["variants"] = variant_entries

@@ -133,6 +133,19 @@ def scan_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tens
     return y, h_last.transpose(1, 2)
 
 
+def scan_train(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Same contract as ``scan_ref``, for training (export/train.py): the tokens are taken apart with one
+    ``unbind`` instead of l ``select``s (whose backward writes a full-size zero gradient per token: O(l^2)), and
+    the outputs are read from all states in one matmul."""
+    dA, dBx = discretize(x, dt, A, B)
+    hs = []
+    for dA_t, dBx_t in zip(dA.unbind(1), dBx.unbind(1)):
+        h = dA_t * h + dBx_t
+        hs.append(h)
+    y = torch.matmul(torch.stack(hs, dim=1), C.unsqueeze(-1)).squeeze(-1)  # [b, l, d_in, n] @ [b, l, n, 1]
+    return y, h
+
+
 SCANS: dict[str, ScanFn] = {"ref": scan_ref, "hop": scan_hop, "chunked": scan_chunked}
 
 

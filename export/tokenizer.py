@@ -20,8 +20,21 @@ The camera sees a kitchen, a bottle, a bowl and a knife on the counter.
 """
 
 
+def world_corpus() -> str:
+    """The synthetic world's questions and answers (edge/world), so that its words are whole tokens: every
+    template with every colour and shape, and every answer alone on a line, as the model writes it after the
+    chat template's final newline."""
+    from edge.world import ANSWERS, TEMPLATES
+    from edge.world.spec import COLOURS, SHAPES
+
+    lines = {t.format(colour=c, shape=k) for t in TEMPLATES.values() for c in COLOURS for k in SHAPES}
+    lines |= {a for answers in ANSWERS.values() for a in answers}
+    return "\n".join(sorted(lines)) + "\n"
+
+
 def build_tiny_tokenizer(vocab_size: int, eos_token: str = "<|endoftext|>"):
-    """A byte-level BPE of at most ``vocab_size`` tokens; ``eos_token`` is id 0. Deterministic."""
+    """A byte-level BPE of at most ``vocab_size`` tokens, trained on a small embedded corpus and the synthetic
+    world's questions and answers; ``eos_token`` is id 0. Deterministic."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -33,7 +46,7 @@ def build_tiny_tokenizer(vocab_size: int, eos_token: str = "<|endoftext|>"):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tok.train_from_iterator([_CORPUS] * 4 + [world_corpus()] * 4, trainer=trainer)
     if tok.token_to_id(eos_token) != 0:
         raise RuntimeError(f"tokenizer build: {eos_token!r} did not get id 0")
     if tok.get_vocab_size() > vocab_size:

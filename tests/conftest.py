@@ -87,3 +87,13 @@ def torch_greedy(model, tokenizer, frame, prompt, max_new_tokens, boxes=None):
             out.append(tok)
             logits, conv, ssm = llm.step(torch.tensor([tok]), conv, ssm)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_artifact(tmp_path_factory) -> Path:
+    """The embedded trained weights (export/trained/tiny.safetensors) exported with fp16 and int8 variants."""
+    pytest.importorskip("torch")
+    from export.cli import export_trained
+
+    return export_trained(tmp_path_factory.mktemp("trained") / "tiny", None, show_progress=False,
+                          precisions=("fp32", "fp16", "int8")).out_dir

@@ -1,0 +1,99 @@
+"""Items: a question of one family with its frames, drawn deterministically from a seed.
+
+An item is what an evaluation asks a stream: one frame and one question for the single-frame families; for
+``motion``, 2 to 4 frames of one moving scene, each earlier frame with a single-frame question about itself
+(answered as it comes, as a robot would be asked along the way) and the last frame with the motion question.
+In ``continuous`` mode the stream's state carries the earlier frames to the last question; in ``reset`` mode it
+does not, and the motion question cannot be answered better than chance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import spec
+from .questions import FAMILIES, SINGLE_FRAME, Question, ask, motion_of
+from .render import render
+from .scene import Scene, sample_sequence
+
+
+@dataclass(frozen=True)
+class Item:
+    family: str
+    scenes: tuple[Scene, ...]  # the frames' geometry, in order
+    questions: tuple[Question, ...]  # one per frame; the last is the item's own question (its family)
+    seed: tuple[int, ...]  # what the frames' sensor noise is drawn from
+
+    @property
+    def question(self) -> Question:
+        return self.questions[-1]
+
+    def frames(self) -> list[np.ndarray]:
+        """BGR uint8 frames [H, W, 3], one per scene (deterministic: the same pixels every call)."""
+        return [render(s, np.random.default_rng([*self.seed, k])) for k, s in enumerate(self.scenes)]
+
+    def boxes(self) -> list[np.ndarray]:
+        """Each frame's shape boxes [n, 4] normalised, as a detector would report them."""
+        return [s.boxes() for s in self.scenes]
+
+
+def _some_question(rng: np.random.Generator, scene: Scene, families=SINGLE_FRAME) -> Question:
+    while True:
+        q = ask(families[rng.integers(len(families))], scene, rng)
+        if q is not None:
+            return q
+
+
+def sample_scene_for(family: str, rng: np.random.Generator) -> tuple[list[Scene], str | None]:
+    """The frames an item of ``family`` is asked about, drawn so that its answers are balanced, and the kind of
+    the shape it names when that shape must be the only one of its kind (colour, motion)."""
+    kind = spec.SHAPES[rng.integers(len(spec.SHAPES))]
+    if family == "colour":
+        return sample_sequence(rng, anchor_kind=kind), kind
+    if family == "path":
+        return sample_sequence(rng, path=bool(rng.random() < 0.5)), None
+    if family == "motion":
+        frames = int(rng.integers(spec.SEQUENCE_FRAMES[0], spec.SEQUENCE_FRAMES[1] + 1))
+        return sample_sequence(rng, frames=frames, anchor_kind=kind), kind
+    if family in SINGLE_FRAME:
+        return sample_sequence(rng), None
+    raise ValueError(f"unknown question family {family!r}; known: {FAMILIES}")
+
+
+def make_item(family: str, seed: tuple[int, ...]) -> Item:
+    """One item of ``family``, determined by ``seed`` (a tuple of ints)."""
+    rng = np.random.default_rng([*seed, 7])
+    scenes, kind = sample_scene_for(family, rng)
+    if family == "motion":
+        questions = [_some_question(rng, s) for s in scenes[:-1]] + [motion_of(scenes, kind)]
+    else:
+        q = None
+        while q is None:
+            q = ask(family, scenes[-1], rng)
+        questions = [q]
+    return Item(family, tuple(scenes), tuple(questions), tuple(seed))
+
+
+def eval_items(seed: int, per_family: int, families=FAMILIES) -> list[Item]:
+    """``per_family`` items of each family, family by family; item i of family f is seeded (seed, f, i)."""
+    return [make_item(f, (seed, FAMILIES.index(f), i)) for f in families for i in range(per_family)]
+
+
+def training_scene(rng: np.random.Generator, questions: int) -> tuple[Scene, list[Question]]:
+    """One still scene (balanced for a family drawn at random) and up to ``questions`` distinct questions about
+    it from the single-frame families."""
+    family = SINGLE_FRAME[rng.integers(len(SINGLE_FRAME))]
+    (scene,), _ = sample_scene_for(family, rng)
+    first = None
+    while first is None:
+        first = ask(family, scene, rng)
+    out = {first.prompt: first}
+    for _ in range(questions * 3):
+        if len(out) == questions:
+            break
+        q = ask(SINGLE_FRAME[rng.integers(len(SINGLE_FRAME))], scene, rng)
+        if q is not None and q.prompt not in out:
+            out[q.prompt] = q
+    return scene, list(out.values())

@@ -1,0 +1,393 @@
+"""Training the tiny Cobra-shaped model on the synthetic world, end to end: both vision encoders, the projector
+and the Mamba LM, on generated scenes and templated questions in the Zephyr chat format.
+
+    result = train(TrainOptions(preset="tiny", steps=1400, seed=0), "run/tiny.safetensors")
+
+Each step (export/train_data.py): still scenes with several questions each, in reset mode (every question from
+the state after its image: the image is prefilled once and its state shared by its questions, as
+``Stream.fork`` does at run time), and motion items of 2 to 4 frames in continuous mode (image, question,
+answer, next image, ...). The loss is the cross-entropy of the answer tokens and of the EOS after each answer
+(motion answers weighted ``motion_weight``); the prompt and image positions carry no loss. The sequences are
+laid out exactly as the runtime feeds them, so what is trained is what is served.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import preset as preset_config
+from .model import CobraModel, build_random
+from .scan import scan_train, selective_scan
+from .tokenizer import build_tiny_tokenizer
+from .train_data import Batch, BatchStream, DataRecipe
+from .weights import save_trained
+
+TRAIN_SCAN = partial(selective_scan, scan=scan_train)
+DT_RANGE = (0.1, 0.5)  # initial step sizes (mamba_ssm: 1e-3 to 1e-1): see init_for_training
+A_SCALE = 1 / 64  # initial A = -(1 .. d_state) * this (mamba_ssm: -(1 .. d_state)): see init_for_training
+
+
+@dataclass
+class TrainOptions:
+    preset: str = "tiny"
+    seed: int = 0
+    steps: int = 1200
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05  # cosine decay to lr * this
+    warmup: int = 50
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    motion_weight: float = 2.0
+    motion_from: int = 600  # the first step with motion items (a curriculum: still scenes alone before it)
+    threads: int = 1  # torch's threads; the data worker takes another core (2 in all; see docs/training.md)
+    eval_every: int = 100  # steps between validation runs (PyTorch, held-out validation seed)
+    eval_per_family: int = 20
+    validation_seed: int = 999  # never used for training batches nor for cobra-edge eval's default seed
+    max_new_tokens: int = 4
+    recipe: DataRecipe = field(default_factory=DataRecipe)
+    workers: bool = True  # draw batches in a worker process
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.motion_from >= self.steps:  # fewer steps than the curriculum's still phase: motion from half way
+            self.motion_from = self.steps // 2
+
+    @classmethod
+    def quick(cls, **kw) -> "TrainOptions":
+        """A few steps on small batches: the whole path (data, training, checkpoint) in seconds, for tests."""
+        kw.setdefault("recipe", DataRecipe(scenes=4, questions=2, sequences=1))
+        kw.setdefault("steps", 3)
+        kw.setdefault("motion_from", 1)
+        return cls(eval_every=3, eval_per_family=2, warmup=1, workers=False, log_every=1, **kw)
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    record: dict
+    model: CobraModel
+    tokenizer_json: str
+
+
+def sincos_2d(grid: int, width: int) -> torch.Tensor:
+    """[grid * grid, width] fixed 2D sine-cosine position code (MAE's): half the channels code the row, half the
+    column, at geometric frequencies; values in [-1, 1], row-major like the patch grid."""
+    quarter = width // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                            indexing="ij")
+    parts = [f(pos.flatten()[:, None] * omega) for pos in (ys, xs) for f in (torch.sin, torch.cos)]
+    code = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(code, (0, width - code.shape[1]))
+
+
+def init_for_training(model: CobraModel) -> CobraModel:
+    """Start the ViTs' patch position embeddings from a 2D sine-cosine code instead of small noise. The Mamba LM
+    has no position of its own over the image tokens (its scan is the same at every token): where a shape is
+    must be written into the tokens, and with noise of 0.02 (or build_random's 0.1) it is too faint for the
+    position, path and count questions to be learned in the training budget (measured: the path question stayed
+    at chance for 400 steps). Real DINOv2 / SigLIP checkpoints bring learned position embeddings of that scale."""
+    from .vision import ViTEncoder
+
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        for layer in model.llm.backbone.layers:
+            bias = layer.mixer.dt_proj.bias
+            dt = torch.exp(torch.rand(bias.shape, generator=g) * (math.log(DT_RANGE[1]) - math.log(DT_RANGE[0]))
+                           + math.log(DT_RANGE[0]))
+            bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            layer.mixer.A_log.copy_(torch.log(-layer.mixer.A_log.exp().neg() * A_SCALE))
+        for enc in model.vision.modules() if model.vision is not None else ():
+            if isinstance(enc, ViTEncoder):
+                grid, width = enc.cfg.grid, enc.cfg.width
+                pos = enc.pos_embed  # [1, prefix? + grid^2, width]
+                pos[0, -grid * grid:] = sincos_2d(grid, width)
+    return model
+
+
+def center_visual_tokens(model: CobraModel, pixels: torch.Tensor, boxes: list) -> float:
+    """Data-dependent init: subtract the mean visual token (over ``pixels``' images and positions) from the bias
+    of the projector's last Linear to d_model. A randomly initialised encoder and projector give every token
+    mostly the same vector (measured on the tiny model: the mean is 84 to 94 % of a token's norm), so after the
+    LM's RMSNorm one shape's token hardly differs from the background's, and nothing about the image was learned
+    in hundreds of steps; centred, the tokens differ by what they see. -> the mean's share of a token's norm."""
+    last = [m for m in model.projector.modules()
+            if isinstance(m, torch.nn.Linear) and m.out_features == model.cfg.lm.d_model and m.bias is not None]
+    if not last:
+        return float("nan")
+    with torch.no_grad():
+        tokens = torch.cat([v for v in _visual(model, pixels, boxes)])  # [n * T, d_model]
+        mean = tokens.mean(0)
+        last[-1].bias.sub_(mean)
+        return float(mean.norm() / tokens.norm(dim=-1).mean())
+
+
+def _visual(model: CobraModel, pixels: torch.Tensor, boxes: list) -> list[torch.Tensor]:
+    """pixels uint8 [n, S, S, 3] -> n visual token tensors [T (+ k), d_model] (object tokens: one per box)."""
+    if not model.cfg.object_tokens:
+        return list(model.visual_embeds(pixels))
+    out: list = [None] * len(pixels)
+    by_k: dict[int, list[int]] = {}
+    for i, b in enumerate(boxes):
+        by_k.setdefault(len(b), []).append(i)
+    for k, idx in by_k.items():
+        b = torch.as_tensor(np.stack([boxes[i] for i in idx]).reshape(len(idx), k, 4))
+        for i, v in zip(idx, model.visual_embeds(pixels[idx], b)):
+            out[i] = v
+    return out
+
+
+def _encode(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """-> (templated prompt ids, answer ids + EOS)."""
+    ids = tokenizer.encode_prompt(prompt).tolist()
+    return ids, tokenizer.encode_text(answer).tolist() + [tokenizer.eos_token_id]
+
+
+def _targets(length: int, spans: list[tuple[int, list[int], float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets [length] (-100: no loss) and weights [length]: each span (position of the last prompt token, answer
+    ids + EOS, weight): position p + j predicts answer[j]."""
+    target = torch.full((length,), -100, dtype=torch.long)
+    weight = torch.zeros(length)
+    for p, ans, w in spans:
+        target[p:p + len(ans)] = torch.tensor(ans)
+        weight[p:p + len(ans)] = w
+    return target, weight
+
+
+def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float) -> tuple[torch.Tensor, dict]:
+    """The loss of one batch (see the module docstring) and its parts."""
+    llm = model.llm
+    losses, weights = [], []
+    # 1. still scenes: image prefix once, its state shared by the scene's questions
+    vis = _visual(model, torch.from_numpy(batch.pixels), batch.boxes)
+    n = len(vis)
+    conv = [None] * n
+    ssm = [None] * n
+    by_len: dict[int, list[int]] = {}
+    for i, v in enumerate(vis):
+        by_len.setdefault(v.shape[0], []).append(i)
+    for idx in by_len.values():
+        _, c, s = llm.forward_embeds(torch.stack([vis[i] for i in idx]), *llm.empty_state(len(idx)), scan=TRAIN_SCAN,
+                                     last_only=True)
+        for j, i in enumerate(idx):
+            conv[i], ssm[i] = c[j], s[j]
+    seqs = [_encode(tokenizer, p, a) for _, p, a in batch.qa]
+    length = max(len(p) + len(a) - 1 for p, a in seqs)
+    ids = torch.zeros(len(seqs), length, dtype=torch.long)
+    tgt, wts = [], []
+    for r, (p, a) in enumerate(seqs):
+        row = p + a[:-1]  # EOS is predicted, never fed
+        ids[r, :len(row)] = torch.tensor(row)
+        t, w = _targets(length, [(len(p) - 1, a, 1.0)])
+        tgt.append(t)
+        wts.append(w)
+    scene = [j for j, _, _ in batch.qa]
+    logits, _, _ = llm.forward_embeds(llm.embed(ids), torch.stack([conv[j] for j in scene]),
+                                      torch.stack([ssm[j] for j in scene]), scan=TRAIN_SCAN)
+    losses.append(F.cross_entropy(logits.flatten(0, 1), torch.stack(tgt).flatten(), reduction="none",
+                                  ignore_index=-100))
+    weights.append(torch.stack(wts).flatten())
+    single = (losses[0] * weights[0]).sum() / weights[0].sum()
+    parts = {"single": float(single.detach())}
+    # 2. motion items: [image, prompt, answer] per frame, continuous
+    if batch.seq_pixels:
+        frames = torch.from_numpy(np.concatenate(batch.seq_pixels))
+        fboxes = [b for bs in batch.seq_boxes for b in bs] if model.cfg.object_tokens else []
+        fvis = _visual(model, frames, fboxes)
+        rows, spans_all, at = [], [], 0
+        for qa in batch.seq_qa:
+            parts_, spans, pos = [], [], 0
+            for prompt, answer, family in qa:
+                v = fvis[at]
+                at += 1
+                p, a = _encode(tokenizer, prompt, answer)
+                tokens = torch.tensor(p + a[:-1])
+                parts_ += [v, llm.embed(tokens[None])[0]]
+                pos += v.shape[0]
+                spans.append((pos + len(p) - 1, a, motion_weight if family == "motion" else 1.0))
+                pos += len(tokens)
+            rows.append(torch.cat(parts_))
+            spans_all.append(spans)
+        length = max(r.shape[0] for r in rows)
+        x = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
+        logits, _, _ = llm.forward_embeds(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
+        tw = [_targets(length, s) for s in spans_all]
+        l_seq = F.cross_entropy(logits.flatten(0, 1), torch.stack([t for t, _ in tw]).flatten(), reduction="none",
+                                ignore_index=-100)
+        w_seq = torch.stack([w for _, w in tw]).flatten()
+        losses.append(l_seq)
+        weights.append(w_seq)
+        parts["sequence"] = float((l_seq * w_seq).sum().detach() / w_seq.sum())
+    loss = sum((l * w).sum() for l, w in zip(losses, weights)) / sum(w.sum() for w in weights)
+    return loss, parts
+
+
+def _lr(opts: TrainOptions, step: int) -> float:
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    t = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
+    return opts.lr * (opts.min_lr_ratio + (1 - opts.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def validate(model: CobraModel, tokenizer, seed: int, per_family: int, max_new_tokens: int = 4) -> dict[str, float]:
+    """Accuracy per family of the PyTorch model on held-out items (continuous mode: the motion family's earlier
+    frames are remembered; every item starts from a zero state)."""
+    from edge.world import FAMILIES, eval_items
+
+    from .reference import ReferenceStream
+
+    stream = ReferenceStream(model, tokenizer, mode="continuous")
+    right: dict[str, list[bool]] = {f: [] for f in FAMILIES}
+    for item in eval_items(seed, per_family):
+        stream.reset()
+        for frame, boxes, q in zip(item.frames(), item.boxes(), item.questions):
+            text = tokenizer.decode(stream.ask(frame, q.prompt, max_new_tokens, boxes))
+        right[item.family].append(text.strip() == item.question.answer)
+    return {f: float(np.mean(v)) for f, v in right.items()}
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = print,
+          plot: bool = True) -> TrainResult:
+    """Train, then write ``out`` (safetensors), its record (``out`` with .json) and its curve (.png)."""
+    from edge.tokenizer import PromptTokenizer
+
+    torch.manual_seed(opts.seed)
+    torch.set_num_threads(opts.threads)
+    torch.set_flush_denormal(True)  # the scan's decays underflow to denormals, which are ~100x slower on x86
+    cfg = preset_config(opts.preset)
+    recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens})
+    model = init_for_training(build_random(cfg, seed=opts.seed))
+    from .train_data import draw_batch
+
+    sample = draw_batch(DataRecipe(**{**asdict(recipe), "sequences": 0}), opts.seed, -1)
+    share = center_visual_tokens(model, torch.from_numpy(sample.pixels), sample.boxes)
+    model.train()
+    tok = build_tiny_tokenizer(cfg.lm.vocab_size)
+    tokenizer_json = tok.to_str()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
+        tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", cfg.prompt_template, cfg.eos_token_id, cache_size=512)
+    def decays(name, p):  # matrices only: not the embedding, nor the SSM's A_log
+        return p.ndim >= 2 and "embedding" not in name and not name.endswith("A_log")
+
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=opts.lr, betas=(0.9, 0.98))
+    load_before = _load_average()
+    say(f"train {cfg.name}: {sum(p.numel() for p in model.parameters()):,} parameters, {opts.steps} steps of "
+        f"{recipe.scenes} scenes x {recipe.questions} questions + {recipe.sequences} motion items, seed {opts.seed}, "
+        f"{opts.threads} torch thread(s) + {int(opts.workers)} data worker; load average before {load_before}; "
+        f"visual tokens centred (their mean was {100 * share:.0f} % of a token's norm)")
+    curve = {"step": [], "loss": [], "single": [], "sequence": [], "eval_step": [], "accuracy": []}
+    stream = BatchStream(recipe, opts.seed, range(opts.steps), workers=opts.workers, motion_from=opts.motion_from)
+    t0 = time.perf_counter()
+    window: list[float] = []
+    try:
+        for step, batch in stream:
+            for g in optim.param_groups:
+                g["lr"] = _lr(opts, step)
+            loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip)
+            optim.step()
+            window.append(float(loss.detach()))
+            if (step + 1) % opts.log_every == 0 or step + 1 == opts.steps:
+                curve["step"].append(step + 1)
+                curve["loss"].append(float(np.mean(window)))
+                curve["single"].append(parts["single"])
+                curve["sequence"].append(parts.get("sequence", float("nan")))
+                window = []
+                say(f"step {step + 1:>5}/{opts.steps}  loss {curve['loss'][-1]:.4f}  lr {_lr(opts, step):.2e}  "
+                    f"{(time.perf_counter() - t0) / 60:.1f} min")
+            if (step + 1) % opts.eval_every == 0 or step + 1 == opts.steps:
+                model.eval()
+                acc = validate(model, tokenizer, opts.validation_seed, opts.eval_per_family, opts.max_new_tokens)
+                model.train()
+                curve["eval_step"].append(step + 1)
+                curve["accuracy"].append(acc)
+                say(f"  validation ({opts.eval_per_family} per family, PyTorch): "
+                    + ", ".join(f"{f} {a:.0%}" for f, a in acc.items()))
+    finally:
+        stream.close()
+    minutes = (time.perf_counter() - t0) / 60
+    load_after = _load_average()
+    model.eval()
+    record = {
+        "format": "cobra-edge-training-record/1",
+        "preset": opts.preset,
+        "model": cfg.name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seed": opts.seed,
+        "steps": opts.steps,
+        "minutes": round(minutes, 2),
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": opts.threads,
+                    "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
+                    "torch": torch.__version__},
+        "options": {k: v for k, v in asdict(opts).items() if k != "recipe"},
+        "data_recipe": {**asdict(recipe), "source": "edge.world: training_scene(rng(seed, step)) still scenes and "
+                                                    "make_item('motion', (seed, step, 2, j)) sequences"},
+        "final_loss": curve["loss"][-1] if curve["loss"] else None,
+        "validation": {"seed": opts.validation_seed, "per_family": opts.eval_per_family,
+                       "accuracy": curve["accuracy"][-1] if curve["accuracy"] else None,
+                       "reference": "PyTorch model, continuous mode, greedy"},
+        "curve": curve,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    out = save_trained(model, out, tokenizer_json, record)
+    say(f"trained in {minutes:.1f} min; load average after {load_after}; wrote {out} and {out.with_suffix('.json')}")
+    if plot:
+        png = plot_curve(curve, out.with_suffix(".png"), f"{cfg.name}, seed {opts.seed}")
+        say(f"wrote {png}" if png else "(no curve PNG: matplotlib is not installed; pip install 'cobra-edge[plot]')")
+    return TrainResult(out, json.loads(out.with_suffix(".json").read_text()), model, tokenizer_json)
+
+
+def plot_curve(curve: dict, path: Path, title: str) -> Path | None:
+    """Loss (left) and validation accuracy per family (right) against steps; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(curve["step"], curve["loss"], label="all")
+    a.plot(curve["step"], curve["single"], label="still scenes", alpha=0.6)
+    a.plot(curve["step"], curve["sequence"], label="motion items", alpha=0.6)
+    a.set_yscale("log")
+    a.set_xlabel("step")
+    a.set_ylabel("loss (answer tokens)")
+    a.legend()
+    for family in (curve["accuracy"][0] if curve["accuracy"] else {}):
+        b.plot(curve["eval_step"], [acc[family] for acc in curve["accuracy"]], marker=".", label=family)
+    b.set_ylim(0, 1.02)
+    b.set_xlabel("step")
+    b.set_ylabel("validation accuracy")
+    b.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,96 @@
+"""Training batches from the synthetic world (edge/world), as numpy arrays: no torch here, so a worker process
+can draw them while the trainer computes.
+
+A batch is drawn from ``(seed, step)`` alone, so a run is the same whatever the worker's timing:
+- ``scenes``: still scenes, each with up to ``questions`` questions of the single-frame families; the questions
+  of one scene share its image's prefill (reset mode: each question starts from the state after the image);
+- ``sequences``: motion items (2 to 4 frames), each a continuous-mode exchange: per frame its image, its
+  question and its answer, the last question being the motion one.
+Frames are preprocessed exactly as the runtime does (edge.preprocess: area resize to the model's square input).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.preprocess import preprocess
+from edge.world import make_item, render, training_scene
+
+
+@dataclass
+class DataRecipe:
+    """What one training step sees. Numbers recorded in the training record."""
+
+    scenes: int = 32  # still scenes per step
+    questions: int = 6  # questions per still scene (distinct; fewer when the scene has fewer exact ones)
+    sequences: int = 4  # motion items per step (2 to 4 frames each)
+    image_size: int = 112  # the model's input (ModelConfig.image_size)
+    boxes: bool = False  # also return each frame's shape boxes (models with object tokens)
+
+
+@dataclass
+class Batch:
+    pixels: np.ndarray  # uint8 [n_scenes, S, S, 3]
+    boxes: list  # per scene: float32 [k, 4] (empty lists when the recipe has no boxes)
+    qa: list  # (scene index, prompt, answer)
+    seq_pixels: list  # per sequence: uint8 [frames, S, S, 3]
+    seq_boxes: list  # per sequence: per frame float32 [k, 4]
+    seq_qa: list  # per sequence: [(prompt, answer, family), ...] one per frame
+
+
+def draw_batch(recipe: DataRecipe, seed: int, step: int, motion: bool = True) -> Batch:
+    rng = np.random.default_rng([seed, step % 2**63, 1])  # step -1: the sample that centres the visual tokens
+    pixels, boxes, qa = [], [], []
+    for j in range(recipe.scenes):
+        scene, questions = training_scene(rng, recipe.questions)
+        pixels.append(preprocess(render(scene, rng), recipe.image_size))
+        boxes.append(scene.boxes() if recipe.boxes else [])
+        qa += [(j, q.prompt, q.answer) for q in questions]
+    seq_pixels, seq_boxes, seq_qa = [], [], []
+    for j in range(recipe.sequences if motion else 0):
+        item = make_item("motion", (seed, step % 2**63, 2, j))
+        seq_pixels.append(np.stack([preprocess(f, recipe.image_size) for f in item.frames()]))
+        seq_boxes.append(item.boxes() if recipe.boxes else [])
+        seq_qa.append([(q.prompt, q.answer, q.family) for q in item.questions])
+    return Batch(np.stack(pixels), boxes, qa, seq_pixels, seq_boxes, seq_qa)
+
+
+def _worker(recipe: DataRecipe, seed: int, steps: range, motion_from: int, queue) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    for step in steps:
+        queue.put((step, draw_batch(recipe, seed, step, motion=step >= motion_from)))
+
+
+class BatchStream:
+    """Batches for ``steps`` drawn by one worker process, a few steps ahead of the trainer; in step order."""
+
+    def __init__(self, recipe: DataRecipe, seed: int, steps: range, ahead: int = 6, workers: bool = True,
+                 motion_from: int = 0):
+        """``motion_from``: the first step whose batch has motion items (a curriculum)."""
+        self.recipe, self.seed, self.steps, self.motion_from = recipe, seed, steps, motion_from
+        self._proc = None
+        if workers:
+            ctx = mp.get_context("spawn")  # no fork of a process that runs torch's thread pools
+            self._queue = ctx.Queue(maxsize=ahead)
+            self._proc = ctx.Process(target=_worker, args=(recipe, seed, steps, motion_from, self._queue), daemon=True)
+            self._proc.start()
+
+    def __iter__(self):
+        for step in self.steps:
+            if self._proc is None:
+                yield step, draw_batch(self.recipe, self.seed, step, motion=step >= self.motion_from)
+                continue
+            got, batch = self._queue.get(timeout=600)
+            if got != step:
+                raise RuntimeError(f"training data worker sent step {got}, expected {step}")
+            yield step, batch
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)

@@ -1,0 +1,122 @@
+"""The synthetic world: deterministic per seed, and every family's answer equal to what the scene's geometry (and
+its pixels) say, computed here independently of edge/world/questions.py. A wrong label would train a wrong model."""
+
+import re
+
+import numpy as np
+import pytest
+
+from edge.world import FAMILIES, ANSWERS, eval_items, make_item, spec
+from edge.world.source import WorldSource
+from tests.conftest import REPO
+
+ITEMS = eval_items(seed=4242, per_family=40)
+
+
+def _third(cx):
+    return "left" if cx < 1 / 3 else ("right" if cx > 2 / 3 else "centre")
+
+
+def _named(scene, prompt):
+    """The shapes a prompt names: (colour or None, kind)."""
+    words = prompt.rstrip("?").split()
+    kind = next(w for w in words if w in spec.SHAPES)
+    colour = next((w for w in words if w in spec.COLOURS), None)
+    return [s for s in scene.shapes if s.kind == kind and (colour is None or s.colour == colour)], colour, kind
+
+
+def _expected(item):
+    """The answer to the item's question, from the geometry alone."""
+    q, last = item.question, item.scenes[-1]
+    if item.family == "count":
+        return ("one", "two", "three", "four")[len(last.shapes) - 1]
+    if item.family == "path":
+        blocked = any(1 / 3 <= s.cx <= 2 / 3 and s.cy >= 0.5 for s in last.shapes)
+        return "no" if blocked else "yes"
+    shapes, colour, kind = _named(last, q.prompt)
+    if item.family == "presence":
+        return "yes" if shapes else "no"
+    assert len(shapes) == 1, f"{q.prompt} names {len(shapes)} shapes"
+    if item.family == "colour":
+        return shapes[0].colour
+    if item.family == "position":
+        return _third(shapes[0].cx)
+    first = [s for s in item.scenes[0].shapes if s.kind == kind]
+    dx, dy = shapes[0].cx - first[0].cx, shapes[0].cy - first[0].cy
+    if abs(dx) < 1e-9 and abs(dy) < 1e-9:
+        return "still"
+    return ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_answers_match_the_geometry(family):
+    items = [it for it in ITEMS if it.family == family]
+    assert len(items) == 40
+    for it in items:
+        assert it.question.family == family and it.question.answer == _expected(it), it.question
+    # answers span the family's answer set (balanced draws: 40 items see every answer)
+    assert {it.question.answer for it in items} == set(ANSWERS[family])
+
+
+def test_labels_keep_away_from_their_boundaries():
+    for it in ITEMS:
+        for s in it.scenes[-1].shapes:
+            assert min(abs(s.cx - 1 / 3), abs(s.cx - 2 / 3)) >= spec.BAND and abs(s.cy - 0.5) >= spec.BAND
+
+
+def test_pixels_agree_with_the_geometry():
+    """The top shape's centre pixels are its named colour (nearest in the palette); shapes lie inside the frame."""
+    for it in ITEMS[::5]:
+        frame, scene = it.frames()[-1], it.scenes[-1]
+        h, w = frame.shape[:2]
+        assert (w, h) == (scene.width, scene.height) and frame.dtype == np.uint8
+        top = scene.shapes[-1]
+        x, y = int(top.cx * w), int(top.cy * h)
+        rgb = frame[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3)[:, ::-1].astype(float).mean(0)
+        nearest = min(spec.COLOURS, key=lambda c: np.abs(np.array(spec.COLOURS[c]) - rgb).sum())
+        assert nearest == top.colour, (it.question, rgb)
+        assert np.all(np.abs(rgb - spec.COLOURS[top.colour]) <= spec.COLOUR_JITTER + 3 * spec.NOISE_SIGMA[1])
+        for s in scene.shapes:
+            x1, y1, x2, y2 = s.box(w, h)
+            assert -1e-6 <= x1 and x2 <= 1 + 1e-6 and -1e-6 <= y1 and y2 <= 1 + 1e-6
+
+
+def test_deterministic_per_seed():
+    a, b = make_item("motion", (3, 5, 1)), make_item("motion", (3, 5, 1))
+    assert a.questions == b.questions and a.scenes == b.scenes
+    assert all(np.array_equal(x, y) for x, y in zip(a.frames(), b.frames()))
+    c = make_item("motion", (3, 5, 2))
+    assert c.scenes != a.scenes
+    assert [it.question for it in eval_items(7, 3)] == [it.question for it in eval_items(7, 3)]
+    s1, s2 = WorldSource(seed=2), WorldSource(seed=2)
+    for _ in range(5):
+        f1, _ = s1.read()
+        f2, _ = s2.read()
+        assert np.array_equal(f1, f2) and s1.question == s2.question and np.array_equal(s1.boxes, s2.boxes)
+
+
+def test_motion_items_hide_the_direction_in_their_last_frame():
+    """The asked shape's last position keeps the longest travel away from every edge, whatever its direction; its
+    earlier frames carry single-frame questions."""
+    for it in (x for x in ITEMS if x.family == "motion"):
+        assert 2 <= len(it.scenes) <= 4 and len(it.questions) == len(it.scenes)
+        assert all(q.family != "motion" for q in it.questions[:-1])
+        (shape,), _, _ = _named(it.scenes[-1], it.question.prompt)
+        hx, hy = shape.half(it.scenes[-1].width, it.scenes[-1].height)
+        travel = (len(it.scenes) - 1) * spec.SPEED_RANGE[1]
+        assert hx + travel - 1e-9 <= shape.cx <= 1 - hx - travel + 1e-9
+        assert hy + travel - 1e-9 <= shape.cy <= 1 - hy - travel + 1e-9
+
+
+def test_docs_state_the_distribution():
+    doc = (REPO / "docs" / "world.md").read_text()
+    for name, rgb in spec.COLOURS.items():
+        assert re.search(rf"\| {name} \| \({rgb[0]}, {rgb[1]}, {rgb[2]}\) \|", doc), name
+    for w, h in spec.FRAME_SIZES:
+        assert f"{w}x{h}" in doc
+    for number in (*spec.SIZE_RANGE, *spec.SPEED_RANGE, spec.MAX_OVERLAP, spec.BAND, spec.COLOUR_JITTER):
+        assert f"{number:g}" in doc, number
+    from edge.world import TEMPLATES
+
+    for template in TEMPLATES.values():
+        assert f"`{template}`" in doc

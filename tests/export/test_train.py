@@ -1,0 +1,82 @@
+"""Training on the synthetic world: the training scan equals the reference scan (values and gradients), a
+--quick run writes a checkpoint that loads strictly and exports, and bad checkpoints are clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.checkpoints import CheckpointError  # noqa: E402
+from export.scan import scan_ref, scan_train  # noqa: E402
+
+
+def test_training_scan_equals_the_reference_with_gradients():
+    g = torch.Generator().manual_seed(0)
+    b, l, d, n = 2, 37, 12, 5
+    x, dt, B, C = (torch.randn(b, l, k, generator=g, requires_grad=True) for k in (d, d, n, n))
+    A = -torch.rand(d, n, generator=g) * 4
+    h0 = torch.randn(b, d, n, generator=g)
+    outs = {}
+    for name, scan in (("ref", scan_ref), ("train", scan_train)):
+        y, h = scan(x, torch.nn.functional.softplus(dt), A, B, C, h0)
+        grads = torch.autograd.grad((y.square().sum() + h.sum()), (x, dt, B, C))
+        outs[name] = (y, h, *grads)
+    for ref, got in zip(outs["ref"], outs["train"]):
+        err = float((ref - got).abs().max())
+        print(f"max abs err {err:.2e}")
+        assert err <= 1e-5 * max(1.0, float(ref.abs().max()))
+
+
+@pytest.fixture(scope="module")
+def quick_checkpoint(tmp_path_factory):
+    from export.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("train") / "tiny.safetensors"
+    result = train(TrainOptions.quick(), out, say=lambda m: None)
+    return out, result
+
+
+def test_quick_training_writes_a_checkpoint_with_its_record(quick_checkpoint):
+    out, result = quick_checkpoint
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["steps"] == 3 and record["seed"] == 0 and record["preset"] == "tiny"
+    assert record["weights"]["sha256"] and record["weights"]["bytes"] == out.stat().st_size
+    assert len(record["curve"]["loss"]) == 3 and all(np.isfinite(record["curve"]["loss"]))
+    assert set(record["validation"]["accuracy"]) == {"colour", "position", "count", "presence", "path", "motion"}
+    assert record["data_recipe"]["scenes"] == 4 and record["machine"]["load_average_before"] is not None
+
+
+def test_checkpoint_round_trips_and_exports(quick_checkpoint, tmp_path):
+    from edge.manifest import Manifest
+    from edge.runtime import Runtime
+    from export.cli import export_trained
+    from export.weights import load_trained
+
+    out, result = quick_checkpoint
+    model, tokenizer_json, record = load_trained(out)
+    for (k, a), (_, b) in zip(model.state_dict().items(), result.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert tokenizer_json == result.tokenizer_json and record["steps"] == 3
+    art = export_trained(tmp_path / "art", out, show_progress=False).out_dir
+    weights = Manifest.load(art).raw["weights_source"]
+    assert weights["source"] == "checkpoint" and weights["path"] == str(out.resolve())
+    assert weights["record"]["steps"] == 3 and "curve" not in weights["record"]
+    answer = Runtime.load(art).open_stream("s").ask(np.zeros((60, 80, 3), np.uint8), "Is the path clear?", 3)
+    assert len(answer.token_ids) <= 3
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    from export.weights import load_trained
+
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_trained(tmp_path / "none.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot be read as safetensors"):
+        load_trained(tmp_path / "junk.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a cobra-edge trained checkpoint"):
+        load_trained(tmp_path / "other.safetensors")
