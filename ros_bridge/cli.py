@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
                         "default: 8192 x 4320, every 8K camera)")
     r.add_argument("--backend", default="onnxruntime")
     r.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
-    r.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+    r.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"),
                    help="which of the artifact's variants to run (see cobra-edge inspect)")
     dds = r.add_argument_group("dds transport")
     dds.add_argument("--domain-id", type=_domain_id, default=os.environ.get("ROS_DOMAIN_ID", "0"),
