@@ -8,6 +8,7 @@ measurement allocated is counted by the next. Per measurement:
 - ``rss_base``: after importing the runtime (Python, numpy, ONNX Runtime, OpenCV, tokenizers), before loading;
 - ``rss_load``: after ``Runtime.load(dir, precision, threads)``;
 - ``rss_prefill``: after one prefill of ``tokens`` tokens at B = 1 (and a decode step), the ORT arena grown;
+- ``streams``: with ``--streams 4 16``, after n streams' states and one prefill of n x ``tokens`` at once;
 - ``weights_run``: bytes of the distinct weights the loaded graphs read (a tensor shared by graphs counts once;
   shared-file artifacts: regions of weights.bin; older artifacts: the model's parameters at that precision);
 - the floors of the issue "Cobra-3B fits": rss_load <= 1.15 x weights_run + 64 MiB, rss_prefill <= 1.25 x + 64 MiB,
@@ -56,14 +57,14 @@ def weights_run(runtime) -> tuple[int, str]:
     return sum(seen.values()), "distinct initializers of the graph files"
 
 
-def child(directory: str, precision: str, tokens: int, threads: int) -> dict:
+def child(directory: str, precision: str, tokens: int, threads: int, streams: tuple[int, ...] = ()) -> dict:
     import numpy as np
 
     from edge.runtime import Runtime
 
     out = {"rss_base": _rss()}
     t0 = time.perf_counter()
-    rt = Runtime.load(directory, precision=precision, threads=threads, max_streams=1)
+    rt = Runtime.load(directory, precision=precision, threads=threads, max_streams=max((1, *streams)))
     out["load_s"] = time.perf_counter() - t0
     out["rss_load"] = _rss()
     out["weights_run"], out["weights_counted_as"] = weights_run(rt)
@@ -75,6 +76,19 @@ def child(directory: str, precision: str, tokens: int, threads: int) -> dict:
     out["prefill_s"] = time.perf_counter() - t0
     rt.stepper.run(res["next_token"], res["conv_state_out"], res["ssm_state_out"])
     out["rss_prefill"] = _rss()
+    for n in streams:  # n streams' states in the pool and a prefill of n x tokens at once: the largest batch
+        slots = [rt.pool.allocate() for _ in range(n)]
+        conv, ssm = rt.manifest.state.zeros(n)
+        x = (np.random.default_rng(n).standard_normal((n, tokens, d_model)) * 0.5).astype(np.float32)
+        t0 = time.perf_counter()
+        res = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": conv, "ssm_state": ssm})
+        for j, slot in enumerate(slots):
+            rt.pool.write(slot, res["conv_state_out"][j], res["ssm_state_out"][j])
+        rt.stepper.run(res["next_token"], res["conv_state_out"], res["ssm_state_out"])
+        out.setdefault("streams", {})[str(n)] = {"rss": _rss(), "prefill_s": time.perf_counter() - t0}
+        for slot in slots:
+            rt.pool.release(slot)
+        del x, res, conv, ssm
     return out
 
 
@@ -98,13 +112,15 @@ def artifact_sizes(directory: Path) -> dict:
     return out
 
 
-def run(artifacts: list[str], precisions: list[str], tokens: int, threads: int, out_dir: Path) -> tuple[dict, Path]:
+def run(artifacts: list[str], precisions: list[str], tokens: int, threads: int, out_dir: Path,
+        streams: tuple[int, ...] = ()) -> tuple[dict, Path]:
     rows = []
     for directory in artifacts:
         sizes = artifact_sizes(Path(directory))
         for precision in precisions:
             r = subprocess.run([sys.executable, "-m", "bench.memory", "--child", directory, precision, str(tokens),
-                                str(threads)], capture_output=True, text=True, timeout=3600,
+                                str(threads), ",".join(map(str, streams))], capture_output=True, text=True,
+                               timeout=6 * 3600,
                                cwd=Path(__file__).resolve().parents[1])
             if r.returncode != 0:
                 rows.append({"artifact": directory, "precision": precision, "error": r.stderr[-2000:]})
@@ -132,17 +148,20 @@ def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["--child"]:
-        directory, precision, tokens, threads = argv[1:5]
-        print(json.dumps(child(directory, precision, int(tokens), int(threads))))
+        directory, precision, tokens, threads, streams = argv[1:6]
+        print(json.dumps(child(directory, precision, int(tokens), int(threads),
+                               tuple(int(n) for n in streams.split(",") if n))))
         return 0
     p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
     p.add_argument("artifacts", nargs="+")
     p.add_argument("--precisions", nargs="+", default=["fp32"])
     p.add_argument("--tokens", type=int, default=761)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--streams", nargs="*", type=int, default=[],
+                   help="also measure these numbers of streams: their states and a prefill of all of them at once")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = p.parse_args(argv)
-    _, path = run(a.artifacts, a.precisions, a.tokens, a.threads, Path(a.out))
+    _, path = run(a.artifacts, a.precisions, a.tokens, a.threads, Path(a.out), tuple(a.streams))
     print(f"wrote {path}")
     return 0
 

@@ -1,5 +1,6 @@
 """Hostile inputs shared by the fault-injection tests: byte strings and frames a tester would send."""
 
+import json
 import struct
 import zlib
 
@@ -48,3 +49,11 @@ def raise_on_prefill(n: int, error: BaseException):
             if len(seen) == n:
                 raise error
     return fault
+
+
+def edit_manifest(artifact, fn) -> None:
+    """Change an artifact's manifest.json in place: ``fn(raw)`` edits the parsed document."""
+    path = artifact / "manifest.json"
+    raw = json.loads(path.read_text())
+    fn(raw)
+    path.write_text(json.dumps(raw))

@@ -4,7 +4,6 @@ code; results of a run survive its interruption and never mix with another run's
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,6 +1,5 @@
 """The runtime trusts nothing in an artifact directory."""
 
-import json
 import os
 
 import pytest
@@ -8,13 +7,9 @@ import pytest
 from edge.errors import ManifestError
 from edge.manifest import Manifest, artifact_matches, sha256_file
 from edge.runtime import Runtime
+from tests.faults import edit_manifest
 
 
-def _edit(artifact, fn):
-    path = artifact / "manifest.json"
-    raw = json.loads(path.read_text())
-    fn(raw)
-    path.write_text(json.dumps(raw))
 
 
 def test_loads(tiny_artifact):
@@ -41,7 +36,7 @@ def test_paths_that_leave_the_directory(artifact_copy, path):
     def edit(raw):
         raw["files"][path] = {"sha256": "0" * 64}
         raw["graphs"]["step"]["file"] = path
-    _edit(artifact_copy, edit)
+    edit_manifest(artifact_copy, edit)
     with pytest.raises(ManifestError, match="leaves the artifact directory"):
         Manifest.load(artifact_copy)
 
@@ -57,7 +52,7 @@ def test_symlink_out_of_the_directory(artifact_copy, tmp_path):
 
 def test_unlisted_file_has_no_hash(artifact_copy):
     (artifact_copy / "other.onnx").write_bytes((artifact_copy / "step.onnx").read_bytes())
-    _edit(artifact_copy, lambda raw: raw["graphs"]["step"].update(file="other.onnx"))
+    edit_manifest(artifact_copy, lambda raw: raw["graphs"]["step"].update(file="other.onnx"))
     with pytest.raises(ManifestError, match="not listed in 'files'"):
         Manifest.load(artifact_copy)
 
@@ -66,7 +61,7 @@ def test_graph_inputs_differ_from_manifest(artifact_copy):
     def rename(raw):
         ins = raw["graphs"]["embed"]["inputs"]
         ins["token_ids"] = ins["input_ids"]
-    _edit(artifact_copy, rename)
+    edit_manifest(artifact_copy, rename)
     with pytest.raises(ManifestError, match=r"embed.onnx: graph 'embed' has inputs \['input_ids'\], manifest says"):
         Runtime.load(artifact_copy)
 
@@ -76,13 +71,13 @@ def test_graph_shape_differs_from_manifest(artifact_copy):
         raw["graphs"]["vision"]["inputs"]["pixels"].update(shape=["B", 224, 224, 3])
         raw["preprocessing"]["image_size"] = 224
 
-    _edit(artifact_copy, edit)
+    edit_manifest(artifact_copy, edit)
     with pytest.raises(ManifestError, match=r"graph 'vision' input 'pixels' is uint8\[B, 112, 112, 3\], manifest says uint8\[B, 224, 224, 3\]"):
         Runtime.load(artifact_copy)
 
 
 def test_state_spec_must_match_graphs(artifact_copy):
-    _edit(artifact_copy, lambda raw: raw["state"].update(d_state=8))
+    edit_manifest(artifact_copy, lambda raw: raw["state"].update(d_state=8))
     with pytest.raises(ManifestError, match="state spec says"):
         Manifest.load(artifact_copy)
 
@@ -110,7 +105,7 @@ def test_state_spec_must_match_graphs(artifact_copy):
     (lambda raw: raw.update(variants=["int8"]), "variants: expected an object"),
 ])
 def test_malformed_manifest(artifact_copy, edit, message):
-    _edit(artifact_copy, edit)
+    edit_manifest(artifact_copy, edit)
     with pytest.raises(ManifestError, match=message):
         Manifest.load(artifact_copy)
 
@@ -146,7 +141,7 @@ def test_artifact_matches_its_config(artifact_copy):
 
 
 def test_eos_outside_the_vocabulary_is_refused_at_load(artifact_copy):
-    _edit(artifact_copy, lambda raw: raw["tokenizer"].update(eos_token_id=512))
+    edit_manifest(artifact_copy, lambda raw: raw["tokenizer"].update(eos_token_id=512))
     with pytest.raises(ManifestError, match=r"tokenizer.eos_token_id 512 is outside the model's vocabulary \[0, 512\)"):
         Runtime.load(artifact_copy)
 
@@ -154,7 +149,7 @@ def test_eos_outside_the_vocabulary_is_refused_at_load(artifact_copy):
 def _rewrite_file(artifact, name, data: bytes):
     """Replace a listed file and its hash, as an attacker (or a bad copy tool) with write access would."""
     (artifact / name).write_bytes(data)
-    _edit(artifact, lambda raw: raw["files"][name].update(sha256=sha256_file(artifact / name), bytes=len(data)))
+    edit_manifest(artifact, lambda raw: raw["files"][name].update(sha256=sha256_file(artifact / name), bytes=len(data)))
 
 
 def test_garbage_tokenizer_with_a_matching_hash_is_a_manifest_error(artifact_copy):

@@ -2,7 +2,6 @@
 anywhere else; resident once (a fresh process measures it) and decoding through the prefill graph at L = 1 answers
 exactly as the step graph does."""
 
-import json
 import subprocess
 import sys
 
@@ -12,14 +11,10 @@ import pytest
 from edge.errors import ManifestError
 from edge.manifest import Manifest, sha256_file
 from edge.runtime import Runtime
+from tests.faults import edit_manifest
 from tests.conftest import REPO
 
 
-def _edit(artifact, fn):
-    path = artifact / "manifest.json"
-    raw = json.loads(path.read_text())
-    fn(raw)
-    path.write_text(json.dumps(raw))
 
 
 def test_missing_truncated_or_altered_weights_are_refused_by_name(artifact_copy):
@@ -51,7 +46,7 @@ def _point_embed_at(artifact, location: str):
             if e.key == "location":
                 e.value = location
     onnx.save(model, str(path))
-    _edit(artifact, lambda raw: raw["files"]["embed.onnx"].update(sha256=sha256_file(path), bytes=path.stat().st_size))
+    edit_manifest(artifact, lambda raw: raw["files"]["embed.onnx"].update(sha256=sha256_file(path), bytes=path.stat().st_size))
 
 
 @pytest.mark.parametrize("location", ["other.bin", "../weights.bin", "/etc/passwd"])
@@ -72,7 +67,7 @@ def test_a_reference_past_the_end_of_the_file_is_refused(artifact_copy):
         if e.key == "offset":
             e.value = str(size - 64)
     onnx.save(model, str(path))
-    _edit(artifact_copy, lambda raw: raw["files"]["embed.onnx"].update(sha256=sha256_file(path),
+    edit_manifest(artifact_copy, lambda raw: raw["files"]["embed.onnx"].update(sha256=sha256_file(path),
                                                                        bytes=path.stat().st_size))
     with pytest.raises(ManifestError, match=r"embed.onnx: initializer 'llm.lm_head.weight': bytes .* lie outside "
                                             r"weights.bin"):

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from .rosmsgs import compressed_msg, image_msg, scene, write_bag  # skips without rosbags
