@@ -6,7 +6,7 @@ against the bytes of the weights the runtime runs; the artifact's size against i
 Each (artifact, precision) is measured in its own process (``python -m bench.memory --child``), so nothing one
 measurement allocated is counted by the next. Per measurement:
 - ``rss_base``: after importing the runtime (Python, numpy, ONNX Runtime, OpenCV, tokenizers), before loading;
-- ``rss_load``: after ``Runtime.load(dir, precision, threads)``;
+- ``rss_load``: after ``Runtime.load(dir, precision, threads)``; ``rss_load_peak``: the process's peak until then;
 - ``rss_prefill``: after one prefill of ``tokens`` tokens at B = 1 (and a decode step), the ORT arena grown;
 - ``streams``: with ``--streams 4 16``, after n streams' states and one prefill of n x ``tokens`` at once;
 - ``weights_run``: bytes of the distinct weights the loaded graphs read (a tensor shared by graphs counts once;
@@ -34,6 +34,11 @@ SCHEMA = "cobra-edge-bench-memory/1"
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def weights_run(runtime) -> tuple[int, str]:
@@ -67,6 +72,7 @@ def child(directory: str, precision: str, tokens: int, threads: int, streams: tu
     rt = Runtime.load(directory, precision=precision, threads=threads, max_streams=max((1, *streams)))
     out["load_s"] = time.perf_counter() - t0
     out["rss_load"] = _rss()
+    out["rss_load_peak"] = _peak_rss()  # the process's high-water mark so far: the load's peak
     out["weights_run"], out["weights_counted_as"] = weights_run(rt)
     d_model = rt.manifest.model["lm"]["d_model"]
     conv, ssm = rt.manifest.state.zeros(1)

@@ -298,8 +298,10 @@ def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onn
         engine = load_engine(backend, entry.path, name=name, **options)
         check_engine_matches(entry, engine)
         engines[name] = engine
+        if mapped is not None:  # this session holds its pre-packed weights: the load's peak is one graph's, not all
+            mapped.release(options["initializers"])
     if mapped is not None:
-        mapped.release()  # the sessions hold their pre-packed weights; the originals need not stay resident
+        mapped.release()
     return engines
 
 

@@ -71,13 +71,25 @@ class MappedWeights:
             arrays[name] = self.array(ref, f"{graph.name}: ")
         return arrays
 
-    def release(self) -> None:
-        """Drop the mapped pages from this process's resident memory (they are read again from the file, or the page
-        cache, when touched): after the sessions have pre-packed their matmul weights into their own layout, the
-        originals are read again only by the few kernels that do not pre-pack (a Gather reads the rows of its ids)."""
+    def release(self, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Drop mapped pages from this process's resident memory (they are read again from the file, or the page
+        cache, when touched): all of them, or those holding ``arrays`` (views from ``arrays_for``; the pages at
+        their edges too, which only costs a neighbour a re-read). Once a session has pre-packed its matmul weights
+        into its own layout, the originals are read again only by the few kernels that do not pre-pack (a Gather
+        reads the rows of its ids): releasing each graph's pages after its session is made keeps the load's peak
+        at what the sessions hold plus one graph's weights, not plus all of them."""
         m = getattr(self._map, "_mmap", None)
-        if m is not None and not m.closed:
+        if m is None or m.closed:
+            return
+        if arrays is None:
             m.madvise(mmap.MADV_DONTNEED)
+            return
+        base, page = self._map.__array_interface__["data"][0], mmap.PAGESIZE
+        for a in arrays.values():
+            start = a.__array_interface__["data"][0] - base
+            first, end = start - start % page, min(-(-(start + a.nbytes) // page) * page, self.size)
+            if end > first:
+                m.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     def resident_bytes_of(self, arrays: dict[str, np.ndarray]) -> int:
         """Bytes of distinct regions among ``arrays`` (a weight shared by two graphs counts once)."""

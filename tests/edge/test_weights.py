@@ -116,6 +116,42 @@ def test_each_weight_is_resident_once_in_a_fresh_process(tmp_path):
               f"{row['unique_weight_bytes'] / MiB:.1f} MiB of distinct weights")
         assert added_load <= 1.15 * w + 64 * MiB
         assert added_prefill <= 1.25 * w + 64 * MiB
+        # while loading, a session's weights are mapped and pre-packed at once (then the mapped pages go): one
+        # graph's weights twice at most, not every session's copy on top
+        assert row["rss_load_peak"] - row["rss_base"] <= 2.2 * w + 64 * MiB
         assert row["artifact_bytes"] <= 1.05 * row["unique_weight_bytes"]
     m = Manifest.load(art)
     assert m.raw["weights"]["bytes"] == (art / "weights.bin").stat().st_size
+
+
+def _mapped_rss(path) -> int:
+    """Resident bytes of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0] and ":" in head[3]:  # a mapping's first line
+                inside = line.rstrip("\n").endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(head[1]) * 1024
+    return total
+
+
+def test_release_drops_only_the_pages_of_the_given_arrays(tmp_path):
+    """Runtime.load releases each graph's mapped pages once its session is made: the others' stay resident."""
+    from engines.onnxfile import ExternalRef
+    from engines.weights import MappedWeights
+
+    path = tmp_path / "weights.bin"
+    MiB = 1 << 20
+    path.write_bytes(np.arange(16 * MiB // 4, dtype=np.float32).tobytes())
+    w = MappedWeights(path)
+    first = w.array(ExternalRef("a", path.name, 0, 8 * MiB, "float32", (2 * MiB,)))
+    second = w.array(ExternalRef("b", path.name, 8 * MiB, 8 * MiB, "float32", (2 * MiB,)))
+    assert first.sum(dtype=np.float64) > 0 and second.sum(dtype=np.float64) > 0  # touch every page
+    assert _mapped_rss(path) >= 15 * MiB
+    w.release({"a": first})
+    assert 7 * MiB <= _mapped_rss(path) <= 9 * MiB
+    assert first[-1] == 2 * MiB - 1  # dropped pages are read again from the file when touched
+    w.release()
+    assert _mapped_rss(path) <= 1 * MiB
