@@ -13,9 +13,13 @@ during a whole frame, vision encoders included); what was not measured is comput
   nothing about a GPU): its weights are the fp32 graphs' outside the LM (vision, projector, embed) plus the LM
   graph's float32 tensors at two bytes each, exactly as ``export --precision fp16`` writes them; its resident
   memory is computed as the floors the other precisions meet: 1.25 x weights + 64 MiB + (n - 1) x state;
+- "int4, vision fp16" (artifacts with vision encoders, which every variant keeps in float32): what a GPU running
+  the int4 language model beside fp16 vision encoders would hold; the int4 measurement less half the vision
+  graph's float32 bytes;
 - n streams not measured: the 1-stream figure + (n - 1) x state (frames answered one at a time, no larger batch).
 
-A Jetson fits when its memory, less a reserve for everything else on the board, holds the resident figure.
+A Jetson fits when its memory, less a reserve for everything else on the board, holds the resident figure and the
+load's measured peak (computed rows: the resident figure only).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ JETSONS = (("Orin Nano 8GB", 8e9), ("Orin NX 16GB", 16e9), ("AGX Orin 32GB", 32e
 # for two 1080p cameras, ~0.5 GiB) and headroom against the kernel's OOM killer (~0.2 GiB).
 RESERVE = int(2.5 * GiB)
 STREAMS = (1, 4, 16)
+INT4_FP16_VISION = "int4, vision fp16"
 
 
 def _regions(entries) -> dict:
@@ -76,6 +81,11 @@ def weight_bytes(directory: Path) -> dict[str, dict]:
               for p in m.precisions}
     if "fp16" not in result:
         result["fp16"] = {"weights": fp16_weights(m), "computed": True}
+    if "int4" in result and m.has_vision:  # what a GPU would hold: the int4 LM beside vision encoders in fp16
+        vision = _regions({"vision": m.graphs["vision"]})
+        saved = sum(n // 2 for n, dtype, _ in vision.values() if dtype == "float32")
+        result[INT4_FP16_VISION] = {"weights": result["int4"]["weights"] - saved, "computed": True, "saved": saved,
+                                    "from": "int4"}
     return result
 
 
@@ -99,6 +109,8 @@ def measured(paths: list[str]) -> dict[tuple[str, str], dict]:
                     continue
                 rec = out.setdefault((str(Path(row["artifact"]).resolve()), row["precision"]), {})
                 rec["load"] = row["rss_load"]
+                if "rss_load_peak" in row:
+                    rec["load_peak"] = row["rss_load_peak"]
                 rec["1"] = max(rec.get("1", 0), row["rss_prefill"])
                 for n, s in row.get("streams", {}).items():
                     rec[n] = s["rss"]
@@ -108,6 +120,7 @@ def measured(paths: list[str]) -> dict[tuple[str, str], dict]:
                     continue
                 rec = out.setdefault((str(Path(doc["artifact"]).resolve()), row["precision"]), {})
                 rec.setdefault("load", row["rss_load"])
+                rec["load_peak"] = row["rss_load_peak"]
                 rec[str(row["streams"])] = max(rec.get(str(row["streams"]), 0), row["rss_frames_peak"])
     return out
 
@@ -128,8 +141,14 @@ def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESER
             row = {"artifact": str(d), "model": m.model["name"], "precision": precision, "weights": w["weights"],
                    "weights_computed": w["computed"], "state_per_stream": state,
                    "artifact_bytes": None if w["computed"] else size, "rss_load": rec.get("load"), "resident": {}}
+            peak = rec.get("load_peak") if "from" not in w and precision != "fp16" else None
+            row["rss_load_peak"] = peak
             base = rec.get("1")
-            if precision == "fp16":  # the CPU provider upcasts fp16 weights: a CPU measurement is not a GPU's
+            if "from" in w:  # the int4 measurement less the bytes fp16 vision encoders would save
+                src = meas.get((str(d.resolve()), w["from"]), {})
+                base = None if "1" not in src else src["1"] - w["saved"]
+                how = "computed"
+            elif precision == "fp16":  # the CPU provider upcasts fp16 weights: a CPU measurement is not a GPU's
                 base, how = int(1.25 * w["weights"]) + 64 * MiB, "computed"
             else:
                 how = "measured" if base is not None else None
@@ -140,7 +159,8 @@ def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESER
                     row["resident"][str(n)] = {"bytes": rec[str(n)], "how": "measured"}
                 else:
                     row["resident"][str(n)] = {"bytes": base + (n - 1) * state, "how": "computed"}
-                row["resident"][str(n)]["fits"] = jetson_fit(row["resident"][str(n)]["bytes"], reserve)
+                # the board must also survive the load (sessions pre-packing one graph while its pages are mapped)
+                row["resident"][str(n)]["fits"] = jetson_fit(max(row["resident"][str(n)]["bytes"], peak or 0), reserve)
             rows.append(row)
     return rows
 
@@ -149,8 +169,8 @@ def markdown(rows: list[dict]) -> str:
     def gib(b):
         return "-" if b is None else f"{b / GiB:.2f} GiB" if b >= GiB else f"{b / MiB:.0f} MiB"
 
-    lines = ["| model | precision | weights held | state / stream | resident, 1 stream | 4 streams | 16 streams | "
-             "artifact | smallest Jetson, 1 / 16 streams |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | precision | weights held | state / stream | load peak | resident, 1 stream | 4 streams | "
+             "16 streams | artifact | smallest Jetson, 1 / 16 streams |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         res = r["resident"]
 
@@ -161,7 +181,7 @@ def markdown(rows: list[dict]) -> str:
 
         fits = " / ".join((res[k]["fits"] or "none") if k in res else "-" for k in ("1", "16"))
         lines.append(f"| {r['model']} | {r['precision']} | {gib(r['weights'])}{' (c)' if r['weights_computed'] else ''}"
-                     f" | {r['state_per_stream'] / MiB:.2f} MiB | {cell(1)} | {cell(4)} | {cell(16)} | "
+                     f" | {r['state_per_stream'] / MiB:.2f} MiB | {gib(r.get('rss_load_peak'))} | {cell(1)} | {cell(4)} | {cell(16)} | "
                      f"{gib(r['artifact_bytes']) if r['artifact_bytes'] else '-'} | {fits} |")
     return "\n".join(lines)
 
