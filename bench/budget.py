@@ -12,9 +12,10 @@ during a whole frame, vision encoders included); what was not measured is comput
 - fp16, which ONNX Runtime's CPU provider runs by upcasting its weights to float32 (so a CPU measurement says
   nothing about a GPU): its weights are the fp32 graphs' outside the LM (vision, projector, embed) plus the LM
   graph's float32 tensors at two bytes each, exactly as ``export --precision fp16`` writes them; its resident
-  memory is computed as the floors the other precisions meet: 1.25 x weights + 64 MiB + (n - 1) x state;
+  memory is computed as the floor set for the other precisions, 1.25 x weights + 64 MiB, plus what n streams added
+  to the fp32 measurement (their states and a batch's activations);
 - "int4, vision fp16" (artifacts with vision encoders, which every variant keeps in float32): what a GPU running
-  the int4 language model beside fp16 vision encoders would hold; the int4 measurement less half the vision
+  the int4 language model beside fp16 vision encoders would hold; the int4 measurements less half the vision
   graph's float32 bytes;
 - n streams not measured: the 1-stream figure + (n - 1) x state (frames answered one at a time, no larger batch).
 
@@ -143,12 +144,13 @@ def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESER
                    "artifact_bytes": None if w["computed"] else size, "rss_load": rec.get("load"), "resident": {}}
             peak = rec.get("load_peak") if "from" not in w and precision != "fp16" else None
             row["rss_load_peak"] = peak
-            base = rec.get("1")
+            base, ref = rec.get("1"), {}
             if "from" in w:  # the int4 measurement less the bytes fp16 vision encoders would save
-                src = meas.get((str(d.resolve()), w["from"]), {})
-                base = None if "1" not in src else src["1"] - w["saved"]
+                ref = meas.get((str(d.resolve()), w["from"]), {})
+                base = None if "1" not in ref else ref["1"] - w["saved"]
                 how = "computed"
             elif precision == "fp16":  # the CPU provider upcasts fp16 weights: a CPU measurement is not a GPU's
+                ref = meas.get((str(d.resolve()), "fp32"), {})
                 base, how = int(1.25 * w["weights"]) + 64 * MiB, "computed"
             else:
                 how = "measured" if base is not None else None
@@ -157,6 +159,8 @@ def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESER
                     continue
                 if how == "measured" and str(n) in rec:
                     row["resident"][str(n)] = {"bytes": rec[str(n)], "how": "measured"}
+                elif str(n) in ref and "1" in ref:  # what n streams added to the precision it is derived from
+                    row["resident"][str(n)] = {"bytes": base + ref[str(n)] - ref["1"], "how": "computed"}
                 else:
                     row["resident"][str(n)] = {"bytes": base + (n - 1) * state, "how": "computed"}
                 # the board must also survive the load (sessions pre-packing one graph while its pages are mapped)

@@ -44,5 +44,6 @@ def test_table_from_measurements(trained_artifact, tmp_path):
     fp16 = rows["fp16"]
     assert fp16["resident"]["1"]["how"] == "computed"
     assert fp16["resident"]["1"]["bytes"] == int(1.25 * fp16["weights"]) + 64 * MiB
+    assert fp16["resident"]["4"]["bytes"] == fp16["resident"]["1"]["bytes"] + 5 * MiB  # what 4 streams added to fp32
     table = markdown(list(rows.values()))
     assert table.count("\n") == 1 + len(rows) and "(c)" in table
