@@ -40,12 +40,16 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA = "cobra-edge-bench-lm/3"
 
 
+OPTIONAL_CONTENDERS = ("hf", "torch_ref", "onnx_portable", "onnx_steps")
+
+
 @dataclass
 class BenchOptions:
     presets: tuple[str, ...] = ("mamba-130m", "mamba-370m")
     batch_sizes: tuple[int, ...] = (1, 8)
     precisions: tuple[str, ...] = ("fp32", "int8", "fp16", "int4")
     before: dict = field(default_factory=dict)  # preset -> an artifact of the same weights in the earlier format
+    without: tuple[str, ...] = ()  # contenders left out (OPTIONAL_CONTENDERS): to fit memory, or time
     visual_tokens: int = 729
     prompt_tokens: int = 32
     threads: int = 2
@@ -183,7 +187,7 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
 
     before_precisions = [p for p in ("fp32", "int8") if before is not None and p in before.precisions
                          and p in opts.precisions]
-    hf = _hf_model(model)
+    hf = None if "hf" in opts.without else _hf_model(model)
     L = opts.visual_tokens + opts.prompt_tokens
     vocab = model.cfg.lm.vocab_size
     weight_bytes = sum(p.numel() * p.element_size() for p in llm.parameters())  # tied head counted once
@@ -226,6 +230,8 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
                         c, s = o["conv_state_out"], o["ssm_state_out"]
                 fns["onnx_steps"] = step_loop
                 slow += ("onnx_steps",)
+            for left_out in opts.without:
+                fns.pop(left_out, None)
             results["prefill"][str(B)] = side_by_side(fns, slow=slow, **turns)
             out = prefill["fp32"].run(feeds)
             states[B] = (out["conv_state_out"], out["ssm_state_out"])
@@ -245,7 +251,9 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
             tok_t = torch.from_numpy(tok)
             c_on, s_on = states[B]
             c_t, s_t = torch.from_numpy(c_on), torch.from_numpy(s_on)
-            hf_cache = hf(input_ids=torch.from_numpy(ids)[:, : min(L, 8)], use_cache=True).cache_params
+            hf_cache = None
+            if hf is not None:
+                hf_cache = hf(input_ids=torch.from_numpy(ids)[:, : min(L, 8)], use_cache=True).cache_params
             fns = {label(p): (lambda e=steps[p]: e.run({"input_ids": tok, "conv_state": c_on, "ssm_state": s_on}))
                    for p in opts.precisions}
             state = {"conv_state": c_on, "ssm_state": s_on}
@@ -262,6 +270,8 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
                     lambda lp=loop: lp.run({"input_ids": tok})
             fns["torch_ref"] = lambda: llm.step(tok_t, c_t, s_t)
             fns["hf"] = lambda: hf(input_ids=tok_t[:, None], cache_params=hf_cache, use_cache=True)
+            for left_out in opts.without:
+                fns.pop(left_out, None)
             fns["read"] = read  # the bandwidth the floor is computed from, measured in the same rounds
             row = side_by_side(fns, repeats=max(opts.repeats, 20), warmup=max(opts.warmup, 2))
             read_ms = row.pop("read")["median_ms"]

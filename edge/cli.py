@@ -235,6 +235,8 @@ def cmd_bench(args) -> int:
         opts.repeats = args.repeats
     if args.before and not args.connectors:
         opts.before = dict(item.split("=", 1) for item in args.before)
+    if args.without and not args.connectors:
+        opts.without = tuple(args.without)
     out = Path(args.out) if args.out else default_cache_dir() / "bench-results"
     doc, path = module.run(opts, out, say=lambda m: print(m, file=sys.stderr, flush=True))
     print(module.format_table(doc))
@@ -425,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=positive_int, default=None, help="timed rounds (default: the benchmark's own)")
     b.add_argument("--before", nargs="+", metavar="PRESET=DIR",
                    help="also time an artifact of the same preset from an earlier cobra-edge, in the same rounds")
+    b.add_argument("--without", nargs="+", default=[], choices=("hf", "torch_ref", "onnx_portable", "onnx_steps"),
+                   help="leave these contenders out (transformers and the PyTorch reference hold several GB at B = 8)")
     b.add_argument("--out", help="results folder (default: $COBRA_EDGE_CACHE/bench-results, outside the repository; "
                                  "--out bench/results to record a run in it)")
     b.set_defaults(func=cmd_bench)
