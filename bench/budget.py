@@ -17,7 +17,9 @@ during a whole frame, vision encoders included); what was not measured is comput
 - "int4, vision fp16" (artifacts with vision encoders, which every variant keeps in float32): what a GPU running
   the int4 language model beside fp16 vision encoders would hold; the int4 measurements less half the vision
   graph's float32 bytes;
-- n streams not measured: the 1-stream figure + (n - 1) x state (frames answered one at a time, no larger batch).
+- n streams not measured: the 1-stream figure + what n streams added to another precision of the same model
+  (their states and a batch's activations, which are float32 at every precision), or, where none was measured,
+  + (n - 1) x state (frames answered one at a time).
 
 A Jetson fits when its memory, less a reserve for everything else on the board, holds the resident figure and the
 load's measured peak (computed rows: the resident figure only).
@@ -137,6 +139,12 @@ def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESER
         m = Manifest.load(d, verify_hashes=False)
         state = m.state.bytes_per_stream
         size = artifact_sizes(d)["artifact_bytes"]
+        added = {}  # n -> what n streams (states and a batch's activations, float32 at every precision) added
+        for other in ("fp32", "int8", "int4"):
+            rec = meas.get((str(d.resolve()), other), {})
+            for n in STREAMS[1:]:
+                if str(n) in rec and "1" in rec and str(n) not in added:
+                    added[str(n)] = rec[str(n)] - rec["1"]
         for precision, w in weight_bytes(d).items():
             rec = meas.get((str(d.resolve()), precision), {})
             row = {"artifact": str(d), "model": m.model["name"], "precision": precision, "weights": w["weights"],
@@ -161,6 +169,8 @@ def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESER
                     row["resident"][str(n)] = {"bytes": rec[str(n)], "how": "measured"}
                 elif str(n) in ref and "1" in ref:  # what n streams added to the precision it is derived from
                     row["resident"][str(n)] = {"bytes": base + ref[str(n)] - ref["1"], "how": "computed"}
+                elif added.get(str(n)) is not None:  # what n streams added to another precision of this model
+                    row["resident"][str(n)] = {"bytes": base + added[str(n)], "how": "computed"}
                 else:
                     row["resident"][str(n)] = {"bytes": base + (n - 1) * state, "how": "computed"}
                 # the board must also survive the load (sessions pre-packing one graph while its pages are mapped)
