@@ -32,16 +32,29 @@ static void conv_step_row(const CobraConvStepArgs* a, int64_t row) {
   }
 }
 
+/* One batch row of CausalConv's arguments: sizes (KEEP = k - 1 when known at compile time) and the row's
+ * pointers into x / y [b, l, d] and state / state_out [b, d, k - 1]. */
+struct ConvRowAt {
+  int64_t d, l, keep, k;
+  const float* x;
+  float* y;
+  const float* state;
+  float* state_out;
+};
+
+template <int KEEP>
+static inline ConvRowAt conv_row_at(const CobraCausalConvArgs* a, int64_t row) {
+  const int64_t d = a->d, l = a->l, keep = KEEP > 0 ? KEEP : a->k - 1;
+  return {d, l, keep, keep + 1, a->x + row * l * d, a->y + row * l * d, a->state + row * d * keep,
+          a->state_out + row * d * keep};
+}
+
 /* The prefill's conv (contract in conv_step.h): channels [c0, c1) of batch row ``row`` over all l tokens, VW
  * channels per vector, each vector's window (the last k - 1 inputs) in registers. KEEP as in conv_row. */
 template <int KEEP>
 static void causal_conv_block(const CobraCausalConvArgs* a, int64_t row, int64_t c0, int64_t c1) {
   enum { MAX_KEEP = 8 };
-  const int64_t d = a->d, l = a->l, keep = KEEP > 0 ? KEEP : a->k - 1, k = keep + 1;
-  const float* x = a->x + row * l * d;
-  float* y = a->y + row * l * d;
-  const float* state = a->state + row * d * keep;
-  float* state_out = a->state_out + row * d * keep;
+  const auto [d, l, keep, k, x, y, state, state_out] = conv_row_at<KEEP>(a, row);
   for (int64_t c = c0; c < c1; c += VW) {
     const int cnt = c1 - c < VW ? (int)(c1 - c) : VW;
     vf w[MAX_KEEP + 1], win[MAX_KEEP];
@@ -77,11 +90,7 @@ static void causal_conv_block(const CobraCausalConvArgs* a, int64_t row, int64_t
 template <int KEEP>
 static void causal_conv_short(const CobraCausalConvArgs* a, int64_t row, int64_t c0, int64_t c1) {
   enum { MAX_KEEP = 8 };
-  const int64_t d = a->d, l = a->l, keep = KEEP > 0 ? KEEP : a->k - 1, k = keep + 1;
-  const float* x = a->x + row * l * d;
-  float* y = a->y + row * l * d;
-  const float* state = a->state + row * d * keep;
-  float* state_out = a->state_out + row * d * keep;
+  const auto [d, l, keep, k, x, y, state, state_out] = conv_row_at<KEEP>(a, row);
   for (int64_t c = c0; c < c1; c++) {
     const float* w = a->weight + c * k;
     float win[MAX_KEEP];
