@@ -40,7 +40,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA = "cobra-edge-bench-lm/3"
 
 
-OPTIONAL_CONTENDERS = ("hf", "torch_ref", "onnx_portable", "onnx_steps")
+OPTIONAL_CONTENDERS = ("hf", "torch_ref", "onnx_portable", "onnx_steps", "session_options")
 
 
 @dataclass
@@ -424,7 +424,7 @@ def run(opts: BenchOptions, out_dir: Path = RESULTS_DIR, say=print) -> tuple[dic
     tag = "quick" if opts.quick else "full"
     path = out_dir / f"lm-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     for i, name in enumerate(opts.presets):
-        result = bench_preset(name, opts, say=say, session_options=i == 0)
+        result = bench_preset(name, opts, say=say, session_options=i == 0 and "session_options" not in opts.without)
         # the floor of each step row: weight bytes / the bandwidth measured in that row's own rounds
         floors = {B: result["weight_bytes"] / (gb_s * 1e9) * 1e3
                   for B, gb_s in result["read_bandwidth_in_step_rounds_gb_s"].items()}

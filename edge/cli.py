@@ -427,8 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=positive_int, default=None, help="timed rounds (default: the benchmark's own)")
     b.add_argument("--before", nargs="+", metavar="PRESET=DIR",
                    help="also time an artifact of the same preset from an earlier cobra-edge, in the same rounds")
-    b.add_argument("--without", nargs="+", default=[], choices=("hf", "torch_ref", "onnx_portable", "onnx_steps"),
-                   help="leave these contenders out (transformers and the PyTorch reference hold several GB at B = 8)")
+    b.add_argument("--without", nargs="+", default=[], choices=("hf", "torch_ref", "onnx_portable", "onnx_steps",
+                                                                "session_options"),
+                   help="leave these contenders out (transformers and the PyTorch reference hold several GB at B = 8; "
+                        "session_options: the session-option comparison, one arena per session)")
     b.add_argument("--out", help="results folder (default: $COBRA_EDGE_CACHE/bench-results, outside the repository; "
                                  "--out bench/results to record a run in it)")
     b.set_defaults(func=cmd_bench)
