@@ -71,10 +71,48 @@ static void causal_conv_block(const CobraCausalConvArgs* a, int64_t row, int64_t
   }
 }
 
+/* A chunk of one or two tokens (decoding through the prefill graph): channel by channel as conv_row does, the
+ * weights and the state read in their own [d, k] / [d, k - 1] layout instead of gathered into lanes, then the
+ * SiLU over each token's row in vectors. */
+template <int KEEP>
+static void causal_conv_short(const CobraCausalConvArgs* a, int64_t row, int64_t c0, int64_t c1) {
+  enum { MAX_KEEP = 8 };
+  const int64_t d = a->d, l = a->l, keep = KEEP > 0 ? KEEP : a->k - 1, k = keep + 1;
+  const float* x = a->x + row * l * d;
+  float* y = a->y + row * l * d;
+  const float* state = a->state + row * d * keep;
+  float* state_out = a->state_out + row * d * keep;
+  for (int64_t c = c0; c < c1; c++) {
+    const float* w = a->weight + c * k;
+    float win[MAX_KEEP];
+    for (int64_t j = 0; j < keep; j++) win[j] = state[c * keep + j];
+    for (int64_t t = 0; t < l; t++) {
+      const float xt = x[t * d + c];
+      float acc = a->bias[c] + xt * w[keep];
+      for (int64_t j = 0; j < keep; j++) acc += win[j] * w[j];
+      for (int64_t j = 0; j + 1 < keep; j++) win[j] = win[j + 1];
+      if (keep > 0) win[keep - 1] = xt;
+      y[t * d + c] = acc;
+    }
+    for (int64_t j = 0; j < keep; j++) state_out[c * keep + j] = win[j];
+  }
+  for (int64_t t = 0; t < l; t++)
+    for (int64_t c = c0; c < c1; c += VW) {
+      const int cnt = c1 - c < VW ? (int)(c1 - c) : VW;
+      vstore_part(y + t * d + c, vsilu(vload_part(y + t * d + c, cnt)), cnt);
+    }
+}
+
 static void causal_conv_task(const CobraCausalConvArgs* a, int64_t task) {
   const int64_t blocks = (a->d + COBRA_CONV_BLOCK - 1) / COBRA_CONV_BLOCK;
   const int64_t row = task / blocks, c0 = (task % blocks) * COBRA_CONV_BLOCK;
   const int64_t c1 = c0 + COBRA_CONV_BLOCK < a->d ? c0 + COBRA_CONV_BLOCK : a->d;
-  if (a->k == 4) causal_conv_block<3>(a, row, c0, c1);
-  else causal_conv_block<0>(a, row, c0, c1);
+  if (a->l <= 2) { /* gathering a window into lanes costs more than a token or two of work */
+    if (a->k == 4) causal_conv_short<3>(a, row, c0, c1);
+    else causal_conv_short<0>(a, row, c0, c1);
+  } else if (a->k == 4) {
+    causal_conv_block<3>(a, row, c0, c1);
+  } else {
+    causal_conv_block<0>(a, row, c0, c1);
+  }
 }
