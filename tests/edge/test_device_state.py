@@ -15,10 +15,20 @@ from engines.memory import DeviceMemory
 from engines.onnxruntime_backend import OrtLoop
 
 
-@pytest.fixture(scope="module")
-def runtimes(tiny_artifact):
-    return (Runtime.load(tiny_artifact, max_streams=4, threads=1),
-            Runtime.load(tiny_artifact, max_streams=4, threads=1, device_state=True))
+@pytest.fixture(scope="module", params=["prefill", "step"], ids=["decode-prefill", "decode-step"])
+def runtimes(tiny_artifact, request):
+    """(host path, device path) runtimes decoding with the prefill graph at L = 1 (the default: its fused
+    CausalConv) or with the step graph (ConvStep, SelectiveStep)."""
+    host = Runtime.load(tiny_artifact, max_streams=4, threads=1, decode=request.param)
+    dev = Runtime.load(tiny_artifact, max_streams=4, threads=1, device_state=True, decode=request.param)
+    assert host.decode == dev.decode == request.param
+    assert ("step" in dev.engines) == (request.param == "step")
+    return host, dev
+
+
+def test_the_default_decode_is_the_prefill_graph(tiny_artifact):
+    """The device path is tested with both decode modes below; the default one is the prefill graph at L = 1."""
+    assert Runtime.load(tiny_artifact, max_streams=1, threads=1, device_state=True).decode == "prefill"
 
 
 def _frames(n, seed=0):
