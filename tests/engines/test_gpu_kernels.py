@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from engines.kernels import cuda  # noqa: E402
 from tests.conftest import report  # noqa: E402
-from tests.engines.test_kernels import max_rel_err, reference, scan_inputs  # noqa: E402
+from tests.engines.test_kernels import max_rel_err, op_inputs, reference, scan_inputs  # noqa: E402
 
 try:
     cuda.host_library()
@@ -119,6 +119,30 @@ def test_conv_step_equals_the_step_reference():
     want = causal_conv_step(*(torch.from_numpy(a.astype(np.float64)) for a in args))
     err = max_rel_err((y[:, 0], state), tuple(w.numpy() for w in want))
     assert err < TOL[np.float32]
+
+
+@pytest.mark.parametrize("b, l", [(1, 1), (3, 37), (2, 200)])
+def test_causal_conv_on_the_cpu_kernels_shapes(b, l):
+    """cobra_edge.CausalConv as the CUDA provider runs it (ort_cuda.cc: the conv kernel over x [b, l, d]) on the inputs
+    and shapes the CPU kernel is tested with in ONNX Runtime (test_kernels.py: d 100, d_conv 4, a bias x10)."""
+    f, want = op_inputs("CausalConv", b, l, 100, 16, 4, seed=l, extreme=True)
+    got = gpu_emu.causal_conv(f["x"], f["conv_state"], f["weight"], f["bias"])
+    err = max_rel_err(got, want)
+    report(f"GPU CausalConv (host harness) b={b} l={l}", err, TOL[np.float32])
+    assert err < TOL[np.float32]
+
+
+@pytest.mark.parametrize("l", [1, 2, 3, 4, 19])
+def test_causal_conv_equals_the_step_conv_token_by_token(l):
+    """The GPU CausalConv over l tokens equals the GPU ConvStep (the same kernel at l = 1) applied l times, state carried:
+    what decoding through the prefill graph at L = 1 relies on (test_kernels.py checks the CPU kernels the same way)."""
+    f, _ = op_inputs("CausalConv", 2, l, 100, 16, 4, seed=l)
+    y, state_out = gpu_emu.causal_conv(f["x"], f["conv_state"], f["weight"], f["bias"])
+    state = f["conv_state"]
+    for t in range(l):
+        step_y, state = gpu_emu.causal_conv(f["x"][:, t:t + 1], state, f["weight"], f["bias"])
+        np.testing.assert_allclose(y[:, t], step_y[:, 0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(state_out, state)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
