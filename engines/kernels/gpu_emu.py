@@ -9,6 +9,8 @@ D, dt_bias and the conv weight and bias are float32.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -19,15 +21,31 @@ SCAN_INPUTS = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "h")
 FLOAT32_INPUTS = ("A", "D", "dt_bias", "h")
 
 
+@dataclass
+class KernelCall:
+    """One launch's buffers, checked and laid out as the kernel reads them: ``inputs`` and ``outputs`` (allocated,
+    unwritten) by the parameter struct's field names (gpu_args.py), ``half`` the activations' type flag, ``params``
+    the struct for those buffers' addresses (host addresses here; bench/gpu_check.py copies the same buffers to the
+    GPU and passes device addresses)."""
+
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    half: int
+    params: Callable[[dict[str, int]], ctypes.Structure]
+
+    def host_params(self) -> ctypes.Structure:
+        return self.params({k: a.ctypes.data for k, a in (self.inputs | self.outputs).items()})
+
+
 def _activation_dtype(x: np.ndarray) -> np.dtype:
     if x.dtype not in (np.float32, np.float16):
         raise ValueError(f"activations must be float32 or float16, got {x.dtype}")
     return x.dtype
 
 
-def selective_scan(x, dt, A, B, C, D, z, dt_bias, h):
-    """x, dt, z [b, l, d]; A [d, n]; B, C [b, l, n]; D, dt_bias [d]; h [b, d, n] -> (y [b, l, d], h_out [b, d, n]):
-    the scan kernel's code over its grid. Activations in x's dtype (float32 or float16)."""
+def scan_call(x, dt, A, B, C, D, z, dt_bias, h) -> KernelCall:
+    """The scan kernel's launch for x, dt, z [b, l, d]; A [d, n]; B, C [b, l, n]; D, dt_bias [d]; h [b, d, n]:
+    outputs y [b, l, d], h_out [b, d, n]. Activations in x's dtype (float32 or float16)."""
     t = _activation_dtype(np.asarray(x))
     given = dict(zip(SCAN_INPUTS, (x, dt, A, B, C, D, z, dt_bias, h)))
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32 if k in FLOAT32_INPUTS else t) for k, v in given.items()}
@@ -38,17 +56,16 @@ def selective_scan(x, dt, A, B, C, D, z, dt_bias, h):
     for k, a in arrays.items():
         if a.shape != want[k]:
             raise ValueError(f"selective scan: {k!r} has shape {a.shape}, expected {want[k]}")
-    y, h_out = np.empty((b, l, d), t), np.empty((b, d, n), np.float32)
-    ptrs = {k: a.ctypes.data for k, a in arrays.items()}
-    p = scan_params(b, l, d, n, {**ptrs, "h0": ptrs["h"], "y": y.ctypes.data, "h_out": h_out.ctypes.data})
-    if host_library().cobra_emu_selective_scan(ctypes.byref(p), int(t == np.float16)) != 0:
+    if not 1 <= n <= 64:
         raise ValueError(f"selective scan: d_state {n} is outside 1..64, which the GPU kernel handles")
-    return y, h_out
+    arrays["h0"] = arrays.pop("h")
+    return KernelCall(arrays, {"y": np.empty((b, l, d), t), "h_out": np.empty((b, d, n), np.float32)},
+                      int(t == np.float16), lambda ptrs: scan_params(b, l, d, n, ptrs))
 
 
-def causal_conv(x, conv_state, weight, bias):
-    """x [b, l, d]; conv_state [b, d, k - 1] (x's dtype); weight [d, k]; bias [d] -> (y [b, l, d], conv_state_out):
-    the conv kernel's code over its grid (ConvStep is l = 1)."""
+def conv_call(x, conv_state, weight, bias) -> KernelCall:
+    """The conv kernel's launch for x [b, l, d]; conv_state [b, d, k - 1] (x's dtype); weight [d, k]; bias [d]:
+    outputs y [b, l, d], state_out [b, d, k - 1] (ConvStep is l = 1)."""
     t = _activation_dtype(np.asarray(x))
     x, conv_state = np.ascontiguousarray(x, t), np.ascontiguousarray(conv_state, t)
     weight, bias = np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32)
@@ -57,12 +74,27 @@ def causal_conv(x, conv_state, weight, bias):
     if conv_state.shape != (b, d, k - 1) or weight.shape != (d, k) or bias.shape != (d,):
         raise ValueError(f"causal conv: shapes x {x.shape}, conv_state {conv_state.shape}, weight {weight.shape}, "
                          f"bias {bias.shape} do not agree")
-    y, state_out = np.empty((b, l, d), t), np.empty((b, d, k - 1), t)
-    p = conv_params(b, l, d, k, {"x": x.ctypes.data, "state": conv_state.ctypes.data, "weight": weight.ctypes.data,
-                                 "bias": bias.ctypes.data, "y": y.ctypes.data, "state_out": state_out.ctypes.data})
-    if host_library().cobra_emu_causal_conv(ctypes.byref(p), int(t == np.float16)) != 0:
+    if not 1 <= k <= 9:
         raise ValueError(f"causal conv: d_conv {k} is outside 1..9, which the GPU kernel handles")
-    return y, state_out
+    return KernelCall({"x": x, "state": conv_state, "weight": weight, "bias": bias},
+                      {"y": np.empty((b, l, d), t), "state_out": np.empty((b, d, k - 1), t)}, int(t == np.float16),
+                      lambda ptrs: conv_params(b, l, d, k, ptrs))
+
+
+def selective_scan(x, dt, A, B, C, D, z, dt_bias, h):
+    """(y [b, l, d], h_out [b, d, n]): the scan kernel's code over its grid (shapes: ``scan_call``)."""
+    call = scan_call(x, dt, A, B, C, D, z, dt_bias, h)
+    if host_library().cobra_emu_selective_scan(ctypes.byref(call.host_params()), call.half) != 0:
+        raise CudaUnavailable("selective scan: the harness refused the launch")
+    return call.outputs["y"], call.outputs["h_out"]
+
+
+def causal_conv(x, conv_state, weight, bias):
+    """(y [b, l, d], conv_state_out [b, d, k - 1]): the conv kernel's code over its grid (shapes: ``conv_call``)."""
+    call = conv_call(x, conv_state, weight, bias)
+    if host_library().cobra_emu_causal_conv(ctypes.byref(call.host_params()), call.half) != 0:
+        raise CudaUnavailable("causal conv: the harness refused the launch")
+    return call.outputs["y"], call.outputs["state_out"]
 
 
 def rows_nonfinite(data: np.ndarray) -> np.ndarray:
