@@ -352,7 +352,7 @@ def device_arg(parser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="where the graphs run: cpu; cuda (onnxruntime-gpu's CUDA provider with cobra-edge's CUDA "
                              "kernels); tensorrt (TensorRT for the standard operators, the CUDA kernels for the "
-                             "cobra_edge nodes). Not yet run on a GPU: see README, 'GPU'")
+                             "cobra_edge nodes). Not yet run on a GPU: see docs/jetson.md")
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):

@@ -7,7 +7,7 @@
                the graph and weights hashes), the cobra_edge nodes excluded from TensorRT so that they run on the CUDA
                provider with cobra-edge's CUDA kernels, the CPU provider last
 
-Written and checked on CPU-only machines; the cuda and tensorrt paths have not been run on a GPU yet (README, "GPU").
+Written and checked on CPU-only machines; the cuda and tensorrt paths have not been run on a GPU yet (docs/jetson.md).
 """
 
 from __future__ import annotations
