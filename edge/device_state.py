@@ -21,7 +21,6 @@ from typing import Sequence
 import numpy as np
 
 from .batch_state import DeviceStates
-from .errors import StreamError
 from .state import StatePool, StateSnapshot, StateSpec
 
 
@@ -65,15 +64,6 @@ class DeviceStatePool(StatePool):
     def snapshot(self, slot: int) -> StateSnapshot:
         conv, ssm = self.read(slot)
         return StateSnapshot(conv, ssm, self.spec)
-
-    def restore(self, slot: int, snap: StateSnapshot, stream: str = "?") -> None:
-        self._check(slot)
-        if not isinstance(snap, StateSnapshot):
-            raise StreamError(f"stream {stream!r}: restore takes a StateSnapshot, got {type(snap).__name__}")
-        problem = snap.problem(self.spec)
-        if problem:
-            raise StreamError(f"stream {stream!r}: cannot restore: {problem}")
-        self.write(slot, snap.conv, snap.ssm)
 
     def slot_finite(self, slot: int) -> bool:
         self._check(slot)

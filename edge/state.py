@@ -190,8 +190,7 @@ class StatePool:
         problem = snap.problem(self.spec)
         if problem:
             raise StreamError(f"stream {stream!r}: cannot restore: {problem}")
-        self.conv[slot] = snap.conv
-        self.ssm[slot] = snap.ssm
+        self.write(slot, snap.conv, snap.ssm)  # (on the device for DeviceStatePool)
 
     def _check(self, slot: int) -> None:
         if not 0 <= slot < self.capacity:

@@ -79,6 +79,15 @@ def host_library() -> ctypes.CDLL:
     return _cdll(str(path))
 
 
+def host_built() -> bool:
+    """Whether the CUDA library's host build is here (what the host harness, engines/kernels/gpu_emu.py, needs)."""
+    try:
+        host_library()
+    except CudaUnavailable:
+        return False
+    return True
+
+
 def call(fn, *args) -> None:
     """Call a gpu_launch.h function (its last two arguments are the error buffer); CudaUnavailable with its message."""
     err = ctypes.create_string_buffer(512)

@@ -25,15 +25,7 @@ OrtStatus* cobra_run_scan(const OrtApi* api, OrtKernelContext* ctx, const CobraS
   return nullptr;
 }
 
-OrtStatus* cobra_run_conv_step(const OrtApi* api, OrtKernelContext* ctx, const CobraConvStepArgs* a, char* err,
-                               size_t errlen) {
-  void* stream;
-  if (OrtStatus* st = stream_of(api, ctx, &stream)) return st;
-  ConvParams p = {a->b, 1, a->d, a->k, a->x, a->state, a->weight, a->bias, a->y, a->state_out}; /* [b, d] = [b, 1, d] */
-  cobra_gpu_causal_conv(&p, 0, stream, err, errlen);
-  return nullptr;
-}
-
+/* CausalConv over l tokens; ConvStep is the same kernel at l = 1 ([b, d] = [b, 1, d] in memory) */
 OrtStatus* cobra_run_causal_conv(const OrtApi* api, OrtKernelContext* ctx, const CobraCausalConvArgs* a, char* err,
                                  size_t errlen) {
   void* stream;
@@ -41,4 +33,10 @@ OrtStatus* cobra_run_causal_conv(const OrtApi* api, OrtKernelContext* ctx, const
   ConvParams p = {a->b, a->l, a->d, a->k, a->x, a->state, a->weight, a->bias, a->y, a->state_out};
   cobra_gpu_causal_conv(&p, 0, stream, err, errlen);
   return nullptr;
+}
+
+OrtStatus* cobra_run_conv_step(const OrtApi* api, OrtKernelContext* ctx, const CobraConvStepArgs* a, char* err,
+                               size_t errlen) {
+  const CobraCausalConvArgs one = {a->b, 1, a->d, a->k, a->x, a->state, a->weight, a->bias, a->y, a->state_out};
+  return cobra_run_causal_conv(api, ctx, &one, err, errlen);
 }

@@ -11,12 +11,7 @@ import pytest
 from bench import gpu_check
 from engines.kernels import cuda
 
-try:
-    cuda.host_library()
-    HOST = True
-except cuda.CudaUnavailable:
-    HOST = False
-needs_host = pytest.mark.skipif(not HOST, reason="cobra-edge's CUDA library is not built here (its host harness runs "
+needs_host = pytest.mark.skipif(not cuda.host_built(), reason="cobra-edge's CUDA library is not built here (its host harness runs "
                                                  "the kernels' code on the CPU)")
 
 

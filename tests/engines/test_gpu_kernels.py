@@ -13,11 +13,7 @@ from engines.kernels import cuda  # noqa: E402
 from tests.conftest import report  # noqa: E402
 from tests.engines.test_kernels import max_rel_err, op_inputs, reference, scan_inputs  # noqa: E402
 
-try:
-    cuda.host_library()
-    HOST = True
-except cuda.CudaUnavailable:
-    HOST = False
+HOST = cuda.host_built()
 pytestmark = pytest.mark.skipif(not HOST, reason="cobra-edge's CUDA library is not built here (pip install -e . with a "
                                                  "C++ compiler)")
 if HOST:
