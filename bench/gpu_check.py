@@ -3,7 +3,7 @@ NVIDIA GPU, its driver and a CUDA toolkit (or the nvidia-cuda-nvrtc-cu12 wheel),
 
     python -m bench.gpu_check [--out bench/results] [--no-build] [--artifact DIR] [--budget-s 420]
 
-1. build      ``python setup.py build_ext --inplace``: the CPU and CUDA libraries and the cubins (NVRTC)
+1. build      ``python setup.py build_ext --inplace --force``: the CPU and CUDA libraries and the cubins (NVRTC)
 2. kernels    every GPU kernel on the GPU (SelectiveScan/SelectiveStep: the scan kernel; CausalConv/ConvStep: the conv
               kernel; float32 and float16 activations) against a float64 reference, on the shapes of the CPU tests
               (tests/engines/test_gpu_kernels.py, test_kernels.py) and one mamba-2.8b layer; tolerance 1e-4 relative
@@ -335,7 +335,7 @@ def check_onnxruntime(artifact: Path, devices: list[str]) -> list[dict]:
 
 def build() -> dict:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=REPO, capture_output=True,
+    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "--force"], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
     cubins = sorted(p.name for p in (REPO / "engines" / "kernels" / "cubin").glob("*.cubin"))
     return {"ok": r.returncode == 0, "seconds": time.perf_counter() - t0, "cubins": cubins,
