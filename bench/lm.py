@@ -230,8 +230,8 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
             out = prefill["fp32"].run(feeds)
             states[B] = (out["conv_state_out"], out["ssm_state_out"])
         if before_precisions:
-            results["before_after"] = same_tokens(prefill, old_prefill, embed, open_before, inputs,
-                                                  before_precisions)
+            checked = [p for p in ("fp32", "fp16", "int8") if p in before.precisions and p in prefill]
+            results["before_after"] = same_tokens(prefill, old_prefill, embed, open_before, inputs, checked)
         del prefill, portable, step32, fns, old_prefill
         gc.collect()
 
@@ -277,24 +277,30 @@ def bench_preset(name: str, opts: BenchOptions, say=print, session_options: bool
 
 def same_tokens(prefill: dict, old_prefill: dict, embed, open_before, inputs: dict, precisions, steps: int = 8):
     """Greedy tokens of the current artifact (prefill, then its decode through the prefill graph) and of the earlier
-    one (its prefill, then its step graph) from the same prompts: equal per precision?"""
+    one (its prefill, then its step graph) from the same prompts: equal per precision? And the largest difference
+    of the states after the prefill and after the last step, beside the states' largest magnitude."""
     from edge.decode import Stepper, greedy_decode
 
     out = {}
     for p in precisions:
         ids = inputs[min(inputs)]
         feeds = {"inputs_embeds": embed.run({"input_ids": ids})["inputs_embeds"]}
-        tokens = {}
+        tokens, states = {}, {}
+        old = old_prefill[p] if p in old_prefill else open_before("prefill", p)
         for who, pre, stepper in (("after", prefill[p], Stepper(prefill[p], embed)),
-                                  ("before", old_prefill[p], Stepper(open_before("step", p)))):
+                                  ("before", old, Stepper(open_before("step", p)))):
             spec_c, spec_s = pre.inputs["conv_state"], pre.inputs["ssm_state"]
             conv = np.zeros((ids.shape[0], *spec_c.shape[1:]), np.float32)
             ssm = np.zeros((ids.shape[0], *spec_s.shape[1:]), np.float32)
             o = pre.run({**feeds, "conv_state": conv, "ssm_state": ssm})
-            t, _, _ = greedy_decode(stepper, o["next_token"], o["conv_state_out"].copy(), o["ssm_state_out"].copy(),
-                                    [steps] * ids.shape[0], -1, [False] * ids.shape[0])
+            t, conv, ssm = greedy_decode(stepper, o["next_token"], o["conv_state_out"].copy(),
+                                         o["ssm_state_out"].copy(), [steps] * ids.shape[0], -1, [False] * ids.shape[0])
             tokens[who] = t
-        out[p] = {"equal": tokens["after"] == tokens["before"], "tokens": steps, "rows": ids.shape[0]}
+            states[who] = (o["ssm_state_out"], ssm)
+        diff = [float(np.abs(a - b).max()) for a, b in zip(states["after"], states["before"])]
+        out[p] = {"equal": tokens["after"] == tokens["before"], "tokens": steps, "rows": ids.shape[0],
+                  "ssm_state_max_abs_diff": {"after_prefill": diff[0], "after_steps": diff[1]},
+                  "ssm_state_max_abs": float(np.abs(states["before"][0]).max())}
     return out
 
 

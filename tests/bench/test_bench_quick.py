@@ -13,7 +13,16 @@ pytest.importorskip("transformers")
 
 
 def test_bench_quick_writes_schema(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--quick", "--out", str(tmp_path)], cwd=REPO,
+    """Also with --before: an artifact of the same preset exported apart is timed in the same rounds, and its greedy
+    tokens (decoded by its step graph) and states are compared with the run's (decoded through the prefill graph)."""
+    from bench.lm import _model_config
+    from export.model import build_random
+    from export.onnx_export import export_model
+
+    before = tmp_path / "before"
+    export_model(build_random(_model_config("bench-tiny"), seed=0), before, precisions=("fp32", "int8", "fp16"))
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--quick", "--out", str(tmp_path),
+                        "--before", f"bench-tiny={before}"], cwd=REPO,
                        capture_output=True, text=True, timeout=300,
                        env={**__import__("os").environ, "COBRA_EDGE_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
@@ -33,6 +42,11 @@ def test_bench_quick_writes_schema(tmp_path):
             for c in contenders:
                 assert row[c]["median_ms"] > 0 and len(row[c]["runs_ms"]) >= 1
     assert "onnx_steps" in p["prefill"]["1"]
+    assert {"before", "before_int8"} <= set(p["prefill"]["1"]) and "before_bound" in p["step"]["8"]
+    for precision, tol in (("fp32", 1e-4), ("fp16", 2e-2), ("int8", 1e-4)):
+        check = p["before_after"][precision]
+        assert check["equal"] and check["tokens"] == 8, (precision, check)
+        assert max(check["ssm_state_max_abs_diff"].values()) <= tol * max(1.0, check["ssm_state_max_abs"]), check
     assert set(p["step_floor_ms"]) == {"1", "8"} and min(p["step_floor_ms"].values()) > 0 and p["weight_bytes"] > 0
     assert min(p["read_bandwidth_in_step_rounds_gb_s"].values()) > 0 and doc["read_bandwidth_best_gb_s"] > 0
     assert p["ratios"]["step"]["1"]["onnx_over_floor"] > 0 and "b8_over_b1_onnx" in p["ratios"]["step"]
