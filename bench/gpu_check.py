@@ -1,5 +1,5 @@
-"""The GPU check: everything about the GPU path that a CPU cannot prove, in one run of a few minutes on a machine with an
-NVIDIA GPU, its driver and a CUDA toolkit (or the nvidia-cuda-nvrtc-cu12 wheel), and nothing from the network.
+"""The GPU check: everything about the GPU path that a CPU cannot prove, in one run of a few minutes on a machine with
+an NVIDIA GPU, its driver and a CUDA toolkit (or the nvidia-cuda-nvrtc-cu12 wheel), and nothing from the network.
 
     python -m bench.gpu_check [--out bench/results] [--no-build] [--artifact DIR] [--budget-s 420]
 
@@ -258,7 +258,8 @@ def time_kernels(gpu: Gpu, repeats: int = 20) -> dict:
                                                         "C": act((b, n)), "z": act((b, d)),
                                                         "A": gpu.put(-np.ones((d, n), np.float32)), "D": f32((d,)),
                                                         "dt_bias": f32((d,)), "h0": f32((b, d, n)),
-                                                        "y": gpu.alloc(b * d * item), "h_out": gpu.alloc(b * d * n * 4)})
+                                                        "y": gpu.alloc(b * d * item),
+                                                        "h_out": gpu.alloc(b * d * n * 4)})
                 ms = gpu.timed(lambda: gpu.cuda.call(gpu.lib.cobra_gpu_run_layers, convs, scans, ctypes.c_int(layers),
                                                      ctypes.c_int(half), None), repeats)
                 one = layer_bytes(b, 1, d, n, k, item)
@@ -335,8 +336,8 @@ def check_onnxruntime(artifact: Path, devices: list[str]) -> list[dict]:
 
 def build() -> dict:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "--force"], cwd=REPO, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "--force"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
     cubins = sorted(p.name for p in (REPO / "engines" / "kernels" / "cubin").glob("*.cubin"))
     return {"ok": r.returncode == 0, "seconds": time.perf_counter() - t0, "cubins": cubins,
             "log_tail": (r.stdout + r.stderr)[-1500:]}
@@ -346,7 +347,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder of the JSON (default: bench/results)")
     p.add_argument("--no-build", action="store_true", help="use the libraries and cubins already built")
-    p.add_argument("--artifact", help="the artifact for the ONNX Runtime check (default: export the trained tiny model)")
+    p.add_argument("--artifact",
+                   help="the artifact for the ONNX Runtime check (default: export the trained tiny model)")
     p.add_argument("--emulate", action="store_true",
                    help="no GPU: run the kernel checks on the host harness (the kernels' code on the CPU) instead")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per figure (median)")

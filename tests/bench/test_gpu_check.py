@@ -11,8 +11,8 @@ import pytest
 from bench import gpu_check
 from engines.kernels import cuda
 
-needs_host = pytest.mark.skipif(not cuda.host_built(), reason="cobra-edge's CUDA library is not built here (its host harness runs "
-                                                 "the kernels' code on the CPU)")
+needs_host = pytest.mark.skipif(not cuda.host_built(), reason="cobra-edge's CUDA library is not built here (its "
+                                                               "host harness runs the kernels' code on the CPU)")
 
 
 @pytest.fixture
@@ -74,7 +74,8 @@ def test_without_a_gpu_it_says_what_it_skipped_and_exits_4(no_gpu, tmp_path, cap
     assert gpu_check.main(["--no-build", "--out", str(tmp_path)]) == gpu_check.EXIT_NO_GPU == 4
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("gpu-check: NO GPU;")
-    assert "no GPU: skipped kernels on the GPU, timings, onnxruntime on the GPU (cobra_gpu_init: the CUDA driver" in line
+    assert ("no GPU: skipped kernels on the GPU, timings, onnxruntime on the GPU (cobra_gpu_init: the CUDA driver"
+            in line)
     (path,) = tmp_path.glob("gpu-check-*.json")
     assert str(path) in line
     doc = json.loads(path.read_text())
