@@ -29,7 +29,7 @@ from engines.base import EngineInputError
 
 from .boxes import box_feeds
 from .checks import as_count, finite_rows
-from .decode import greedy_decode
+from .decode import decode_states
 from .errors import FrameError, NonFiniteError, StreamError, as_stream_error, log_unexpected
 from .preprocess import preprocess
 from .profile import FrameProfile, StageTimer
@@ -103,7 +103,9 @@ def _check_start_state(rt: "Runtime", req: Request) -> None:
         conv, ssm = req.start
         conv, ssm = np.asarray(conv).reshape(1, -1), np.asarray(ssm).reshape(1, -1)
     elif s.mode == "continuous":
-        conv, ssm = rt.pool.view(s.slot)
+        if rt.pool.slot_finite(s.slot):  # on the pool's device: one flag crosses, not the state
+            return
+        conv = ssm = np.array([[np.nan]])
     else:
         return
     if not finite_rows(conv, ssm)[0]:
@@ -165,42 +167,44 @@ def _groups(rows: list[_Row], key) -> dict:
     return groups
 
 
+def _start_states(rt: "Runtime", rows: list[_Row]):
+    """Gathered start states of the rows, where the pool keeps states (edge/batch_state.py): a fork's snapshot, a
+    continuous stream's slot, or zeros. Copies: the pool is written only after success."""
+    return rt.pool.start_states([r.req.start if r.req.start is not None
+                                 else r.req.stream.slot if r.req.stream.mode == "continuous" else None for r in rows])
+
+
 def _start_state(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarray]:
-    """Gathered start states [n, ...] (copies: the pool is written only after success)."""
-    conv, ssm = rt.manifest.state.zeros(len(rows))
-    for j, r in enumerate(rows):
-        if r.req.start is not None:
-            conv[j], ssm[j] = r.req.start[0].reshape(conv.shape[1:]), r.req.start[1].reshape(ssm.shape[1:])
-        elif r.req.stream.mode == "continuous":
-            conv[j], ssm[j] = rt.pool.conv[r.req.stream.slot], rt.pool.ssm[r.req.stream.slot]
-    return conv, ssm
+    """The same as host arrays [n, ...] (forks run through the host)."""
+    return _start_states(rt, rows).to_host()
 
 
-def prefill_rows(rt: "Runtime", rows: list[_Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def prefill_rows(rt: "Runtime", rows: list[_Row]):
     """Embed prompts (one call per prompt length), prefill (one call per total length); -> logits [n, V],
-    next_token [n] (their argmax), conv, ssm in the order of ``rows``."""
+    next_token [n] (their argmax), and the states after (HostStates or DeviceStates, edge/batch_state.py) in the
+    order of ``rows``."""
     t0 = time.perf_counter()
     for group in _groups(rows, lambda r: len(r.ids)).values():
         emb = rt.engines["embed"].run({"input_ids": np.stack([r.ids for r in group])})["inputs_embeds"]
         for j, r in enumerate(group):
             r.parts.append(emb[j:j + 1])
-    logits = tokens = conv = ssm = None
+    logits = tokens = states = None
     index = {id(r): j for j, r in enumerate(rows)}
     for group in _groups(rows, lambda r: sum(p.shape[1] for p in r.parts)).values():
         x = np.concatenate([np.concatenate(r.parts, axis=1) for r in group], axis=0)
-        c, s = _start_state(rt, group)
-        out = rt.engines["prefill"].run({"inputs_embeds": x, "conv_state": c, "ssm_state": s})
+        out, after = _start_states(rt, group).prefill(rt.engines["prefill"], x)
         if logits is None:
             logits = np.empty((len(rows), *out["logits"].shape[1:]), out["logits"].dtype)
             tokens = np.empty(len(rows), np.int64)
-            conv, ssm = rt.manifest.state.zeros(len(rows))
+            states = after if len(group) == len(rows) else rt.pool.empty_states(len(rows))
         at = [index[id(r)] for r in group]
         logits[at], tokens[at] = out["logits"], out["next_token"]
-        conv[at], ssm[at] = out["conv_state_out"], out["ssm_state_out"]
+        if after is not states:
+            states.place(at, after)
         for r in group:
             r.profile.prefill_tokens = x.shape[1]
     _timed_stage(rows, "prefill", t0)
-    return logits, tokens, conv, ssm
+    return logits, tokens, states
 
 
 def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Exception"]:
@@ -222,16 +226,16 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
     batch = len(rows)
     try:
         _visual_embeds(rt, rows)
-        logits, first, conv, ssm = prefill_rows(rt, rows)
+        logits, first, states = prefill_rows(rt, rows)
         logits_ok = finite_rows(logits)
         t0 = time.perf_counter()
-        tokens, conv, ssm = greedy_decode(
-            rt.stepper, first, conv, ssm, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
+        tokens = decode_states(
+            rt.stepper, first, states, [r.req.max_new_tokens for r in rows], rt.manifest.eos_token_id,
             feed_last=[r.req.stream.mode == "continuous" for r in rows],
         )
         texts = [rt.tokenizer.decode(t) for t in tokens]
         _timed_stage(rows, "decode", t0)
-        state_ok = finite_rows(conv, ssm)
+        state_ok = states.finite()
     except Exception as e:  # a failure of the batch's graphs fails every row in it
         log_unexpected(e, f"a batch of {batch} ({', '.join(r.req.stream.name for r in rows)})")
         for r, i in zip(rows, where):
@@ -246,7 +250,7 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
             results[i] = _failed(r.req, NonFiniteError(f"stream {s.name!r}: {reason}; no answer; {done}"))
             continue
         if r.req.write_state:
-            rt.pool.write(s.slot, conv[j], ssm[j])
+            rt.pool.store(s.slot, states, j)
         r.profile.new_tokens = len(tokens[j])
         r.profile.batch_size = batch
         s.stats.answered += 1

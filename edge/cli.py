@@ -91,9 +91,11 @@ def _run(directory, sources: dict, args) -> int:
 
     files = RecordFiles(args.out, RECORD_FIELDS) if getattr(args, "out", None) else None  # refused before loading
     runtime = Runtime.load(directory, backend=args.backend, max_streams=max(len(sources), 1),
-                           threads=args.threads, precision=args.precision, on_nonfinite=args.on_nonfinite)
+                           threads=args.threads, precision=args.precision, on_nonfinite=args.on_nonfinite,
+                           device=args.device)
     print(f"model {runtime.manifest.model.get('name')} from {directory}: {runtime.manifest.visual_tokens} visual tokens, "
-          f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}, {runtime.precision}")
+          f"state {runtime.bytes_per_stream:,} bytes per stream, backend {runtime.backend}, {runtime.precision}, "
+          f"device {runtime.device}")
     print(f"selective scan: {runtime.selective_scan}")
     from .provenance import random_warning
 
@@ -149,9 +151,9 @@ def _sources(args) -> dict:
     names = [f"cam{i}" for i in range(args.streams)]
     if getattr(args, "images", None):
         return {n: ImageFolderSource(args.images, loop=True, max_pixels=args.max_pixels) for n in names}
-    if getattr(args, "device", None) is not None:  # V4L2 index (or a GStreamer pipeline string) through OpenCV
-        device = int(args.device) if str(args.device).isdigit() else args.device
-        return {n: VideoSource(device) for n in names[:1]}
+    if getattr(args, "camera", None) is not None:  # V4L2 index (or a GStreamer pipeline string) through OpenCV
+        camera = int(args.camera) if str(args.camera).isdigit() else args.camera
+        return {n: VideoSource(camera) for n in names[:1]}
     if args.video:
         return {n: VideoSource(args.video, loop=True) for n in names}
     return {n: WorldSource(seed=i) for i, n in enumerate(names)}
@@ -165,7 +167,7 @@ def cmd_profile(args) -> int:
     files = RecordFiles(args.out, RECORD_FIELDS)  # an unwritable --out is refused now, not after the run
     sources = _sources(args)
     runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads,
-                           precision=args.precision, on_nonfinite=args.on_nonfinite)
+                           precision=args.precision, on_nonfinite=args.on_nonfinite, device=args.device)
     print(f"profiling {len(sources)} streams x {args.frames} frames on {args.dir} ({runtime.manifest.visual_tokens} "
           f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream); selective scan: {runtime.selective_scan}")
     with stop_on_signals() as signalled:
@@ -265,7 +267,7 @@ def cmd_eval(args) -> int:
         raise ValueError("give an artifact directory or --preset (to train, export and evaluate it), not both")
     opts = EvalOptions(precisions=tuple(dict.fromkeys(args.precision)), modes=tuple(dict.fromkeys(args.mode)),
                        batch=args.batch, path=args.path, per_family=args.per_family, seed=args.seed,
-                       reference=args.reference, threads=args.threads,
+                       reference=args.reference, threads=args.threads, device=args.device,
                        **({"families": tuple(args.families)} if args.families else {}))
     out = Path(args.out) if args.out else RESULTS_DIR
     say = lambda m: print(m, flush=True)  # noqa: E731
@@ -333,14 +335,26 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    """Which implementation runs cobra_edge nodes (the selective scan) on ONNX Runtime's CPU provider here."""
+    """Which implementation runs cobra_edge nodes on ONNX Runtime's CPU provider here, and the CUDA build."""
     import onnxruntime
 
     from engines.kernels import OPS, library, status
+    from engines.kernels.cuda import status as cuda_status
 
     print(f"cobra_edge.{' / '.join(OPS)}: {status()}")
-    print(f"onnxruntime {onnxruntime.__version__}")
+    print(f"CUDA provider: {cuda_status()}")
+    print(f"onnxruntime {onnxruntime.__version__} (providers: {', '.join(onnxruntime.get_available_providers())})")
     return 0 if library() else 1
+
+
+def device_arg(parser) -> None:
+    """--device for every command that runs graphs (engines/devices.py)."""
+    from engines.devices import DEVICES
+
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where the graphs run: cpu; cuda (onnxruntime-gpu's CUDA provider with cobra-edge's CUDA "
+                             "kernels); tensorrt (TensorRT for the standard operators, the CUDA kernels for the "
+                             "cobra_edge nodes). Not yet run on a GPU: see docs/jetson.md")
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -383,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--max-new-tokens", type=non_negative_int, default=8, help="answer length limit in tokens")
         q.add_argument("--backend", default="onnxruntime", help="engine backend")
         q.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
+        device_arg(q)
         q.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"),
                        help="which of the artifact's variants to run (see cobra-edge inspect)")
         q.add_argument("--on-nonfinite", choices=("reset", "fail"), default="reset",
@@ -405,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="video file (every stream reads its own copy, looping)")
     src.add_argument("--synthetic", action="store_true", help="moving shapes, one scene per stream")
     src.add_argument("--images", help="a folder of images (name order, looping)")
-    src.add_argument("--device", help="camera index (V4L2) or GStreamer pipeline, through OpenCV: one stream")
+    src.add_argument("--camera", help="camera index (V4L2) or GStreamer pipeline, through OpenCV: one stream")
     pr.add_argument("--out", required=True, help="output path stem: writes PATH.csv, PATH.json, PATH.png")
     pr.add_argument("--max-age-ms", type=positive_float, default=None,
                     help="drop frames older than this when their turn comes")
@@ -462,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--reference", default="auto",
                    help="PyTorch reference weights: auto (from the manifest's weight source), none, or a .safetensors")
     v.add_argument("--threads", type=positive_int, default=2, help="threads of ONNX Runtime and of the reference")
+    device_arg(v)
     v.add_argument("--out", default=None, help="results folder (default: bench/results)")
     v.set_defaults(func=cmd_eval)
 

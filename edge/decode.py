@@ -18,6 +18,8 @@ import numpy as np
 from engines.base import Engine
 from engines.loop import open_loop
 
+from .batch_state import HostStates
+
 STATE_CARRY = {"conv_state_out": "conv_state", "ssm_state_out": "ssm_state"}
 
 
@@ -43,16 +45,28 @@ class Stepper:
 def greedy_decode(step: Engine | Stepper, first_tokens: np.ndarray, conv: np.ndarray, ssm: np.ndarray,
                   max_new_tokens: list[int], eos_token_id: int, feed_last: list[bool], bound: bool = True
                   ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-    """Greedy decoding of n streams in one batch.
+    """Greedy decoding of n streams in one batch, states as host arrays.
 
     first_tokens [n] int64: each row's first token (the prefill's ``next_token``); conv/ssm [n, ...] the states
     after the prefill (updated in place). Returns (token ids per stream without EOS, conv, ssm): each row's state
-    after the last token fed to the model. Each later token costs one step, batched over the rows still
-    answering; a row leaves the batch at EOS or at its ``max_new_tokens``. feed_last[r]: also feed row r's final
-    answer token, so its state holds the whole answer (state that carries over to the next frame); otherwise that
-    step is skipped, since nothing reads its output. ``bound=False`` passes the state through numpy every step
-    (the reference the bound loop is tested against).
-    """
+    after the last token fed to the model. See ``decode_states``."""
+    states = HostStates(conv, ssm)
+    ids = decode_states(step, first_tokens, states, max_new_tokens, eos_token_id, feed_last, bound)
+    return ids, states.conv, states.ssm
+
+
+def decode_states(step: Engine | Stepper, first_tokens: np.ndarray, states, max_new_tokens: list[int],
+                  eos_token_id: int, feed_last: list[bool], bound: bool = True) -> list[list[int]]:
+    """Greedy decoding of n streams in one batch from ``states`` (HostStates or DeviceStates, edge/batch_state.py:
+    updated in place to each row's state after the last token fed to the model). Returns the token ids per stream
+    without EOS.
+
+    Each later token costs one step, batched over the rows still answering; a row leaves the batch at EOS or at its
+    ``max_new_tokens``, its state put back into ``states`` and the loop's rows gathered (on the device, for
+    DeviceStates). feed_last[r]: also feed row r's final answer token, so its state holds the whole answer (state
+    that carries over to the next frame); otherwise that step is skipped, since nothing reads its output.
+    ``bound=False`` passes the state through numpy every step (the reference the bound loop is tested against; host
+    states only)."""
     stepper = step if isinstance(step, Stepper) else Stepper(step)
     n = len(first_tokens)
     ids: list[list[int]] = [[] for _ in range(n)]
@@ -68,20 +82,15 @@ def greedy_decode(step: Engine | Stepper, first_tokens: np.ndarray, conv: np.nda
             if i + 1 < max_new_tokens[r] or feed_last[r]:
                 feed.append(r)
         if loop is not None and len(feed) < len(rows):  # rows leave: save their state, keep the others
-            state = loop.carried()
-            conv[rows], ssm[rows] = state["conv_state"], state["ssm_state"]
+            states.put(rows, loop)
             if feed:
                 loop.keep_rows(np.searchsorted(rows, feed))
         if not feed:
-            return ids, conv, ssm
+            return ids
         if loop is None:
-            whole = len(feed) == n
-            loop = open_loop(stepper.engine, STATE_CARRY, {"conv_state": conv if whole else conv[feed],
-                                                           "ssm_state": ssm if whole else ssm[feed]},
-                             fetch=("next_token",), bound=bound)
+            loop = open_loop(stepper.engine, STATE_CARRY, states.take(feed), fetch=("next_token",), bound=bound)
         rows = np.asarray(feed)
         next_tokens = loop.run(stepper.feeds(np.array([ids[r][-1] for r in rows], dtype=np.int64)))["next_token"]
     if loop is not None:
-        state = loop.carried()
-        conv[rows], ssm[rows] = state["conv_state"], state["ssm_state"]
-    return ids, conv, ssm
+        states.put(rows, loop)
+    return ids

@@ -21,6 +21,7 @@ import numpy as np
 
 from engines import load_engine
 from engines.base import Engine
+from engines.devices import check_device
 from engines.kernels import OP as SCAN_OP
 from engines.onnxfile import OnnxFileError, external_refs
 from engines.weights import MappedWeights, WeightsError
@@ -28,6 +29,7 @@ from engines.weights import MappedWeights, WeightsError
 from .batch import Request, answer_batch
 from .checks import as_count
 from .decode import Stepper
+from .device_state import DeviceStatePool
 from .errors import ManifestError, NonFiniteError, StreamError
 from .manifest import Manifest
 from .profile import FrameProfile
@@ -186,29 +188,41 @@ class Runtime:
     streams: dict[str, Stream] = field(default_factory=dict)
     on_nonfinite: str = "reset"  # default policy of new streams (NONFINITE_POLICIES)
     decode: str = "step"  # which graph runs a decode step: "prefill" (at L = 1) or "step" (see Runtime.load)
+    device: str = "cpu"  # where the graphs run: "cpu", "cuda" or "tensorrt" (engines/devices.py)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, backend: str = "onnxruntime", max_streams: int = 16,
              verify_hashes: bool = True, precision: str = "fp32", on_nonfinite: str = "reset",
-             decode: str | None = None, **engine_options) -> "Runtime":
+             decode: str | None = None, device: str = "cpu", device_state: bool | None = None,
+             **engine_options) -> "Runtime":
         """Open an artifact directory. ``precision``: fp32, or a variant the artifact holds (fp16, int8: see
         ``Manifest.precisions``). ``on_nonfinite``: what streams do when their state stops being finite
         (``NONFINITE_POLICIES``). ``decode``: "prefill" (the prefill graph at L = 1: one set of language-model
         weights in memory; the default where the prefill graph has the fused ``cobra_edge.CausalConv``) or "step"
-        (the step graph: older artifacts). ``engine_options`` go to the backend (ONNX Runtime: providers, threads).
+        (the step graph: older artifacts). ``device``: "cpu", "cuda" (ONNX Runtime's CUDA provider with cobra-edge's
+        CUDA kernels) or "tensorrt" (TensorRT for the standard operators, the CUDA kernels for the cobra_edge nodes);
+        unknown names and what this machine lacks (onnxruntime-gpu, CUDA, TensorRT, the CUDA kernels) are
+        ``DeviceUnavailable`` errors naming what to install. ``device_state``: keep the streams' states on the graphs'
+        device (edge/device_state.py; default: on for a GPU device; on the CPU the same path runs with CPU OrtValues).
+        ``engine_options`` go to the backend (ONNX Runtime: threads).
         Everything read from the artifact is checked before a stream can open: files against their hashes, graphs
         against the manifest, preprocessing against the vision graph, the tokenizer against the vocabulary."""
         max_streams = as_count(max_streams, "max_streams", 1)
         _check_policy(on_nonfinite, "Runtime.load")
+        check_device(device)
         manifest = Manifest.load(directory, verify_hashes=verify_hashes)
         decode = decode or decode_graph(manifest, precision)
         if decode not in ("prefill", "step"):
             raise ManifestError(f"decode must be 'prefill' or 'step', got {decode!r}")
         names = tuple(g for g in manifest.graphs_for(precision) if not (decode == "prefill" and g == "step"))
-        engines = load_graphs(manifest, precision, backend, graphs=names, **engine_options)
+        engines = load_graphs(manifest, precision, backend, graphs=names, device=device, **engine_options)
         tokenizer = PromptTokenizer.for_manifest(manifest)
-        return cls(manifest, engines, tokenizer, StatePool(manifest.state, max_streams), backend, precision,
-                   on_nonfinite=on_nonfinite, decode=decode)
+        if device_state if device_state is not None else device != "cpu":
+            pool = DeviceStatePool(manifest.state, max_streams, engines["prefill"].memory)
+        else:
+            pool = StatePool(manifest.state, max_streams)
+        return cls(manifest, engines, tokenizer, pool, backend, precision, on_nonfinite=on_nonfinite, decode=decode,
+                   device=device)
 
     @property
     def stepper(self) -> Stepper:
@@ -270,13 +284,14 @@ def decode_graph(manifest: Manifest, precision: str = "fp32") -> str:
 
 
 def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onnxruntime",
-                graphs: tuple[str, ...] | None = None, **engine_options) -> dict[str, Engine]:
+                graphs: tuple[str, ...] | None = None, device: str = "cpu", **engine_options) -> dict[str, Engine]:
     """Open the artifact's graphs at ``precision`` (all, or those named), each checked against the manifest.
 
     With a shared weights file (``manifest.weights_path``) it is mapped once and every graph gets its external
     initializers as views of that mapping (engines/weights.py); once the sessions have pre-packed their matmul
     weights the mapped pages are dropped, so each weight is resident about once (docs/architecture.md, "Weights").
-    Any graph's reference to data elsewhere is refused."""
+    Any graph's reference to data elsewhere is refused. ``device`` chooses the providers (engines/devices.py); a
+    TensorRT engine cache is keyed by the graph's and the weights' hashes from the manifest."""
     mapped = None
     if manifest.weights_path is not None:
         try:
@@ -288,6 +303,8 @@ def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onn
         if graphs is not None and name not in graphs:
             continue
         options = dict(engine_options)
+        if device != "cpu":
+            options.update(device=device, cache_key=_cache_key(manifest, entry.path))
         try:
             if mapped is not None:
                 options["initializers"] = mapped.arrays_for(entry.path)
@@ -303,6 +320,15 @@ def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onn
     if mapped is not None:
         mapped.release()
     return engines
+
+
+def _cache_key(manifest: Manifest, graph) -> str:
+    """The graph's sha256 and the weights file's, from the manifest (16 hex digits each)."""
+    def sha(name):
+        return str(manifest.files.get(name, {}).get("sha256", "none"))[:16]
+
+    rel = os.path.relpath(graph, manifest.root)
+    return f"{sha(rel)}-{sha(manifest.weights_file)}" if manifest.weights_path is not None else sha(rel)
 
 
 def _check_external_refs(manifest: Manifest, graph) -> None:

@@ -53,7 +53,8 @@ def choose(stream: "Stream", frame_bgr, prompt: str, answers: list[str], boxes=N
             raise StreamError(f"stream {stream.name!r}: answers {empty} encode to no tokens")
         row = _start_row(req, rt.takes_boxes)
         _visual_embeds(rt, [row])
-        logits, _, conv, ssm = prefill_rows(rt, [row])
+        logits, _, states = prefill_rows(rt, [row])
+        conv, ssm = (np.array(a) for a in states.to_host())  # scoring steps through the host (host arrays)
         t0 = time.perf_counter()
         scores = _score(rt.stepper, logits[0], conv, ssm, ids)
         row.profile.decode += (time.perf_counter() - t0) * 1e3

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import first_nonfinite
+from .batch_state import HostStates
+from .checks import finite_rows, first_nonfinite
 from .errors import StreamError
 
 
@@ -97,7 +98,12 @@ class StatePool:
 
     ``conv[slot]`` and ``ssm[slot]`` are contiguous views, so a batch of one stream needs no copy:
     ``pool.view(slot)`` returns ``[1, ...]`` views straight into the pool.
+
+    A batch's states go through ``start_states`` (gather), ``store`` (scatter) and ``slot_finite``: the same methods
+    as ``DeviceStatePool`` (edge/device_state.py), whose slab lives on the sessions' device.
     """
+
+    on_device = False
 
     def __init__(self, spec: StateSpec, max_streams: int):
         if max_streams < 1:
@@ -133,6 +139,33 @@ class StatePool:
         self.conv[slot] = 0
         self.ssm[slot] = 0
 
+    def read(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """One slab [n_layer, ...] (views into the pool)."""
+        self._check(slot)
+        return self.conv[slot], self.ssm[slot]
+
+    def slot_finite(self, slot: int) -> bool:
+        self._check(slot)
+        return bool(finite_rows(self.conv[slot:slot + 1], self.ssm[slot:slot + 1])[0])
+
+    def start_states(self, starts) -> HostStates:
+        """A batch's start states (copies: the pool is written only after success): per row None (zeros), a slot
+        (its state) or a (conv, ssm) pair (a fork's snapshot)."""
+        conv, ssm = self.spec.zeros(len(starts))
+        for j, s in enumerate(starts):
+            if isinstance(s, tuple):
+                conv[j], ssm[j] = np.asarray(s[0]).reshape(conv.shape[1:]), np.asarray(s[1]).reshape(ssm.shape[1:])
+            elif s is not None:
+                conv[j], ssm[j] = self.conv[s], self.ssm[s]
+        return HostStates(conv, ssm)
+
+    def empty_states(self, n: int) -> HostStates:
+        return HostStates(*self.spec.zeros(n))
+
+    def store(self, slot: int, states: HostStates, row: int) -> None:
+        """The slot takes row ``row`` of a batch's states."""
+        self.write(slot, states.conv[row], states.ssm[row])
+
     def view(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
         """[1, ...] views of one slab (no copy)."""
         self._check(slot)
@@ -157,8 +190,7 @@ class StatePool:
         problem = snap.problem(self.spec)
         if problem:
             raise StreamError(f"stream {stream!r}: cannot restore: {problem}")
-        self.conv[slot] = snap.conv
-        self.ssm[slot] = snap.ssm
+        self.write(slot, snap.conv, snap.ssm)  # (on the device for DeviceStatePool)
 
     def _check(self, slot: int) -> None:
         if not 0 <= slot < self.capacity:

@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: one ``InferenceSession`` per graph, CPU provider unless told otherwise."""
+"""ONNX Runtime backend: one ``InferenceSession`` per graph, on the CPU unless told otherwise (``device``:
+engines/devices.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 import onnxruntime as ort
 
 from .base import EngineError, EngineInputError, TensorSpec, validate_feeds
+from .devices import DeviceUnavailable, check_device, check_started, providers_for
 from .kernels import KernelUnavailable
 from .kernels import library as kernel_library
 from .loop import check_loop
+from .memory import DeviceMemory, memory_for
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -55,12 +58,15 @@ def _spec(arg) -> TensorSpec:
 class OrtEngine:
     """Runs one ONNX graph.
 
-    providers: ONNX Runtime execution providers in order of preference (default: CPU only).
+    device: "cpu", "cuda" or "tensorrt" (engines/devices.py: the providers, and the kernels registered for the
+        cobra_edge nodes: the CPU library on cpu, the CUDA library on cuda and tensorrt).
+    providers: ONNX Runtime execution providers in order of preference, instead of ``device``'s.
+    cache_key: names this graph's TensorRT engine cache (default: the graph file's sha256).
     threads: intra-op threads (default: ONNX Runtime's choice, the physical cores).
     spinning: let idle worker threads busy-wait for the next op (default off: see below).
-    kernels: register cobra-edge's native kernels (engines/kernels) when the session runs on the CPU provider, so
-        ``cobra_edge.SelectiveScan`` nodes run fused instead of as their portable function body (default on;
-        ``self.kernels`` is the library registered, or None).
+    kernels: register cobra-edge's native kernels (engines/kernels: the CPU library on the CPU provider, the CUDA
+        library on a GPU provider), so ``cobra_edge`` nodes run fused instead of as their portable function body
+        (default on; ``self.kernels`` is the library registered, or None).
     shared_arena: take CPU memory from one arena shared by every engine of the process (default on, see
         ``_register_shared_arena``) instead of a private arena per session.
     initializers: arrays for the graph's external initializers, by name (engines/weights.py: views of the
@@ -74,11 +80,20 @@ class OrtEngine:
     def __init__(self, path: str | os.PathLike, name: str | None = None,
                  providers: Sequence[str] | None = None, threads: int | None = None, spinning: bool = False,
                  kernels: bool = True, shared_arena: bool = True, initializers: Mapping[str, np.ndarray] | None = None,
-                 prepacking: bool = True):
+                 prepacking: bool = True, device: str = "cpu", cache_key: str | None = None):
         self.name = name or os.path.splitext(os.path.basename(path))[0]
         self.path = os.fspath(path)
-        providers = list(providers or ["CPUExecutionProvider"])
         available = ort.get_available_providers()
+        provider_options = None
+        if providers is None:
+            try:
+                providers, provider_options = providers_for(check_device(device), available,
+                                                            cache_key or _file_hash(self.path))
+            except DeviceUnavailable as e:
+                raise DeviceUnavailable(f"graph {self.name!r}: {e}") from None
+        else:
+            providers = list(providers)
+            device = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}.get(providers[0], "cpu")
         unknown = [p for p in providers if p not in available]
         if unknown:
             raise EngineError(
@@ -98,15 +113,24 @@ class OrtEngine:
         if shared_arena:
             _register_shared_arena()
             opts.add_session_config_entry("session.use_env_allocators", "1")
-        # the kernels are CPU kernels: on a GPU provider they would pull every layer's activations to the host
+        # the CPU kernels on the CPU provider, the CUDA kernels on a GPU one (CPU kernels there would pull every
+        # layer's activations to the host)
         self.kernels = None
-        if kernels and providers[0] == "CPUExecutionProvider":
+        if kernels and device == "cpu":
             try:
                 self.kernels = kernel_library()
             except KernelUnavailable as e:
                 raise EngineError(f"graph {self.name!r}: {e}") from e
-            if self.kernels:
-                opts.register_custom_ops_library(str(self.kernels.path))
+        elif kernels:
+            from .kernels.cuda import cuda_library
+
+            try:
+                self.kernels = cuda_library()
+            except KernelUnavailable as e:
+                raise DeviceUnavailable(f"graph {self.name!r}: device {device!r} needs cobra-edge's CUDA kernels: {e}"
+                                        ) from e
+        if self.kernels:
+            opts.register_custom_ops_library(str(self.kernels.path))
         if not prepacking:  # kernels read the weights as stored (slower matmuls, no second copy): one-off checks
             opts.add_session_config_entry("session.disable_prepacking", "1")
         self._initializers = []  # (array, OrtValue) pairs: they must outlive the session
@@ -116,13 +140,19 @@ class OrtEngine:
                 opts.add_initializer(iname, value)
                 self._initializers.append((array, value))
         try:
-            self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers)
+            self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers,
+                                                provider_options=provider_options)
         except Exception as e:  # ORT raises its own exception types; keep the file name in the message
             raise EngineError(f"graph {self.name!r}: ONNX Runtime could not load {self.path}: {e}") from e
+        try:
+            check_started(device, self.session.get_providers())
+        except DeviceUnavailable as e:
+            raise DeviceUnavailable(f"graph {self.name!r}: {e}") from None
         self.inputs = {a.name: _spec(a) for a in self.session.get_inputs()}
         self.outputs = {a.name: _spec(a) for a in self.session.get_outputs()}
         self._output_names = list(self.outputs)
-        self.device = "cuda" if providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        self.device = "cpu" if device == "cpu" else "cuda"  # where the session's inputs and outputs live
+        self.memory: DeviceMemory = memory_for(self.device)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         validate_feeds(self.name, self.inputs, feeds)
@@ -133,47 +163,100 @@ class OrtEngine:
             raise EngineError(f"graph {self.name!r}: ONNX Runtime failed on inputs {shapes}: {e}") from e
         return dict(zip(self._output_names, values))
 
-    def open_loop(self, carry: Mapping[str, str], state: Mapping[str, np.ndarray], fetch: Sequence[str]) -> "OrtLoop":
-        """A decode loop whose carried tensors stay in ``OrtValue``s (IO binding): see engines/loop.py."""
+    def run_bound(self, feeds: Mapping[str, np.ndarray], inputs: Mapping[str, ort.OrtValue],
+                  outputs: Mapping[str, ort.OrtValue], fetch: Sequence[str]) -> dict[str, np.ndarray]:
+        """One run with IO binding: ``feeds`` from the host, ``inputs`` and ``outputs`` as OrtValues on the session's
+        device (written in place: the state stays there), ``fetch`` outputs copied to the host. Every other output
+        goes to a device buffer nobody reads. Used for a prefill whose state lives on the device."""
+        validate_feeds(self.name, {k: self.inputs[k] for k in feeds}, feeds)
+        batch = {v.shape()[0] for v in (*inputs.values(), *outputs.values())} | {v.shape[0] for v in feeds.values()}
+        if len(batch) != 1:
+            raise EngineInputError(f"graph {self.name!r}: bound run with disagreeing batch sizes {sorted(batch)}")
+        io = self.session.io_binding()
+        for k, v in feeds.items():
+            io.bind_cpu_input(k, np.ascontiguousarray(v))
+        for k, v in inputs.items():
+            io.bind_ortvalue_input(k, v)
+        host = {}
+        for name, spec in self.outputs.items():
+            if name in outputs:
+                io.bind_ortvalue_output(name, outputs[name])
+                continue
+            host[name] = _bound_value(self, name, spec, next(iter(batch)),
+                                      "cpu" if name in fetch else self.device)
+            io.bind_ortvalue_output(name, host[name])
+        try:
+            self.session.run_with_iobinding(io)
+        except Exception as e:
+            raise EngineError(f"graph {self.name!r}: ONNX Runtime failed in a bound run: {e}") from e
+        return {k: host[k].numpy() for k in fetch}
+
+    def open_loop(self, carry: Mapping[str, str], state: Mapping, fetch: Sequence[str]) -> "OrtLoop":
+        """A decode loop whose carried tensors stay in ``OrtValue``s (IO binding): see engines/loop.py. ``state``:
+        numpy arrays (copied to the device) or OrtValues on the session's device (copied there, row for row)."""
         return OrtLoop(self, carry, state, fetch)
+
+
+def _file_hash(path: str) -> str:
+    """The first 16 hex digits of a graph file's sha256: the key of its TensorRT engine cache."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _bound_value(engine: OrtEngine, name: str, spec: TensorSpec, batch: int, device: str) -> ort.OrtValue:
+    """A preallocated output buffer [batch, ...] (only B may be dynamic)."""
+    shape = [batch if d == "B" else d for d in spec.shape]
+    if not all(isinstance(d, int) for d in shape):
+        raise EngineError(f"graph {engine.name!r}: output {name!r} {spec.describe()} has a dynamic dimension other "
+                          "than B; it cannot be bound to a preallocated buffer")
+    return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.dtype(spec.dtype), device, 0)
 
 
 class OrtLoop:
     """``engines.loop.Loop`` with IO binding. The carried state lives in two sets of ``OrtValue``s on the session's
     device; each run reads one set and writes the other (step N's outputs are step N+1's inputs), so no state
     crosses to numpy between runs. Outputs neither carried nor fetched (the logits) are written to a preallocated
-    buffer on the device and never copied; fetched ones (the token ids) go to preallocated host buffers."""
+    buffer on the device and never copied; fetched ones (the token ids) go to preallocated host buffers. Rows leave
+    (``keep_rows``) by a gather on the device (engines/memory.py), and ``carried_values`` hands the state on as
+    OrtValues, so a runtime whose states live on the device never copies them to the host."""
 
-    def __init__(self, engine: OrtEngine, carry: Mapping[str, str], state: Mapping[str, np.ndarray],
-                 fetch: Sequence[str]):
+    def __init__(self, engine: OrtEngine, carry: Mapping[str, str], state: Mapping, fetch: Sequence[str]):
         check_loop(engine, carry, state, fetch)
         self.engine, self.carry, self.fetch = engine, dict(carry), list(fetch)
+        self.memory = engine.memory
         self.io = engine.session.io_binding()
-        self._allocate({k: np.asarray(v) for k, v in state.items()})
+        # copies: the loop writes into its buffers, never into the caller's arrays or OrtValues
+        values = {}
+        for k, v in state.items():
+            if isinstance(v, ort.OrtValue):
+                if v.device_name().lower() != self.engine.device:
+                    raise EngineInputError(f"graph {engine.name!r}: carried {k!r} is on {v.device_name()}, the "
+                                           f"session on {self.engine.device}")
+                values[k] = self.memory.gather(v, range(v.shape()[0]))
+            else:
+                v = np.asarray(v)
+                validate_feeds(engine.name, {k: engine.inputs[k]}, {k: v})
+                values[k] = self.memory.from_host(v)
+        self._allocate(values)
 
-    def _value(self, shape, dtype, device: str) -> ort.OrtValue:
-        return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(dtype), device, 0)
-
-    def _allocate(self, state: Mapping[str, np.ndarray]) -> None:
-        batches = {v.shape[0] for v in state.values()}
+    def _allocate(self, values: Mapping[str, ort.OrtValue]) -> None:
+        batches = {v.shape()[0] for v in values.values()}
         if len(batches) != 1:
             raise EngineInputError(f"graph {self.engine.name!r}: carried tensors disagree on the batch: "
-                                   f"{ {k: v.shape for k, v in state.items()} }")
+                                   f"{ {k: v.shape() for k, v in values.items()} }")
         self.batch = batches.pop()
-        validate_feeds(self.engine.name, {k: self.engine.inputs[k] for k in state}, state)
-        dev = self.engine.device
-        # copies: the loop writes into its buffers, never into the caller's arrays
-        self.cur = {k: ort.OrtValue.ortvalue_from_numpy(np.array(v, copy=True), dev, 0) for k, v in state.items()}
-        self.nxt = {k: self._value(v.shape, v.dtype, dev) for k, v in state.items()}
+        self.cur = dict(values)
+        self.nxt = {k: self.memory.empty(v.shape(), _ORT_TYPES[v.data_type()]) for k, v in values.items()}
         self.outputs: dict[str, ort.OrtValue] = {}
         for name, spec in self.engine.outputs.items():
-            if name in self.carry:
-                continue
-            shape = [self.batch if d == "B" else d for d in spec.shape]
-            if not all(isinstance(d, int) for d in shape):
-                raise EngineError(f"graph {self.engine.name!r}: output {name!r} {spec.describe()} has a dynamic "
-                                  "dimension other than B; it cannot be bound to a preallocated buffer")
-            self.outputs[name] = self._value(shape, spec.dtype, "cpu" if name in self.fetch else dev)
+            if name not in self.carry:
+                self.outputs[name] = _bound_value(self.engine, name, spec, self.batch,
+                                                  "cpu" if name in self.fetch else self.engine.device)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         specs = {k: self.engine.inputs[k] for k in feeds if k in self.engine.inputs}
@@ -200,8 +283,11 @@ class OrtLoop:
         return {k: self.outputs[k].numpy().copy() for k in self.fetch}
 
     def carried(self) -> dict[str, np.ndarray]:
-        return {k: np.array(v.numpy(), copy=True) for k, v in self.cur.items()}
+        return {k: self.memory.to_host(v) for k, v in self.cur.items()}
+
+    def carried_values(self) -> dict[str, ort.OrtValue]:
+        """The carried state as the loop's own OrtValues on the device (valid until the next run or keep_rows)."""
+        return dict(self.cur)
 
     def keep_rows(self, rows: Sequence[int]) -> None:
-        idx = np.asarray(rows, dtype=np.int64)
-        self._allocate({k: v[idx] for k, v in self.carried().items()})
+        self._allocate({k: self.memory.gather(v, list(rows)) for k, v in self.cur.items()})

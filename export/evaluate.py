@@ -46,6 +46,7 @@ class EvalOptions:
     reference: str = "auto"  # "auto" (from the manifest's weight source), "none", or a trained .safetensors
     threads: int = 2
     max_new_tokens: int = 4
+    device: str = "cpu"  # engines/devices.py
 
 
 def reference_model(manifest: Manifest, reference: str = "auto") -> tuple[CobraModel | None, str]:
@@ -146,7 +147,8 @@ def run_eval(directory: str | Path, opts: EvalOptions, out_dir: Path = RESULTS_D
             refs[mode] = reference_answers(model, tokenizer, items, mode, opts.max_new_tokens)
             say(f"reference, {mode}: " + _fmt(refs[mode].accuracy) + f" ({refs[mode].seconds:.0f} s)")
         for precision in opts.precisions:
-            rt = Runtime.load(directory, precision=precision, max_streams=opts.batch, threads=opts.threads)
+            rt = Runtime.load(directory, precision=precision, max_streams=opts.batch, threads=opts.threads,
+                              device=opts.device)
             result = evaluate(rt, items, mode, opts.batch, opts.path, opts.max_new_tokens)
             run = {"precision": precision, "mode": mode, "path": opts.path, "batch": opts.batch,
                    "accuracy": result.accuracy, "counts": result.counts, "seconds": round(result.seconds, 2),

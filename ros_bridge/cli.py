@@ -20,7 +20,7 @@ import sys
 import threading
 
 from edge.argtypes import non_negative_float, non_negative_int, positive_float, positive_int, prompt_text
-from edge.cli import DEFAULT_PROMPT
+from edge.cli import DEFAULT_PROMPT, device_arg
 from edge.imageheader import DEFAULT_MAX_PIXELS
 from edge.signals import stop_on_signals
 
@@ -51,6 +51,7 @@ def add_parser(sub) -> None:
                         "default: 8192 x 4320, every 8K camera)")
     r.add_argument("--backend", default="onnxruntime")
     r.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per graph")
+    device_arg(r)
     r.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"),
                    help="which of the artifact's variants to run (see cobra-edge inspect)")
     dds = r.add_argument_group("dds transport")
@@ -122,7 +123,8 @@ def cmd_ros(args) -> int:
                 raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
         config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
                             args.min_interval_ms, args.max_batch, args.mode, args.max_pixels, args.on_nonfinite)
-        node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads, args.precision)
+        node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads, args.precision,
+                                        args.device)
     except BaseException:
         transport.close()  # bad options, a bad artifact or a signal must not leave a DDS participant or a file open
         raise

@@ -106,11 +106,11 @@ class CameraNode:
 
     @classmethod
     def from_artifact(cls, directory, transport: Transport, config: NodeConfig, backend: str = "onnxruntime",
-                      threads: int | None = None, precision: str = "fp32") -> "CameraNode":
+                      threads: int | None = None, precision: str = "fp32", device: str = "cpu") -> "CameraNode":
         """Load the artifact ``directory`` with ``backend`` (one state slot per topic) at ``precision`` (fp32 or a
-        variant the artifact holds) and make the node."""
+        variant the artifact holds) on ``device`` (cpu, cuda, tensorrt) and make the node."""
         runtime = Runtime.load(directory, backend=backend, max_streams=len(config.topics), threads=threads,
-                               precision=precision)
+                               precision=precision, device=device)
         return cls(runtime, transport, config)
 
     # lifecycle

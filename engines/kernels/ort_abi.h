@@ -81,6 +81,7 @@ enum {
   ORT_KernelContext_GetOutput = 91,
   ORT_ReleaseStatus = 93,
   ORT_ReleaseTensorTypeAndShapeInfo = 99,
+  ORT_KernelContext_GetGPUComputeStream = 193,
   ORT_KernelInfo_GetNodeName = 244,
   ORT_GetBuildInfoString = 254,
   ORT_KernelContext_ParallelFor = 274,
@@ -102,6 +103,7 @@ typedef OrtStatus* (*OrtFn_KernelContext_GetOutput)(OrtKernelContext* ctx, size_
                                                     size_t n, OrtValue** out);
 typedef void (*OrtFn_ReleaseStatus)(OrtStatus* status);
 typedef void (*OrtFn_ReleaseTensorTypeAndShapeInfo)(OrtTensorTypeAndShapeInfo* info);
+typedef OrtStatus* (*OrtFn_KernelContext_GetGPUComputeStream)(const OrtKernelContext* ctx, void** stream);
 typedef OrtStatus* (*OrtFn_KernelInfo_GetNodeName)(const OrtKernelInfo* info, char* out, size_t* size);
 typedef const char* (*OrtFn_GetBuildInfoString)(void);
 typedef OrtStatus* (*OrtFn_KernelContext_ParallelFor)(const OrtKernelContext* ctx, void (*fn)(void*, size_t),

@@ -1,4 +1,4 @@
-/* cobra-edge's ONNX Runtime custom ops (CPU), domain cobra_edge:
+/* cobra-edge's ONNX Runtime custom ops, domain cobra_edge:
  *   SelectiveScan   x, dt, A, B, C, D, z, dt_bias, h -> y, h_out   (prefill; shapes in selective_scan.h)
  *   SelectiveStep   the same for one token, without the token axis: x, dt, z, y [b, d] and B, C [b, n] (the same
  *                   memory as [b, 1, d] and [b, 1, n], so the scan kernel runs it with l = 1)
@@ -8,6 +8,10 @@
  * RegisterCustomOps; graph nodes of that domain and those names then run these kernels instead of the
  * model-local functions of the same names that the exported graphs carry as their portable bodies
  * (export/fused.py).
+ *
+ * This file is compiled into two libraries: with ort_cpu.cc (_cobra_kernels: the CPU provider's kernels) and with
+ * ort_cuda.cc (_cobra_cuda: the CUDA provider's); it validates inputs and shapes and allocates outputs, the provider's
+ * file runs the kernel (ort_run.h).
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,6 +21,7 @@
 
 #include "conv_step.h"
 #include "ort_abi.h"
+#include "ort_run.h"
 #include "selective_scan.h"
 
 namespace {
@@ -140,7 +145,11 @@ OrtStatus* output_data(const OrtApi* api, OrtKernelContext* ctx, size_t index, c
   return st;
 }
 
-void run_scan_task(void* args, size_t task) { cobra_selective_scan_task((const CobraScanArgs*)args, (int64_t)task); }
+/* the provider's status, or its own error message as a status naming the node */
+OrtStatus* ran(const OrtApi* api, const Kernel* k, OrtStatus* st, const char* err) {
+  if (st || !err[0]) return st;
+  return fail(api, k, "%s", err);
+}
 
 OrtStatus* compute_scan(const Kernel* k, OrtKernelContext* ctx) {
   const OrtApi* api = k->api;
@@ -177,12 +186,9 @@ OrtStatus* compute_scan(const Kernel* k, OrtKernelContext* ctx) {
   args.B = (const float*)in[B_].data, args.C = (const float*)in[C_].data, args.D = (const float*)in[D_].data;
   args.z = (const float*)in[Z].data, args.dt_bias = (const float*)in[DT_BIAS].data;
   args.h0 = (const float*)in[H].data;
-  const int64_t tasks = cobra_selective_scan_tasks(&args);
-  if (tasks == 0) return nullptr;
-  return ORT_FN(api, KernelContext_ParallelFor)(ctx, run_scan_task, (size_t)tasks, 0, &args);
+  char err[256] = "";
+  return ran(api, k, cobra_run_scan(api, ctx, &args, err, sizeof err), err);
 }
-
-void run_conv_row(void* args, size_t row) { cobra_conv_step_row((const CobraConvStepArgs*)args, (int64_t)row); }
 
 OrtStatus* compute_conv(const Kernel* k, OrtKernelContext* ctx) {
   const OrtApi* api = k->api;
@@ -203,15 +209,8 @@ OrtStatus* compute_conv(const Kernel* k, OrtKernelContext* ctx) {
   args.weight = (const float*)in[CW].data, args.bias = (const float*)in[CBIAS].data;
   if ((st = output_data(api, ctx, 0, bd, 2, &args.y)) || (st = output_data(api, ctx, 1, bdk, 3, &args.state_out)))
     return st;
-  if (b == 1) { /* a few microseconds of work: not worth waking the thread pool */
-    cobra_conv_step_row(&args, 0);
-    return nullptr;
-  }
-  return b ? ORT_FN(api, KernelContext_ParallelFor)(ctx, run_conv_row, (size_t)b, 0, &args) : nullptr;
-}
-
-void run_causal_conv_task(void* args, size_t task) {
-  cobra_causal_conv_task((const CobraCausalConvArgs*)args, (int64_t)task);
+  char err[256] = "";
+  return ran(api, k, cobra_run_conv_step(api, ctx, &args, err, sizeof err), err);
 }
 
 OrtStatus* compute_causal_conv(const Kernel* k, OrtKernelContext* ctx) {
@@ -234,12 +233,8 @@ OrtStatus* compute_causal_conv(const Kernel* k, OrtKernelContext* ctx) {
   args.weight = (const float*)in[CW].data, args.bias = (const float*)in[CBIAS].data;
   if ((st = output_data(api, ctx, 0, bld, 3, &args.y)) || (st = output_data(api, ctx, 1, bdk, 3, &args.state_out)))
     return st;
-  const int64_t tasks = cobra_causal_conv_tasks(&args);
-  if (tasks == 1 || b * l * d < 16384) { /* one block, or a few microseconds of work: no thread pool wake-up */
-    for (int64_t t = 0; t < tasks; t++) cobra_causal_conv_task(&args, t);
-    return nullptr;
-  }
-  return tasks ? ORT_FN(api, KernelContext_ParallelFor)(ctx, run_causal_conv_task, (size_t)tasks, 0, &args) : nullptr;
+  char err[256] = "";
+  return ran(api, k, cobra_run_causal_conv(api, ctx, &args, err, sizeof err), err);
 }
 
 OrtStatus* dispatch(void* kernel, OrtKernelContext* ctx) {
@@ -266,7 +261,7 @@ void* create_kernel_v1(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*) 
 void compute_v1(void*, OrtKernelContext*) {}
 void destroy_kernel(void* kernel) { free(kernel); }
 const char* op_name(const OrtCustomOp* op) { return ((const OpDef*)op)->name; }
-const char* op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
+const char* op_provider(const OrtCustomOp*) { return kCobraOrtProvider; }
 int float_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 size_t input_count(const OrtCustomOp* op) { return ((const OpDef*)op)->n_inputs; }
 size_t output_count(const OrtCustomOp*) { return 2; }
