@@ -1,5 +1,7 @@
 """argparse types that refuse bad numbers and text where they are typed, with the reason (``--streams 0``,
-``--threads -2``, ``--prompt $'\\xff'``), so no command starts on a value it cannot use."""
+``--threads -2``, ``--prompt $'\\xff'``), so no command starts on a value it cannot use; and the options every
+command line shares (``--device``, the default prompt), here so the runtime's and the ROS node's CLIs import them
+from below instead of from each other."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import math
 
 from .errors import PromptError
 from .tokenizer import check_prompt
+
+DEFAULT_PROMPT = "What is in the image?"  # what non-synthetic frames are asked when no --prompt is given
 
 
 def _int(text: str, minimum: int, what: str) -> int:
@@ -56,3 +60,13 @@ def prompt_text(text: str) -> str:
         return check_prompt(text)
     except PromptError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def device_arg(parser) -> None:
+    """--device for every command that runs graphs (engines/devices.py)."""
+    from engines.devices import DEVICES
+
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where the graphs run: cpu; cuda (onnxruntime-gpu's CUDA provider with cobra-edge's CUDA "
+                             "kernels); tensorrt (TensorRT for the standard operators, the CUDA kernels for the "
+                             "cobra_edge nodes). Not yet run on a GPU: see docs/jetson.md")

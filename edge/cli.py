@@ -11,12 +11,11 @@ from pathlib import Path
 
 from engines import EngineError
 
-from .argtypes import non_negative_int, positive_float, positive_int, prompt_text
+from .argtypes import DEFAULT_PROMPT, device_arg, non_negative_int, positive_float, positive_int, prompt_text
 from .errors import CobraEdgeError
 from .imageheader import DEFAULT_MAX_PIXELS
 from .signals import Interrupted, raise_on_signals, stop_on_signals
 
-DEFAULT_PROMPT = "What is in the image?"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT (143 for SIGTERM): run and profile stopped by a signal, results written
 
 
@@ -345,16 +344,6 @@ def cmd_kernels(args) -> int:
     print(f"CUDA provider: {cuda_status()}")
     print(f"onnxruntime {onnxruntime.__version__} (providers: {', '.join(onnxruntime.get_available_providers())})")
     return 0 if library() else 1
-
-
-def device_arg(parser) -> None:
-    """--device for every command that runs graphs (engines/devices.py)."""
-    from engines.devices import DEVICES
-
-    parser.add_argument("--device", choices=DEVICES, default="cpu",
-                        help="where the graphs run: cpu; cuda (onnxruntime-gpu's CUDA provider with cobra-edge's CUDA "
-                             "kernels); tensorrt (TensorRT for the standard operators, the CUDA kernels for the "
-                             "cobra_edge nodes). Not yet run on a GPU: see docs/jetson.md")
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):

@@ -19,8 +19,8 @@ import os
 import sys
 import threading
 
-from edge.argtypes import non_negative_float, non_negative_int, positive_float, positive_int, prompt_text
-from edge.cli import DEFAULT_PROMPT, device_arg
+from edge.argtypes import (DEFAULT_PROMPT, device_arg, non_negative_float, non_negative_int, positive_float,
+                           positive_int, prompt_text)
 from edge.imageheader import DEFAULT_MAX_PIXELS
 from edge.signals import stop_on_signals
 

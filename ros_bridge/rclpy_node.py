@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from edge.cli import DEFAULT_PROMPT
+from edge.argtypes import DEFAULT_PROMPT
 from edge.imageheader import DEFAULT_MAX_PIXELS
 
 from .messages import COMPRESSED_TYPE, IMAGE_TYPE
