@@ -33,6 +33,8 @@ import json
 import time
 from pathlib import Path
 
+from bench.memory import artifact_sizes, weight_regions
+
 MiB = 1 << 20
 GiB = 1 << 30
 SCHEMA = "cobra-edge-bench-budget/1"
@@ -46,19 +48,6 @@ STREAMS = (1, 4, 16)
 INT4_FP16_VISION = "int4, vision fp16"
 
 
-def _regions(entries) -> dict:
-    """(file, offset) -> (bytes, dtype, name) of the distinct external weights of these graphs; the step graph is not
-    loaded (decoding runs through the prefill graph)."""
-    from engines.onnxfile import external_refs
-
-    out = {}
-    for graph, entry in entries.items():
-        if graph != "step":
-            for tensor, r in external_refs(entry.path).items():
-                out[(r.location, r.offset)] = (r.length, r.dtype, tensor)
-    return out
-
-
 def fp16_weights(manifest) -> int:
     """Exact bytes an fp16 variant of this artifact holds, from its fp32 graphs: the graphs outside the LM as they
     are; in the LM graph the matrices (the projections and the tied embedding / LM head) at two bytes, the float32
@@ -67,8 +56,8 @@ def fp16_weights(manifest) -> int:
     from export.precision import VARIANT_GRAPHS
 
     graphs = manifest.graphs_for("fp32")
-    kept = _regions({k: v for k, v in graphs.items() if k not in VARIANT_GRAPHS})
-    halved = _regions({k: v for k, v in graphs.items() if k in VARIANT_GRAPHS})
+    kept = weight_regions({k: v for k, v in graphs.items() if k not in VARIANT_GRAPHS})
+    halved = weight_regions({k: v for k, v in graphs.items() if k in VARIANT_GRAPHS})
     matrix = ("proj.weight", "lm_head.weight", "embedding.weight")
     return (sum(n for n, *_ in kept.values())
             + sum(n // 2 if dtype == "float32" and name.endswith(matrix) else n for n, dtype, name in halved.values()))
@@ -80,12 +69,12 @@ def weight_bytes(directory: Path) -> dict[str, dict]:
     from edge.manifest import Manifest
 
     m = Manifest.load(directory, verify_hashes=False)
-    result = {p: {"weights": sum(n for n, *_ in _regions(m.graphs_for(p)).values()), "computed": False}
+    result = {p: {"weights": sum(n for n, *_ in weight_regions(m.graphs_for(p)).values()), "computed": False}
               for p in m.precisions}
     if "fp16" not in result:
         result["fp16"] = {"weights": fp16_weights(m), "computed": True}
     if "int4" in result and m.has_vision:  # what a GPU would hold: the int4 LM beside vision encoders in fp16
-        vision = _regions({"vision": m.graphs["vision"]})
+        vision = weight_regions({"vision": m.graphs["vision"]})
         saved = sum(n // 2 for n, dtype, _ in vision.values() if dtype == "float32")
         result[INT4_FP16_VISION] = {"weights": result["int4"]["weights"] - saved, "computed": True, "saved": saved,
                                     "from": "int4"}
@@ -129,7 +118,6 @@ def measured(paths: list[str]) -> dict[tuple[str, str], dict]:
 
 
 def budget(artifacts: list[str], measured_paths: list[str], reserve: int = RESERVE) -> list[dict]:
-    from bench.memory import artifact_sizes
     from edge.manifest import Manifest
 
     meas = measured(measured_paths)

@@ -98,6 +98,20 @@ def child(directory: str, precision: str, tokens: int, threads: int, streams: tu
     return out
 
 
+def weight_regions(entries, loaded_only: bool = True) -> dict:
+    """(file, offset) -> (bytes, dtype, tensor name) of the distinct external weights of these graphs (name ->
+    GraphEntry), read from the graph files' references; ``loaded_only``: without the step graph, which the runtime
+    does not load (decoding runs through the prefill graph)."""
+    from engines.onnxfile import external_refs
+
+    out = {}
+    for graph, entry in entries.items():
+        if graph != "step" or not loaded_only:
+            for tensor, r in external_refs(entry.path).items():
+                out[(r.location, r.offset)] = (r.length, r.dtype, tensor)
+    return out
+
+
 def artifact_sizes(directory: Path) -> dict:
     from edge.manifest import Manifest
 
@@ -105,16 +119,11 @@ def artifact_sizes(directory: Path) -> dict:
     total = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
     out = {"artifact_bytes": total, "weights_file": m.weights_file}
     if m.weights_file:
-        from engines.weights import MappedWeights
-
-        w = MappedWeights(m.weights_path)
         regions = {}
         for precision in m.precisions:
-            for entry in m.graphs_for(precision).values():
-                for a in w.arrays_for(entry.path).values():
-                    regions[a.__array_interface__["data"][0]] = a.nbytes
-        out["unique_weight_bytes"] = sum(regions.values())
-        out["weights_file_bytes"] = w.size
+            regions.update(weight_regions(m.graphs_for(precision), loaded_only=False))
+        out["unique_weight_bytes"] = sum(n for n, *_ in regions.values())
+        out["weights_file_bytes"] = m.weights_path.stat().st_size
     return out
 
 
