@@ -30,6 +30,7 @@ from engines.base import EngineInputError
 from .boxes import box_feeds
 from .checks import as_count, finite_rows
 from .decode import decode_states
+from .heads import hidden_at, run_heads
 from .errors import FrameError, NonFiniteError, StreamError, as_stream_error, log_unexpected
 from .preprocess import preprocess
 from .profile import FrameProfile, StageTimer
@@ -52,6 +53,7 @@ class Request:
     text_only: bool = False  # no image: ask_text, and prompts answered from a fork (the image is in ``start``)
     write_state: bool = True  # store the final state in the stream's slot
     dropped: int = 0  # frames of this stream dropped since its previous answer (scheduler)
+    act: bool = False  # the control path: the heads' outputs, no text (max_new_tokens 0)
 
 
 @dataclass
@@ -63,6 +65,9 @@ class _Row:
     n_boxes: int = 0
     ids: np.ndarray | None = None
     parts: list = field(default_factory=list)  # embeddings to prefill, in order
+    image_tokens: int = 0  # leading positions of the prefill that are the frame's visual (+ object) tokens
+    hidden: dict | None = None  # the prefill's hidden state [d_model] at each head position (edge/heads.py)
+    outputs: dict | None = None  # the action heads' values
 
     @property
     def profile(self) -> FrameProfile:
@@ -157,6 +162,7 @@ def _visual_embeds(rt: "Runtime", rows: list[_Row]) -> None:
         r.parts.append(out["visual_embeds"][j:j + 1])
         if r.n_boxes:
             r.parts.append(out["object_embeds"][j:j + 1, :r.n_boxes])  # padding boxes never reach the LM
+        r.image_tokens = sum(p.shape[1] for p in r.parts)
     _timed_stage(img, "projector", t0)
 
 
@@ -203,7 +209,15 @@ def prefill_rows(rt: "Runtime", rows: list[_Row]):
             states.place(at, after)
         for r in group:
             r.profile.prefill_tokens = x.shape[1]
+        if rt.manifest.heads:
+            for j, r in enumerate(group):
+                r.hidden = hidden_at(out["hidden_states"][j], r.image_tokens)
     _timed_stage(rows, "prefill", t0)
+    if rt.manifest.heads:
+        t0 = time.perf_counter()
+        for r, values in zip(rows, run_heads(rt.manifest.heads, rt.engines, [r.hidden for r in rows])):
+            r.outputs = values
+        _timed_stage(rows, "heads", t0)
     return logits, tokens, states
 
 
@@ -254,5 +268,5 @@ def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Excep
         r.profile.new_tokens = len(tokens[j])
         r.profile.batch_size = batch
         s.stats.answered += 1
-        results[i] = Answer(s.name, texts[j], tokens[j], r.timer.finish())
+        results[i] = Answer(s.name, texts[j], tokens[j], r.timer.finish(), outputs=r.outputs)
     return results

@@ -74,7 +74,8 @@ class DeviceStates:
             raise ValueError(f"graph {engine.name!r} runs on {engine.device}, the states live on {self.memory.device}")
         after = [self.memory.empty(v.shape(), _dtype(v)) for v in (self.conv, self.ssm)]
         out = engine.run_bound({"inputs_embeds": x}, dict(zip(STATE_IN, (self.conv, self.ssm))),
-                               dict(zip(STATE_OUT, after)), FETCH)
+                               dict(zip(STATE_OUT, after)),
+                               (*FETCH, *(k for k in ("hidden_states",) if k in engine.outputs)))
         return out, DeviceStates(self.memory, *after)
 
     def place(self, at: Sequence[int], group: "DeviceStates") -> None:

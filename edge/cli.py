@@ -45,15 +45,17 @@ def _export(export_cli, args) -> int:
     if args.trained or args.weights:
         if args.checkpoint or args.preset:
             raise ValueError("--trained / --weights export a checkpoint of cobra-edge train; not with --checkpoint or --preset")
-        result = export_cli.export_trained(args.out, args.weights, overwrite=args.overwrite, precisions=args.precision)
+        result = export_cli.export_trained(args.out, args.weights, overwrite=args.overwrite, precisions=args.precision,
+                                           heads=args.heads)
     elif args.checkpoint:
         result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
-                                              args.tokenizer, overwrite=args.overwrite, precisions=args.precision)
+                                              args.tokenizer, overwrite=args.overwrite, precisions=args.precision,
+                                              heads=args.heads)
     elif args.vision_weights or args.tokenizer:
         raise ValueError("--vision-weights and --tokenizer go with --checkpoint")
     else:
         result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite,
-                                          precisions=args.precision)
+                                          precisions=args.precision, heads=args.heads)
     print(f"wrote {result.out_dir}")
     for graph, outputs in result.parity.items():
         worst = max(outputs.values(), key=lambda v: v["max_abs_err"])["max_abs_err"]  # export refuses NaN
@@ -375,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trained", action="store_true",
                    help="the embedded trained tiny model (export/trained/tiny.safetensors) instead of random weights")
     e.add_argument("--weights", help="a checkpoint written by 'cobra-edge train' (.safetensors)")
+    e.add_argument("--heads", help="action heads to export with the model (.safetensors, layout in "
+                                   "docs/architecture.md 'Heads'; --trained brings the embedded ones)")
     e.set_defaults(func=cmd_export)
 
     def runtime_args(q):

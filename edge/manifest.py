@@ -16,6 +16,7 @@ from typing import Any
 from engines.base import TensorSpec
 
 from .errors import ManifestError
+from .heads import parse_heads
 from .state import StateSpec
 
 FORMAT = "cobra-edge-artifact"
@@ -85,6 +86,8 @@ class Manifest:
     raw: dict = field(repr=False)
     variants: dict[str, dict[str, GraphEntry]] = field(default_factory=dict)  # precision -> graphs it replaces
     weights_file: str | None = None  # the shared weights file every graph's initializers live in (None: per graph)
+    heads: list = field(default_factory=list)  # edge.heads.HeadEntry: action heads on the prefill's hidden states
+    heads_source: dict = field(default_factory=dict)
 
     @property
     def weights_path(self) -> Path | None:
@@ -225,6 +228,9 @@ class Manifest:
         if isinstance(eos, bool) or eos < 0:
             raise ManifestError(f"{mpath}: tokenizer.eos_token_id must be a token id >= 0, got {eos!r}")
         image_size, visual_tokens, pre = _check_vision_fields(mpath, raw, graphs)
+        d_model = graphs["embed"].outputs["inputs_embeds"].shape[-1]
+        heads, heads_source = parse_heads(mpath, raw, graphs["prefill"].outputs,
+                                          d_model if isinstance(d_model, int) else None, listed)
         weights_file = None
         if "weights" in raw:
             weights_file = need(need(raw, "weights", dict), "file", str, "weights")
@@ -245,6 +251,8 @@ class Manifest:
             raw=raw,
             variants=variants,
             weights_file=weights_file,
+            heads=heads,
+            heads_source=heads_source,
         )
 
 

@@ -22,6 +22,7 @@ class FrameProfile:
     projector: float = 0.0
     prefill: float = 0.0
     decode: float = 0.0
+    heads: float = 0.0  # action heads (artifacts with heads)
     total: float = 0.0
     age_ms: float | None = None  # now - capture timestamp at start, when the frame had one
     capture_ts: float | None = None  # the frame's capture timestamp (time.time() seconds), when it had one

@@ -52,6 +52,7 @@ class Answer:
     profile: FrameProfile
     tag: object = None  # whatever the caller attached to the frame (the scheduler passes it through: ROS headers)
     choice: object = None  # the scoring.Choice when the answer was chosen from an answer set
+    outputs: dict[str, float] | None = None  # the action heads' values (artifacts with heads; None without)
 
 
 @dataclass
@@ -100,6 +101,15 @@ class Stream:
         other stream are left as they were.
         """
         return self._one(Request(self, frame_bgr, prompt, max_new_tokens, timestamp, boxes))
+
+    def act(self, frame_bgr: np.ndarray, prompt: str, timestamp: float | None = None, boxes=None) -> Answer:
+        """The control path: vision, projector and one prefill of the image and ``prompt``, then the artifact's
+        action heads (``answer.outputs``: {value name: float}); no text is decoded (``text`` is ''). In continuous
+        mode the state carries the image and the prompt. Raises StreamError when the artifact has no heads."""
+        if not self.runtime.manifest.heads:
+            raise StreamError(f"stream {self.name!r}: artifact {self.runtime.manifest.root} has no action heads to "
+                              "act with (export it with --heads, or use ask/choose)")
+        return self._one(Request(self, frame_bgr, prompt, 0, timestamp, boxes, act=True))
 
     def ask_text(self, prompt: str, max_new_tokens: int = 16) -> Answer:
         """Answer a text-only prompt (the templated prompt, no image), from a zero state (reset mode)."""
@@ -215,6 +225,7 @@ class Runtime:
         if decode not in ("prefill", "step"):
             raise ManifestError(f"decode must be 'prefill' or 'step', got {decode!r}")
         names = tuple(g for g in manifest.graphs_for(precision) if not (decode == "prefill" and g == "step"))
+        names += tuple(h.graph for h in manifest.heads)  # heads run in fp32 at every precision (they are tiny)
         engines = load_graphs(manifest, precision, backend, graphs=names, device=device, **engine_options)
         tokenizer = PromptTokenizer.for_manifest(manifest)
         if device_state if device_state is not None else device != "cpu":
@@ -285,7 +296,8 @@ def decode_graph(manifest: Manifest, precision: str = "fp32") -> str:
 
 def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onnxruntime",
                 graphs: tuple[str, ...] | None = None, device: str = "cpu", **engine_options) -> dict[str, Engine]:
-    """Open the artifact's graphs at ``precision`` (all, or those named), each checked against the manifest.
+    """Open the artifact's graphs at ``precision`` (all, or those named; action heads by their graph name
+    ``head_<name>``), each checked against the manifest.
 
     With a shared weights file (``manifest.weights_path``) it is mapped once and every graph gets its external
     initializers as views of that mapping (engines/weights.py); once the sessions have pre-packed their matmul
@@ -299,7 +311,8 @@ def load_graphs(manifest: Manifest, precision: str = "fp32", backend: str = "onn
         except WeightsError as e:
             raise ManifestError(str(e)) from None
     engines = {}
-    for name, entry in manifest.graphs_for(precision).items():
+    entries = [*manifest.graphs_for(precision).items(), *((h.graph, h) for h in manifest.heads)]
+    for name, entry in entries:
         if graphs is not None and name not in graphs:
             continue
         options = dict(engine_options)

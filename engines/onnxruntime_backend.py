@@ -177,18 +177,24 @@ class OrtEngine:
             io.bind_cpu_input(k, np.ascontiguousarray(v))
         for k, v in inputs.items():
             io.bind_ortvalue_input(k, v)
-        host = {}
+        host, allocated, order = {}, [], []
         for name, spec in self.outputs.items():
+            order.append(name)  # get_outputs() lists the bound outputs in the order they were bound
             if name in outputs:
                 io.bind_ortvalue_output(name, outputs[name])
-                continue
-            host[name] = _bound_value(self, name, spec, next(iter(batch)),
-                                      "cpu" if name in fetch else self.device)
-            io.bind_ortvalue_output(name, host[name])
+            elif all(d == "B" or isinstance(d, int) for d in spec.shape):
+                host[name] = _bound_value(self, name, spec, next(iter(batch)), "cpu" if name in fetch else self.device)
+                io.bind_ortvalue_output(name, host[name])
+            else:  # a shape not fixed by B (hidden_states [B, L, d]): ONNX Runtime allocates it
+                io.bind_output(name, "cpu" if name in fetch else self.device)
+                allocated.append(name)
         try:
             self.session.run_with_iobinding(io)
         except Exception as e:
             raise EngineError(f"graph {self.name!r}: ONNX Runtime failed in a bound run: {e}") from e
+        if allocated:
+            bound = dict(zip(order, io.get_outputs()))
+            host.update({k: bound[k] for k in allocated})
         return {k: host[k].numpy() for k in fetch}
 
     def open_loop(self, carry: Mapping[str, str], state: Mapping, fetch: Sequence[str]) -> "OrtLoop":
@@ -253,10 +259,15 @@ class OrtLoop:
         self.cur = dict(values)
         self.nxt = {k: self.memory.empty(v.shape(), _ORT_TYPES[v.data_type()]) for k, v in values.items()}
         self.outputs: dict[str, ort.OrtValue] = {}
+        self.unbound: list[str] = []  # outputs nothing reads whose shape is not fixed by B (hidden_states [B, L, d])
         for name, spec in self.engine.outputs.items():
-            if name not in self.carry:
-                self.outputs[name] = _bound_value(self.engine, name, spec, self.batch,
-                                                  "cpu" if name in self.fetch else self.engine.device)
+            if name in self.carry:
+                continue
+            if name not in self.fetch and not all(d == "B" or isinstance(d, int) for d in spec.shape):
+                self.unbound.append(name)  # ONNX Runtime allocates it on the session's device, each run
+                continue
+            self.outputs[name] = _bound_value(self.engine, name, spec, self.batch,
+                                              "cpu" if name in self.fetch else self.engine.device)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         specs = {k: self.engine.inputs[k] for k in feeds if k in self.engine.inputs}
@@ -274,6 +285,8 @@ class OrtLoop:
             io.bind_ortvalue_output(out, self.nxt[inp])
         for k, v in self.outputs.items():
             io.bind_ortvalue_output(k, v)
+        for k in self.unbound:
+            io.bind_output(k, self.engine.device)
         try:
             self.engine.session.run_with_iobinding(io)
         except Exception as e:

@@ -10,16 +10,26 @@ from .onnx_export import ExportResult, export_model
 
 
 def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, show_progress: bool,
-                          precisions=("fp32",), weights_source: dict | None = None) -> ExportResult:
+                          precisions=("fp32",), weights_source: dict | None = None,
+                          heads: str | Path | None = None) -> ExportResult:
     say = ProgressLines(f"export {model.cfg.name}", enabled=show_progress)
+    loaded, heads_source = (), None
+    if heads is not None:
+        from .heads import load_heads
+        from .weights import sha256
+
+        loaded, record = load_heads(heads)
+        heads_source = {"source": "file", "path": str(Path(heads).resolve()), "sha256": sha256(heads),
+                        "record": {k: v for k, v in record.items() if k != "curve"}}
+        say(f"heads: {', '.join(h.cfg.name for h in loaded)} from {heads}")
     result = export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions,
-                          weights_source=weights_source)
+                          weights_source=weights_source, heads=tuple(loaded), heads_source=heads_source)
     say(f"done: {result.out_dir}")
     return result
 
 
 def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = False,
-                  show_progress: bool = True, precisions=("fp32",)) -> ExportResult:
+                  show_progress: bool = True, precisions=("fp32",), heads=None) -> ExportResult:
     import sys
 
     from edge.provenance import RANDOM_WARNING
@@ -32,17 +42,27 @@ def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = F
     say = ProgressLines(f"export {name}", enabled=show_progress)
     say("building the model (random weights)")
     return _export_with_progress(build_random(cfg, seed=seed), out, None, overwrite, show_progress, precisions,
-                                 weights_source={"source": "random", "seed": seed})
+                                 weights_source={"source": "random", "seed": seed}, heads=heads)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, vision_weights: list[str] | None = None,
                       preset_name: str | None = None, tokenizer: str | Path | None = None,
-                      overwrite: bool = False, show_progress: bool = True, precisions=("fp32",)) -> ExportResult:
+                      overwrite: bool = False, show_progress: bool = True, precisions=("fp32",),
+                      heads=None) -> ExportResult:
     from .loaders import build_from_checkpoint
 
     model, tok = build_from_checkpoint(checkpoint, vision_weights, preset_name, tokenizer)
     return _export_with_progress(model, out, tok, overwrite, show_progress, precisions,
-                                 weights_source={"source": "checkpoint", "path": str(Path(checkpoint).resolve())})
+                                 weights_source={"source": "checkpoint", "path": str(Path(checkpoint).resolve())},
+                                 heads=heads)
+
+
+def embedded_heads() -> Path | None:
+    """The embedded default's action heads (export/trained/tiny-heads.safetensors), when the package has them."""
+    from .weights import EMBEDDED
+
+    path = EMBEDDED.with_name(EMBEDDED.stem + "-heads.safetensors")
+    return path if path.is_file() else None
 
 
 def trained_weights_entry(path: str | Path | None, record: dict) -> dict:
@@ -58,8 +78,9 @@ def trained_weights_entry(path: str | Path | None, record: dict) -> dict:
 
 
 def export_trained(out: str | Path, weights: str | Path | None = None, overwrite: bool = False,
-                   show_progress: bool = True, precisions=("fp32",)) -> ExportResult:
-    """Export a checkpoint written by ``cobra-edge train`` (export/weights.py), or the embedded default."""
+                   show_progress: bool = True, precisions=("fp32",), heads=None) -> ExportResult:
+    """Export a checkpoint written by ``cobra-edge train`` (export/weights.py), or the embedded default (with its
+    embedded action heads unless ``heads`` names others)."""
     import tempfile
 
     from .weights import EMBEDDED, load_trained
@@ -69,4 +90,5 @@ def export_trained(out: str | Path, weights: str | Path | None = None, overwrite
         tok = Path(tmp) / "tokenizer.json"
         tok.write_text(tokenizer_json)
         return _export_with_progress(model, out, tok, overwrite, show_progress, precisions,
-                                     weights_source=trained_weights_entry(weights, record))
+                                     weights_source=trained_weights_entry(weights, record),
+                                     heads=heads if heads is not None or weights is not None else embedded_heads())

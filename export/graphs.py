@@ -80,9 +80,10 @@ class PrefillGraph(nn.Module):
     Precision variants (export/precision.py) build this from a copy of the model in another dtype: inputs are cast
     to the weights' dtype and outputs back, so every variant keeps the same tensor contract."""
 
-    def __init__(self, model: CobraModel, scan: str = PREFILL_SCAN):
+    def __init__(self, model: CobraModel, scan: str = PREFILL_SCAN, hidden: bool = False):
         super().__init__()
         self.llm = model.llm
+        self.hidden = hidden  # also output hidden_states [B, L, d_model] (artifacts with action heads)
         self.scan = prefill_scan(scan)
         # the conv as one cobra_edge.CausalConv node with the fused scan (fast at any l: the runtime also decodes
         # with this graph at l = 1); the standard-operator scan forms keep the plain conv
@@ -92,8 +93,14 @@ class PrefillGraph(nn.Module):
     def forward(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor):
         """inputs_embeds [B, L, d_model], conv_state [B, n_layer, d_inner, d_conv-1],
         ssm_state [B, n_layer, d_inner, d_state] f32 -> logits [B, V] f32 (last position), next_token [B] int64
-        (argmax of logits), states out."""
+        (argmax of logits), states out; with ``hidden``, then hidden_states [B, L, d_model] f32 (the final normed
+        hidden state at every position: what action heads read)."""
         w = self.llm.backbone.embedding.weight.dtype
+        if self.hidden:
+            logits, hidden, conv, ssm = self.llm.forward_hidden(inputs_embeds.to(w), conv_state.to(w), ssm_state,
+                                                                scan=self.scan, conv=self.conv)
+            logits = logits.float()
+            return logits, torch.argmax(logits, dim=-1), conv.to(self.io_dtype), ssm, hidden.float()
         logits, conv, ssm = self.llm.forward_embeds(inputs_embeds.to(w), conv_state.to(w), ssm_state, scan=self.scan,
                                                     last_only=True, conv=self.conv)
         logits = logits[:, -1].float()
@@ -121,6 +128,22 @@ class StepGraph(nn.Module):
         return logits, torch.argmax(logits, dim=-1), conv.to(self.io_dtype), ssm
 
 
+class HeadGraph(nn.Module):
+    """One action head (export/heads.py) as a graph of its own."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """hidden [B, P, d_model] f32 (the prefill's hidden_states at the head's positions) -> outputs [B, n] f32."""
+        return self.head(hidden)
+
+
+def head_graph_name(head_name: str) -> str:
+    return f"head_{head_name}"
+
+
 @dataclass(frozen=True)
 class TensorDef:
     name: str
@@ -134,14 +157,17 @@ class GraphDef:
     module: Callable[[CobraModel], nn.Module]
     inputs: tuple[TensorDef, ...]
     outputs: tuple[TensorDef, ...]
+    reference: Callable | None = None  # the PyTorch function parity is checked against, when not the model's own
 
     @property
     def file(self) -> str:
         return f"{self.name}.onnx"
 
 
-def graph_defs(model: CobraModel) -> list[GraphDef]:
-    """The graphs this model exports, in pipeline order (vision and projector only when it has vision)."""
+def graph_defs(model: CobraModel, heads: tuple = ()) -> list[GraphDef]:
+    """The graphs this model exports, in pipeline order (vision and projector only when it has vision); with
+    ``heads`` (export/heads.py ActionHeads), the prefill graph also outputs hidden_states and each head is a graph
+    ``head_<name>`` after the others."""
     cfg = model.cfg
     lm = cfg.lm
     dt = cfg.dtype
@@ -168,11 +194,18 @@ def graph_defs(model: CobraModel) -> list[GraphDef]:
     defs += [
         GraphDef("embed", EmbedGraph, (TensorDef("input_ids", "int64", ("B", "L")),),
                  (TensorDef("inputs_embeds", dt, ("B", "L", D)),)),
-        GraphDef("prefill", PrefillGraph, (TensorDef("inputs_embeds", dt, ("B", "L", D)), *states_in),
-                 (TensorDef("logits", "float32", ("B", V)), TensorDef("next_token", "int64", ("B",)), *states_out)),
+        GraphDef("prefill", partial(PrefillGraph, hidden=True) if heads else PrefillGraph,
+                 (TensorDef("inputs_embeds", dt, ("B", "L", D)), *states_in),
+                 (TensorDef("logits", "float32", ("B", V)), TensorDef("next_token", "int64", ("B",)), *states_out,
+                  *((TensorDef("hidden_states", "float32", ("B", "L", D)),) if heads else ()))),
         GraphDef("step", StepGraph, (TensorDef("input_ids", "int64", ("B",)), *states_in),
                  (TensorDef("logits", "float32", ("B", V)), TensorDef("next_token", "int64", ("B",)), *states_out)),
     ]
+    for head in heads:
+        c = head.cfg
+        defs.append(GraphDef(head_graph_name(c.name), lambda _model, h=head: HeadGraph(h),
+                             (TensorDef("hidden", "float32", ("B", len(c.positions), D)),),
+                             (TensorDef("outputs", "float32", ("B", len(c.outputs))),), reference=head))
     return defs
 
 

@@ -201,6 +201,25 @@ class MambaLM(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Prefill. inputs_embeds [b, l, d], stacked states -> logits [b, l, v] ([b, 1, v] with ``last_only``:
         the LM head on the last position only, all a prefill needs), conv_state_out, ssm_state_out."""
+        h, conv_out, ssm_out = self.residual(inputs_embeds, conv_state, ssm_state, scan=scan, conv=conv)
+        if last_only:
+            h = h[:, -1:]
+        logits = linear(self.backbone.norm_f(h), self.lm_head)
+        return logits, conv_out, ssm_out
+
+    def forward_hidden(
+        self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor, scan: SelectiveScanFn = selective_scan,
+        conv: ConvFn | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Prefill that also returns the final normed hidden states (the LM head's input, what action heads read):
+        -> logits [b, v] (last position), hidden [b, l, d], conv_state_out, ssm_state_out."""
+        h, conv_out, ssm_out = self.residual(inputs_embeds, conv_state, ssm_state, scan=scan, conv=conv)
+        hidden = self.backbone.norm_f(h)
+        return linear(hidden[:, -1], self.lm_head), hidden, conv_out, ssm_out
+
+    def residual(self, inputs_embeds: Tensor, conv_state: Tensor, ssm_state: Tensor,
+                 scan: SelectiveScanFn = selective_scan, conv: ConvFn | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The layers without the final norm: -> residual stream [b, l, d], conv_state_out, ssm_state_out."""
         h = inputs_embeds
         convs, ssms = [], []
         for i, layer in enumerate(self.backbone.layers):
@@ -208,10 +227,7 @@ class MambaLM(nn.Module):
             h = h + out
             convs.append(c)
             ssms.append(s)
-        if last_only:
-            h = h[:, -1:]
-        logits = linear(self.backbone.norm_f(h), self.lm_head)
-        return logits, torch.stack(convs, dim=1), torch.stack(ssms, dim=1)
+        return h, torch.stack(convs, dim=1), torch.stack(ssms, dim=1)
 
     def step(self, input_ids: Tensor, conv_state: Tensor, ssm_state: Tensor, update: SelectiveScanFn = selective_step,
              conv: ConvStepFn = causal_conv_step) -> tuple[Tensor, Tensor, Tensor]:

@@ -142,9 +142,27 @@ def _name_dynamic_dims(model, gdef: GraphDef) -> None:
                                 else d for d in v.shape])
 
 
-def _reference(model: CobraModel, name: str) -> Callable:
+def _head_entry(gdef: GraphDef, head) -> dict:
+    """A head's manifest entry: its graph file and tensors, the positions it reads, and its outputs' labels."""
+    c = head.cfg
+    return {"name": c.name, "file": gdef.file, "positions": list(c.positions), "pool": c.pool,
+            "inputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in gdef.inputs},
+            "outputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in gdef.outputs},
+            "values": [{"name": o.name, "unit": o.unit, "range": [o.lo, o.hi], "description": o.description}
+                       for o in c.outputs]}
+
+
+def _reference(model: CobraModel, gdef: GraphDef) -> Callable:
     """The PyTorch function each graph must equal (prefill uses the Python-loop scan, not the exported one)."""
     llm = model.llm
+    name = gdef.name
+    if gdef.reference is not None:
+        return gdef.reference
+    if name == "prefill" and any(t.name == "hidden_states" for t in gdef.outputs):
+        def prefill_hidden(e, c, s):
+            logits, hidden, c2, s2 = llm.forward_hidden(e, c, s)
+            return logits, logits.argmax(-1), c2, s2, hidden
+        return prefill_hidden
     if name == "vision":
         return model.vision
     if name == "projector":
@@ -188,7 +206,7 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
 
     engine = load_engine("onnxruntime", path, name=gdef.name, threads=threads, kernels=kernels,
                          initializers=initializers, **_CHECK_OPTIONS)
-    ref_fn = _reference(model, gdef.name)
+    ref_fn = _reference(model, gdef)
     report: dict[str, dict] = {}
     for seed, (b, l) in enumerate(cases):
         args = example_inputs(gdef, batch=b, length=l, seed=100 + seed)
@@ -258,12 +276,15 @@ def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precisio
 
 def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path | None = None,
                  progress: Callable[[str], None] | None = None, overwrite: bool = False,
-                 precisions: tuple[str, ...] = ("fp32",), weights_source: dict | None = None) -> ExportResult:
+                 precisions: tuple[str, ...] = ("fp32",), weights_source: dict | None = None,
+                 heads: tuple = (), heads_source: dict | None = None) -> ExportResult:
     """Write every graph, check parity, write tokenizer.json and manifest.json. Atomic: the directory
     appears only when everything passed (written to a temporary sibling, then renamed).
     ``precisions``: fp32 always; "fp16" and "int8" add variants of the prefill and step graphs
     (export/precision.py) with their error against fp32 in the manifest. ``weights_source``: where the weights came from,
-    recorded in the manifest (edge/provenance.py: random, trained, checkpoint); unknown when not given."""
+    recorded in the manifest (edge/provenance.py: random, trained, checkpoint); unknown when not given.
+    ``heads``: action heads (export/heads.py): the prefill graph then also outputs hidden_states, each head is a
+    graph of its own, and the manifest lists them under "heads" (with ``heads_source``)."""
     variants = check_precisions(precisions)
     cfg = model.cfg
     out_dir = Path(out_dir)
@@ -277,7 +298,14 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     check_finite_weights(model)
     model = model.eval()
-    defs = graph_defs(model)
+    if heads:
+        from .heads import check_heads
+
+        check_heads(list(heads), cfg.lm.d_model)
+        for head in heads:
+            check_finite_weights(head)
+    defs = graph_defs(model, tuple(heads))
+    head_defs = {g.name: h for g, h in zip(defs[len(defs) - len(heads):], heads)}
     say = progress or (lambda _msg: None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     store = WeightStore(tmp)
@@ -320,7 +348,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
                     "outputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in g.outputs},
                     **({"custom_ops": list(custom_ops[g.name])} if custom_ops[g.name] else {}),
                 }
-                for g in defs
+                for g in defs if g.name not in head_defs
             },
             "state": {**state.to_dict(), "bytes_per_stream": state.bytes_per_stream},
             "preprocessing": {"image_size": cfg.image_size, "color": "RGB", "layout": "NHWC uint8",
@@ -337,6 +365,9 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
                                   f"{ALIGN}-byte aligned; graphs refer to it as ONNX external data"},
             "weights_source": weights_source or {"source": "unknown"},
         }
+        if heads:
+            body["heads"] = {"source": heads_source or {"source": "unknown"},
+                             "list": [_head_entry(g, head_defs[g.name]) for g in defs if g.name in head_defs]}
         if variant_entries:
             body["variants"] = variant_entries
         say("manifest")

@@ -1,0 +1,183 @@
+"""Action heads: small MLPs that read the Mamba LM's final (normed) hidden states at named positions and predict
+named, bounded float values (RoboMamba's recipe: the backbone frozen, the heads ~0.1 % of its parameters).
+
+    head = ActionHead(HeadConfig("target", d_model=96, outputs=(HeadOutput("bearing", "1", -1, 1),
+                                                                  HeadOutput("distance", "m", 0, 4))))
+    values = head(hidden)            # hidden [B, P, d_model] at the head's positions -> [B, 2] within the ranges
+    save_heads([head], "heads.safetensors");  heads = load_heads("heads.safetensors")
+
+A head averages the hidden vectors of its ``positions`` (RoboMamba averages the first token after the image and
+the last token; cobra-edge names "image_end", the last visual token, and "last", the last prompt token), then
+h -> h/2 -> h/4 -> n (GELU between), and maps each output into its declared range with a sigmoid, so a robot
+never receives a value outside what the head was trained for.
+
+Checkpoint layout (safetensors; documented in docs/architecture.md, "Heads"): tensors
+``heads.<name>.fc1.weight`` [h/2, h], ``.fc1.bias`` [h/2], ``.fc2.weight`` [h/4, h/2], ``.fc2.bias`` [h/4],
+``.out.weight`` [n, h/4], ``.out.bias`` [n]; metadata ``format`` = "cobra-edge-heads/1" and ``heads`` = a JSON list
+of ``HeadConfig.to_dict()``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoints import CheckpointError
+
+FORMAT = "cobra-edge-heads/1"
+POSITIONS = ("image_end", "last")
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    """One named value: its unit (SI or "1" for dimensionless) and the closed range the head maps into."""
+
+    name: str
+    unit: str
+    lo: float
+    hi: float
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    name: str
+    d_model: int
+    outputs: tuple[HeadOutput, ...]
+    positions: tuple[str, ...] = POSITIONS
+    pool: str = "mean"
+    hidden: tuple[int, int] = field(default=(0, 0))  # MLP widths; (0, 0): RoboMamba's h/2, h/4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", tuple(o if isinstance(o, HeadOutput) else HeadOutput(**o)
+                                                  for o in self.outputs))
+        object.__setattr__(self, "positions", tuple(self.positions))
+        if self.hidden == (0, 0) or list(self.hidden) == [0, 0]:
+            object.__setattr__(self, "hidden", (max(1, self.d_model // 2), max(1, self.d_model // 4)))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not self.name.isidentifier():
+            raise ValueError(f"head name must be an identifier, got {self.name!r}")
+        bad = [p for p in self.positions if p not in POSITIONS]
+        if bad or not self.positions:
+            raise ValueError(f"head {self.name!r}: positions {list(self.positions)}; each one of {list(POSITIONS)}")
+        if self.pool != "mean":
+            raise ValueError(f"head {self.name!r}: pool {self.pool!r}; only 'mean' (RoboMamba's) is defined")
+        if not self.outputs:
+            raise ValueError(f"head {self.name!r} has no outputs")
+        for o in self.outputs:
+            if not o.name.isidentifier() or not o.lo < o.hi:
+                raise ValueError(f"head {self.name!r}: output {o.name!r} needs an identifier name and lo < hi, "
+                                 f"got [{o.lo}, {o.hi}]")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "outputs": [asdict(o) for o in self.outputs], "positions": list(self.positions),
+                "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadConfig":
+        return cls(**{**d, "outputs": tuple(HeadOutput(**o) for o in d["outputs"]),
+                      "positions": tuple(d.get("positions", POSITIONS)), "hidden": tuple(d.get("hidden", (0, 0)))})
+
+
+class ActionHead(nn.Module):
+    def __init__(self, cfg: HeadConfig):
+        super().__init__()
+        self.cfg = cfg
+        h1, h2 = cfg.hidden
+        self.fc1 = nn.Linear(cfg.d_model, h1)
+        self.fc2 = nn.Linear(h1, h2)
+        self.out = nn.Linear(h2, len(cfg.outputs))
+        self.register_buffer("lo", torch.tensor([o.lo for o in cfg.outputs], dtype=torch.float32), persistent=False)
+        self.register_buffer("span", torch.tensor([o.hi - o.lo for o in cfg.outputs], dtype=torch.float32),
+                             persistent=False)
+
+    def raw(self, hidden: Tensor) -> Tensor:
+        """hidden [B, P, d_model] -> pre-sigmoid logits [B, n]."""
+        x = hidden.float().mean(dim=1)
+        return self.out(nn.functional.gelu(self.fc2(nn.functional.gelu(self.fc1(x)))))
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """hidden [B, P, d_model] (the hidden states at ``cfg.positions``, in order) -> values [B, n] float32, each
+        column within its output's [lo, hi]."""
+        return self.lo + self.span * torch.sigmoid(self.raw(hidden))
+
+
+def build_heads(configs, seed: int = 0) -> list[ActionHead]:
+    """Heads with deterministic random weights (export tests)."""
+    torch.manual_seed(seed)
+    return [ActionHead(c).eval() for c in configs]
+
+
+def check_heads(heads: list[ActionHead], d_model: int) -> None:
+    """Names unique (heads and outputs alike: the runtime flattens outputs into one dict) and widths matching
+    the LM's d_model."""
+    seen: set[str] = set()
+    for h in heads:
+        if h.cfg.d_model != d_model:
+            raise CheckpointError(f"head {h.cfg.name!r} reads d_model {h.cfg.d_model}, but the model's LM has "
+                                  f"d_model {d_model}")
+        for n in (h.cfg.name, *(o.name for o in h.cfg.outputs)):
+            if n in seen:
+                raise CheckpointError(f"head {h.cfg.name!r}: name {n!r} is used twice (heads and outputs must be "
+                                      f"unique across an artifact's heads)")
+        seen.update(o.name for o in h.cfg.outputs)
+        seen.add(h.cfg.name)
+
+
+def save_heads(heads: list[ActionHead], path: str | Path, record: dict | None = None) -> Path:
+    """Write heads in the documented layout (``record``: a training record kept in the metadata as JSON)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"heads.{h.cfg.name}.{k}": v.detach().float().contiguous() for h in heads
+               for k, v in h.state_dict().items()}
+    meta = {"format": FORMAT, "heads": json.dumps([h.cfg.to_dict() for h in heads])}
+    if record is not None:
+        meta["record"] = json.dumps(record)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def load_heads(path: str | Path) -> tuple[list[ActionHead], dict]:
+    """-> (heads in eval mode, their record or {}). Strict: every tensor of every head, with its shape; safetensors
+    only (no code runs)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such heads file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot be read as safetensors (corrupt or truncated?): {e}") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a cobra-edge heads file (metadata format {meta.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    try:
+        configs = [HeadConfig.from_dict(d) for d in json.loads(meta["heads"])]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: metadata 'heads' is not a list of head configs: {e}") from e
+    heads = []
+    for cfg in configs:
+        head = ActionHead(cfg)
+        want = {f"heads.{cfg.name}.{k}": v.shape for k, v in head.state_dict().items()}
+        missing = [k for k in want if k not in tensors]
+        if missing:
+            raise CheckpointError(f"{path}: head {cfg.name!r} misses tensors {missing}")
+        wrong = [f"{k} {tuple(tensors[k].shape)} (expected {tuple(s)})" for k, s in want.items()
+                 if tensors[k].shape != s]
+        if wrong:
+            raise CheckpointError(f"{path}: head {cfg.name!r}: wrong shapes: {', '.join(wrong)}")
+        head.load_state_dict({k.split(".", 2)[2]: tensors[k] for k in want})
+        heads.append(head.eval())
+    extra = sorted(set(tensors) - {f"heads.{h.cfg.name}.{k}" for h in heads for k in h.state_dict()})
+    if extra:
+        raise CheckpointError(f"{path}: tensors no head reads: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    return heads, json.loads(meta.get("record", "{}"))

@@ -1,0 +1,166 @@
+"""Action heads: the checkpoint layout, export (prefill's hidden_states + one graph per head, listed in the
+manifest), and the runtime's act/ask against the PyTorch head on the PyTorch model's hidden states."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge.errors import ManifestError, StreamError  # noqa: E402
+from edge.runtime import Request, Runtime  # noqa: E402
+from edge.world import make_item  # noqa: E402
+from export.checkpoints import CheckpointError  # noqa: E402
+from export.heads import ActionHead, HeadConfig, HeadOutput, build_heads, load_heads, save_heads  # noqa: E402
+
+FP32_TOL = 1e-4
+
+
+def _configs(d_model):
+    return [HeadConfig("target", d_model, (HeadOutput("bearing", "1", -1, 1), HeadOutput("distance", "m", 0, 4))),
+            HeadConfig("clear", d_model, (HeadOutput("blocked", "1", 0, 1),), positions=("last",))]
+
+
+@pytest.fixture(scope="module")
+def heads(tiny_model):
+    return build_heads(_configs(tiny_model.cfg.lm.d_model), seed=3)
+
+
+@pytest.fixture(scope="module")
+def head_artifact(tiny_model, heads, tmp_path_factory):
+    from export.onnx_export import export_model
+
+    out = tmp_path_factory.mktemp("heads") / "tiny-heads"
+    export_model(tiny_model, out, heads=tuple(heads), heads_source={"source": "random", "seed": 3})
+    return out
+
+
+def _torch_values(model, heads, tokenizer, frame, prompt):
+    """The PyTorch model's hidden states at image_end and last, through the PyTorch heads."""
+    from edge.preprocess import preprocess
+
+    llm = model.llm
+    with torch.no_grad():
+        vis = model.visual_embeds(torch.from_numpy(preprocess(frame, model.cfg.image_size)[None]))
+        ids = torch.from_numpy(tokenizer.encode_prompt(prompt)[None])
+        _, hidden, _, _ = llm.forward_hidden(torch.cat([vis, llm.embed(ids)], dim=1), *llm.empty_state(1))
+        at = {"image_end": vis.shape[1] - 1, "last": hidden.shape[1] - 1}
+        out = {}
+        for h in heads:
+            x = hidden[:, [at[p] for p in h.cfg.positions]]
+            out.update({o.name: float(v) for o, v in zip(h.cfg.outputs, h(x)[0])})
+    return out
+
+
+def test_save_load_round_trip_and_strictness(heads, tmp_path):
+    path = save_heads(heads, tmp_path / "h.safetensors", record={"steps": 3})
+    loaded, record = load_heads(path)
+    assert record == {"steps": 3} and [h.cfg for h in loaded] == [h.cfg for h in heads]
+    x = torch.randn(5, 2, heads[0].cfg.d_model)
+    assert torch.equal(loaded[0](x), heads[0](x))
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    meta = {"format": "cobra-edge-heads/1", "heads": json.dumps([h.cfg.to_dict() for h in heads])}
+    save_file({k: v for k, v in tensors.items() if not k.endswith("fc2.bias")}, str(tmp_path / "m.safetensors"), meta)
+    with pytest.raises(CheckpointError, match="head 'target' misses tensors.*fc2.bias"):
+        load_heads(tmp_path / "m.safetensors")
+    tensors["heads.target.out.weight"] = torch.zeros(3, heads[0].cfg.hidden[1])
+    save_file(tensors, str(tmp_path / "w.safetensors"), meta)
+    with pytest.raises(CheckpointError, match=r"out.weight \(3, 16\) \(expected \(2, 16\)\)"):
+        load_heads(tmp_path / "w.safetensors")
+
+
+def test_outputs_stay_within_their_ranges(heads):
+    x = torch.randn(64, 2, heads[0].cfg.d_model) * 100
+    y = heads[0](x)
+    assert (y[:, 0] >= -1).all() and (y[:, 0] <= 1).all() and (y[:, 1] >= 0).all() and (y[:, 1] <= 4).all()
+
+
+def test_config_refuses_unknown_positions_and_empty_ranges():
+    with pytest.raises(ValueError, match="positions"):
+        HeadConfig("h", 8, (HeadOutput("a", "1", 0, 1),), positions=("first",))
+    with pytest.raises(ValueError, match="lo < hi"):
+        HeadConfig("h", 8, (HeadOutput("a", "1", 1, 1),))
+
+
+def test_manifest_lists_heads_with_labels(head_artifact, tiny_model):
+    raw = json.loads((head_artifact / "manifest.json").read_text())
+    assert "hidden_states" in raw["graphs"]["prefill"]["outputs"]
+    assert "head_target" not in raw["graphs"]
+    target = raw["heads"]["list"][0]
+    assert target["positions"] == ["image_end", "last"]
+    assert [v["name"] for v in target["values"]] == ["bearing", "distance"]
+    assert target["values"][1] == {"name": "distance", "unit": "m", "range": [0.0, 4.0], "description": ""}
+    assert raw["heads"]["source"] == {"source": "random", "seed": 3}
+    parity = raw["parity"]["graphs"]
+    assert parity["head_target"]["outputs"]["max_abs_err"] <= FP32_TOL
+    assert parity["prefill"]["hidden_states"]["max_abs_err"] <= parity["prefill"]["hidden_states"]["tol"]
+
+
+def test_act_equals_the_pytorch_heads_and_the_heads_of_ask(head_artifact, tiny_model, heads):
+    rt = Runtime.load(head_artifact)
+    s = rt.open_stream("cam")
+    for seed in range(3):
+        item = make_item("position", (7, seed, 0))
+        frame, prompt = item.frames()[0], item.question.prompt
+        act = s.act(frame, prompt)
+        want = _torch_values(tiny_model, heads, rt.tokenizer, frame, prompt)
+        assert act.text == "" and act.token_ids == [] and set(act.outputs) == set(want)
+        for k in want:
+            assert abs(act.outputs[k] - want[k]) <= FP32_TOL, (k, act.outputs[k], want[k])
+        ask = s.ask(frame, prompt, max_new_tokens=3)
+        assert ask.outputs == act.outputs
+        assert act.profile.decode < ask.profile.decode or ask.token_ids == []
+
+
+def test_batched_act_equals_one_by_one(head_artifact):
+    rt = Runtime.load(head_artifact)
+    streams = [rt.open_stream(f"cam{i}") for i in range(4)]
+    items = [make_item(f, (8, i, 0)) for i, f in enumerate(("colour", "count", "position", "presence"))]
+    alone = [s.act(it.frames()[0], it.question.prompt).outputs for s, it in zip(streams, items)]
+    both = rt.answer([Request(s, it.frames()[0], it.question.prompt, 0, act=True) if i % 2 else
+                      Request(s, it.frames()[0], it.question.prompt, 2)
+                      for i, (s, it) in enumerate(zip(streams, items))])
+    for a, b in zip(alone, both):
+        assert not isinstance(b, Exception)
+        assert a.keys() == b.outputs.keys()
+        assert all(abs(a[k] - b.outputs[k]) <= 1e-5 for k in a)
+
+
+def test_continuous_act_keeps_the_state_of_image_and_prompt(head_artifact):
+    rt = Runtime.load(head_artifact)
+    s = rt.open_stream("cam", mode="continuous")
+    item = make_item("colour", (9, 0, 0))
+    s.act(item.frames()[0], item.question.prompt)
+    after_one = s.snapshot()
+    s.act(item.frames()[0], item.question.prompt)
+    assert not np.array_equal(after_one.ssm, s.snapshot().ssm)  # the second frame started from the first's state
+
+
+def test_artifact_without_heads_refuses_act_by_name(tiny_artifact):
+    rt = Runtime.load(tiny_artifact)
+    s = rt.open_stream("front")
+    with pytest.raises(StreamError, match=r"stream 'front': artifact .* has no action heads"):
+        s.act(np.zeros((64, 64, 3), np.uint8), "Where is it?")
+    assert s.ask(np.zeros((64, 64, 3), np.uint8), "Where is it?", 2).outputs is None
+
+
+def test_manifest_with_heads_but_no_hidden_states_is_refused(head_artifact, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(head_artifact, bad)
+    raw = json.loads((bad / "manifest.json").read_text())
+    del raw["graphs"]["prefill"]["outputs"]["hidden_states"]
+    (bad / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match="no 'hidden_states' output"):
+        Runtime.load(bad)
+
+
+def test_heads_of_another_width_are_refused(tiny_model, tmp_path):
+    from export.onnx_export import export_model
+
+    wrong = [ActionHead(HeadConfig("h", tiny_model.cfg.lm.d_model + 1, (HeadOutput("a", "1", 0, 1),)))]
+    with pytest.raises(CheckpointError, match="reads d_model 65, but the model's LM has d_model 64"):
+        export_model(tiny_model, tmp_path / "x", heads=tuple(wrong))
