@@ -156,7 +156,7 @@ def _sources(args) -> dict:
         camera = int(args.camera) if str(args.camera).isdigit() else args.camera
         return {n: VideoSource(camera) for n in names[:1]}
     if args.video:
-        return {n: VideoSource(args.video, loop=True) for n in names}
+        return {n: VideoSource(args.video, loop=True, paced=getattr(args, "paced", False)) for n in names}
     return {n: WorldSource(seed=i) for i, n in enumerate(names)}
 
 
@@ -165,6 +165,8 @@ def cmd_profile(args) -> int:
     from .records import RecordFiles
     from .runtime import Runtime
 
+    if args.paced and not args.video:
+        raise ValueError("--paced reads a --video file at its frame rate; the other sources have none")
     files = RecordFiles(args.out, RECORD_FIELDS)  # an unwritable --out is refused now, not after the run
     sources = _sources(args)
     runtime = Runtime.load(args.dir, backend=args.backend, max_streams=max(len(sources), 1), threads=args.threads,
@@ -173,7 +175,8 @@ def cmd_profile(args) -> int:
           f"visual tokens, {runtime.bytes_per_stream:,} state bytes per stream); selective scan: {runtime.selective_scan}")
     with stop_on_signals() as signalled:
         run = run_profile(runtime, sources, args.prompt or DEFAULT_PROMPT, args.frames, args.max_new_tokens,
-                          max_age_ms=args.max_age_ms, mode=args.mode, files=files, stop=signalled.stop)
+                          max_age_ms=args.max_age_ms, mode=args.mode, files=files, stop=signalled.stop,
+                          threads=args.threads)
     for e in run.errors:
         print(f"{e['stream']:<10} error: {e['error']}", file=sys.stderr)
     if signalled.signum is not None:
@@ -418,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-age-ms", type=positive_float, default=None,
                     help="drop frames older than this when their turn comes")
     pr.add_argument("--mode", choices=("reset", "continuous"), default="reset")
+    pr.add_argument("--paced", action="store_true",
+                    help="read --video at its frame rate, as a camera delivers it (frames the run is too slow for are "
+                         "passed over); default: as fast as the run asks, which the profile reports when that is "
+                         "faster than real time")
     runtime_args(pr)
     pr.set_defaults(func=cmd_profile)
 

@@ -26,6 +26,8 @@ class SyntheticSource:
     them (for models with object tokens).
     """
 
+    kind = "synthetic"
+
     def __init__(self, width: int = 320, height: int = 240, seed: int = 0):
         self.width, self.height = width, height
         rng = np.random.default_rng(seed)
@@ -68,26 +70,70 @@ class SyntheticSource:
 class VideoSource:
     """A video file (or device index / GStreamer pipeline string) read with OpenCV.
 
-    ``loop``: start again at the end (for profiling on a short clip). Timestamps are wall-clock at read.
+    ``loop``: start again at the end (for profiling on a short clip). ``paced``: deliver a file's frames at its
+    frame rate, as a camera would: ``read()`` waits until the next frame is due (first read + n / ``fps`` seconds)
+    and, when the reader is late, passes over the frames whose successors are due too (counted in ``passed_over``;
+    a camera's driver would have lost them). Unpaced (the default), a file is read as fast as it is asked, faster or
+    slower than real time. A device (an int index) is paced by the device itself (``live``). Timestamps: wall-clock
+    at read; paced, the wall-clock time the frame was due (its capture time, had a camera taken it).
     """
 
-    def __init__(self, path: str | int, loop: bool = False):
+    def __init__(self, path: str | int, loop: bool = False, paced: bool = False):
         self.path = path
         self.loop = loop
+        self.live = isinstance(path, int)
+        self.kind = "camera" if self.live else "video"
         self._cap = cv2.VideoCapture(path)
         if not self._cap.isOpened():
             raise SourceError(f"cannot open video source {path!r} (missing file, unsupported codec or no device)")
-        self.index = 0
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps: float | None = fps if np.isfinite(fps) and fps > 0 else None  # the container's frame rate
+        self.paced = bool(paced) and not self.live
+        if self.paced and self.fps is None:
+            raise SourceError(f"cannot pace video source {path!r}: it reports no frame rate")
+        self.index = 0  # frames delivered
+        self.passed_over = 0  # paced: frames skipped because a later one was already due
+        self._clock_start: float | None = None  # time.monotonic() of the first paced read
+        self._media_index = 0  # paced: frames consumed from the clip (delivered + passed over), across loops
 
     def read(self) -> tuple[np.ndarray, float] | None:
-        ok, frame = self._cap.read()
-        if not ok and self.loop and self.index > 0:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self._cap.read()
+        due = None
+        if self.paced:
+            now = time.monotonic()
+            if self._clock_start is None:
+                self._clock_start = now
+            latest_due = int((now - self._clock_start) * self.fps)  # the newest frame whose time has come
+            while self._media_index < latest_due:  # late: those frames are gone, as they would be from a camera
+                if not self._next(decode=False):
+                    return None
+                self.passed_over += 1
+            due = self._clock_start + self._media_index / self.fps
+            if due > now:
+                time.sleep(due - now)
+        ok, frame = self._next(decode=True)
         if not ok:
             return None
         self.index += 1
-        return frame, time.time()
+        if due is None:
+            return frame, time.time()
+        return frame, time.time() - (time.monotonic() - due)
+
+    def _next(self, decode: bool):
+        """Advance one frame of the clip (looping if asked); -> (ok, frame) when decoding, else ok."""
+        for attempt in range(2):
+            ok = self._cap.grab()
+            if ok:
+                self._media_index += 1
+                return (True, self._cap.retrieve()[1]) if decode else True
+            if not (self.loop and attempt == 0 and self._media_index > 0):
+                break
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        return (False, None) if decode else False
+
+    def describe(self) -> dict:
+        """What the profile reports of this source: kind, path, frame rate, whether it is paced."""
+        return {"kind": self.kind, "path": str(self.path), "fps": self.fps, "paced": self.paced or self.live,
+                "passed_over": self.passed_over}
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
         while (item := self.read()) is not None:
@@ -104,6 +150,8 @@ class ImageFolderSource:
     """The images of a folder in name order (``loop``: start again at the end). A file that cannot be decoded is
     skipped and counted (``skipped``: path -> reason, ``skips``: how many times); the next readable image comes in
     its place. Only when no file of the folder can be read is it an error (SourceError naming the folder)."""
+
+    kind = "images"
 
     def __init__(self, folder: str, loop: bool = False, max_pixels: int | None = None):
         from pathlib import Path

@@ -22,6 +22,8 @@ from .scene import sample_sequence
 class WorldSource:
     """Episodes of ``episode`` frames of one moving scene, then a new scene; deterministic per seed."""
 
+    kind = "synthetic world"
+
     def __init__(self, seed: int = 0, episode: int = spec.SEQUENCE_FRAMES[1]):
         self.seed, self.episode = seed, episode
         self.index = 0
