@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-STAGES = ("preprocess", "vision", "projector", "prefill", "decode", "total")
+STAGES = ("preprocess", "vision", "projector", "prefill", "heads", "decode", "total")
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Profiler:
         out = {}
         for stage in STAGES:
             values = np.array([getattr(f, stage) for f in self.frames], dtype=np.float64)
-            if values.size == 0:
+            if values.size == 0 or (stage == "heads" and not values.any()):  # no action heads: no row
                 continue
             out[stage] = {
                 "p50": float(np.percentile(values, 50)),

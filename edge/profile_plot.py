@@ -25,9 +25,9 @@ import numpy as np
 
 from .profile_summary import source_lines, title_lines
 
-PARTS = ("preprocess", "vision", "projector", "prefill", "decode")  # the stages that add up to a frame's total
+PARTS = ("preprocess", "vision", "projector", "prefill", "heads", "decode")  # the stages that add up to a frame's total
 PART_COLOURS = {"preprocess": "#8172b3", "vision": "#4c72b0", "projector": "#55a868", "prefill": "#dd8452",
-                "decode": "#c44e52"}
+                "heads": "#937860", "decode": "#c44e52"}
 OTHER_COLOUR = "#d9d9d9"  # total - the stages: batching, tokenizing, bookkeeping between the stages
 TITLE_WIDTH_CHARS = 170  # title lines wrap here (15-inch figure, 9.5 pt text)
 P50_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.0}

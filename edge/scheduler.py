@@ -94,9 +94,17 @@ class FrameScheduler:
         self._taken = threading.Condition(self._lock)  # a frame left the pending set, or a batch finished
         self._in_flight = 0  # frames taken and not yet answered
         self.failure: BaseException | None = None  # why the worker stopped, when it failed (see serve)
+        self._act: set[str] = set()  # streams in act mode
 
-    def add_stream(self, name: str, mode: str = "reset") -> None:
+    def add_stream(self, name: str, mode: str = "reset", act: bool = False) -> None:
+        """Schedule a new stream. ``act``: the control path for its frames (``Stream.act``: the action heads'
+        outputs, no text), batched with the other streams' frames; the artifact must have heads."""
+        if act and not self.runtime.manifest.heads:
+            raise StreamError(f"stream {name!r}: act mode needs action heads; artifact {self.runtime.manifest.root} "
+                              "has none")
         self.runtime.open_stream(name, mode)
+        if act:
+            self._act.add(name)
         self.stats[name] = StreamCounters()
         self.errors[name] = deque(maxlen=8)
 
@@ -190,19 +198,21 @@ class FrameScheduler:
 
     def _answer(self, taken) -> list[Answer | Exception]:
         streams = self.runtime.streams
-        if self.answers is None:
-            return self.runtime.answer([Request(streams[n], it.frame, self.prompt, self.max_new_tokens, it.timestamp,
-                                                it.boxes, dropped=d) for n, it, d in taken])
-        results = []
+        batched = [(n, it, d) for n, it, d in taken if self.answers is None or n in self._act]
+        results = dict(zip([n for n, _, _ in batched], self.runtime.answer([
+            Request(streams[n], it.frame, self.prompt, 0 if n in self._act else self.max_new_tokens, it.timestamp,
+                    it.boxes, dropped=d, act=n in self._act) for n, it, d in batched])))
         for name, it, dropped in taken:  # scoring answers one frame at a time (its candidates are its batch)
+            if name in results:
+                continue
             try:
                 choice = streams[name].choose(it.frame, self.prompt, self.answers, it.boxes, it.timestamp)
             except Exception as e:  # choose counted it on the stream (and logged what was not ours)
-                results.append(as_stream_error(e, name, "answer-set scoring"))
+                results[name] = as_stream_error(e, name, "answer-set scoring")
                 continue
             choice.profile.dropped = dropped
-            results.append(Answer(name, choice.answer, [], choice.profile, choice=choice))
-        return results
+            results[name] = Answer(name, choice.answer, [], choice.profile, choice=choice)
+        return [results[name] for name, _, _ in taken]
 
     def _deliver(self, name: str, callback: Callable, *args) -> None:
         """Call on_answer / on_error; an exception there is logged and counted on the stream, never raised."""

@@ -102,7 +102,8 @@ def _clip(path, fps: float, frames: int):
 
 def test_a_video_read_faster_than_real_time_says_so_and_a_paced_one_does_not(tiny_artifact, tmp_path):
     pytest.importorskip("matplotlib")
-    clip = _clip(tmp_path / "clip.mp4", fps=10, frames=20)
+    # 4 fps: an unpaced read stays faster than real time even when a loaded machine takes 200 ms a frame
+    clip = _clip(tmp_path / "clip.mp4", fps=4, frames=20)
     rt = Runtime.load(tiny_artifact, max_streams=1, threads=1)
     report = {}
     for paced in (False, True):
@@ -114,11 +115,11 @@ def test_a_video_read_faster_than_real_time_says_so_and_a_paced_one_does_not(tin
         report[paced] = json.loads(paths["json"].read_text())["summary"]
     fast, paced = report[False]["sources"]["cam"], report[True]["sources"]["cam"]
     print("unpaced", fast, "\npaced", paced)
-    assert fast["kind"] == "video" and fast["fps"] == 10 and fast["paced"] is False
-    assert fast["read_fps"] > 10.5 and fast["faster_than_real_time"] is True
-    assert fast["real_time_x"] == pytest.approx(fast["read_fps"] / 10)
-    assert paced["paced"] is True and paced["faster_than_real_time"] is False and paced["read_fps"] <= 10.5
-    assert paced["frames_read"] == 6 and report[True]["wall_s"] >= 0.5  # 6 frames due at 0, 0.1, .. 0.5 s
+    assert fast["kind"] == "video" and fast["fps"] == 4 and fast["paced"] is False
+    assert fast["read_fps"] > 4.2 and fast["faster_than_real_time"] is True
+    assert fast["real_time_x"] == pytest.approx(fast["read_fps"] / 4)
+    assert paced["paced"] is True and paced["faster_than_real_time"] is False and paced["read_fps"] <= 4.2
+    assert paced["frames_read"] == 6 and report[True]["wall_s"] >= 1.25  # 6 frames due at 0, 0.25, .. 1.25 s
     (text, flagged), = source_lines(report[False])
     assert flagged and "READ FASTER THAN REAL TIME" in text and "not paced" in text
     (text, flagged), = source_lines(report[True])

@@ -164,3 +164,23 @@ def test_heads_of_another_width_are_refused(tiny_model, tmp_path):
     wrong = [ActionHead(HeadConfig("h", tiny_model.cfg.lm.d_model + 1, (HeadOutput("a", "1", 0, 1),)))]
     with pytest.raises(CheckpointError, match="reads d_model 65, but the model's LM has d_model 64"):
         export_model(tiny_model, tmp_path / "x", heads=tuple(wrong))
+
+
+def test_scheduler_runs_a_stream_in_act_mode_beside_an_asking_one(head_artifact, tiny_artifact):
+    from edge.scheduler import FrameScheduler
+
+    rt = Runtime.load(head_artifact)
+    sched = FrameScheduler(rt, "Where is the red circle?", max_new_tokens=3)
+    sched.add_stream("drive", act=True)
+    sched.add_stream("watch")
+    frames = {n: make_item("position", (10, i, 0)).frames()[0] for i, n in enumerate(("drive", "watch"))}
+    for n, f in frames.items():
+        sched.submit(n, f)
+    got = {a.stream: a for a in sched.run_once()}
+    assert got["drive"].text == "" and got["drive"].token_ids == [] and got["drive"].profile.batch_size == 2
+    assert got["watch"].token_ids != [] or got["watch"].text == ""
+    direct = Runtime.load(head_artifact).open_stream("x").act(frames["drive"], "Where is the red circle?")
+    assert all(abs(direct.outputs[k] - got["drive"].outputs[k]) <= 1e-5 for k in direct.outputs)
+    plain = FrameScheduler(Runtime.load(tiny_artifact), "Where?")
+    with pytest.raises(StreamError, match="act mode needs action heads"):
+        plain.add_stream("drive", act=True)
