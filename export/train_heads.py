@@ -1,0 +1,126 @@
+"""Training action heads on a frozen model (RoboMamba's recipe): the model's final hidden states at the heads'
+positions are computed once per example (no gradient through the backbone), then each head is fitted to the
+examples' exact values.
+
+    views = sample_views(seed=0, n=6000)                       # edge/sim/views.py: frames, prompts, truths
+    heads, record = train_heads(model, tokenizer, views, target_heads(model.cfg.lm.d_model))
+    save_heads(heads, "tiny-heads.safetensors", record)
+
+The loss is the mean squared error of each output in units of its range (so a bearing in [-1, 1] and a distance in
+[0, 4] m weigh alike); the values a robot reads are the head's outputs, always inside their ranges.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .heads import ActionHead, HeadConfig, HeadOutput
+from .model import CobraModel
+from .scan import scan_train, selective_scan
+
+
+def target_heads(d_model: int) -> list[HeadConfig]:
+    """The embedded model's heads for edge/sim's world: where the named target is (``target``) and whether the path
+    ahead is blocked (``path``), both reading the image's end and the prompt's last token."""
+    return [
+        HeadConfig("target", d_model, (
+            HeadOutput("bearing", "1", -1.0, 1.0, "the target's direction over half the camera's field of view, "
+                                                 "left negative"),
+            HeadOutput("distance", "m", 0.0, 4.0, "the gap from the robot's edge to the target's"),
+            HeadOutput("visible", "1", 0.0, 1.0, "the target is in view (1) or not (0)"))),
+        HeadConfig("path", d_model, (
+            HeadOutput("blocked", "1", 0.0, 1.0, "a shape stands in the lower centre of the view (1): stop"),)),
+    ]
+
+
+@torch.no_grad()
+def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompts: list[str],
+                  positions: tuple[str, ...] = ("image_end", "last"), batch: int = 64) -> torch.Tensor:
+    """frames (BGR uint8, any size) and prompts -> the model's final normed hidden states at ``positions`` of each
+    example, [n, P, d_model] float32, laid out as the runtime feeds it (image tokens, then the templated prompt)."""
+    from functools import partial
+
+    from edge.preprocess import preprocess
+
+    llm = model.llm
+    scan = partial(selective_scan, scan=scan_train)
+    out = torch.empty(len(frames), len(positions), model.cfg.lm.d_model)
+    ids = [tokenizer.encode_prompt(p) for p in prompts]
+    order = sorted(range(len(frames)), key=lambda i: len(ids[i]))  # equal prompt lengths share a batch
+    for start in range(0, len(order), batch):
+        chunk = order[start:start + batch]
+        by_len: dict[int, list[int]] = {}
+        for i in chunk:
+            by_len.setdefault(len(ids[i]), []).append(i)
+        for idx in by_len.values():
+            pixels = torch.from_numpy(np.stack([preprocess(frames[i], model.cfg.image_size) for i in idx]))
+            vis = model.visual_embeds(pixels)
+            x = torch.cat([vis, llm.embed(torch.from_numpy(np.stack([ids[i] for i in idx])))], dim=1)
+            _, hidden, _, _ = llm.forward_hidden(x, *llm.empty_state(len(idx)), scan=scan)
+            at = {"image_end": vis.shape[1] - 1, "last": x.shape[1] - 1}
+            out[idx] = hidden[:, [at[p] for p in positions]]
+    return out
+
+
+def _targets(cfg: HeadConfig, truths: list[dict]) -> torch.Tensor:
+    """Per example each output's exact value, clipped to its range and scaled to [0, 1]: [n, outputs]."""
+    lo = torch.tensor([o.lo for o in cfg.outputs])
+    hi = torch.tensor([o.hi for o in cfg.outputs])
+    raw = torch.tensor([[float(t[o.name]) for o in cfg.outputs] for t in truths], dtype=torch.float32)
+    return ((raw.clamp(lo, hi) - lo) / (hi - lo))
+
+
+def train_heads(model: CobraModel, tokenizer, views, configs: list[HeadConfig], steps: int = 1500,
+                lr: float = 3e-3, batch: int = 256, seed: int = 0, say: Callable[[str], None] = print
+                ) -> tuple[list[ActionHead], dict]:
+    """Fit heads to ``views`` (edge/sim/views.py ``View``s: ``frame``, ``prompt``, ``truth`` {value: float}) on the
+    frozen ``model``; -> (heads in eval mode, a training record)."""
+    t0 = time.perf_counter()
+    model.eval()
+    positions = sorted({p for c in configs for p in c.positions}, key=("image_end", "last").index)
+    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views], tuple(positions))
+    t_hidden = time.perf_counter() - t0
+    say(f"heads: hidden states of {len(views)} views in {t_hidden:.0f} s")
+    torch.manual_seed(seed)
+    heads, record = [], {"format": "cobra-edge-heads-training/1", "seed": seed, "steps": steps, "lr": lr,
+                         "batch": batch, "examples": len(views), "backbone": "frozen", "loss": {}}
+    g = torch.Generator().manual_seed(seed)
+    for cfg in configs:
+        head = ActionHead(cfg)
+        x = hidden[:, [positions.index(p) for p in cfg.positions]]
+        y = _targets(cfg, [v.truth for v in views])
+        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+        losses = []
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            pick = torch.randint(0, len(views), (min(batch, len(views)),), generator=g)
+            loss = ((torch.sigmoid(head.raw(x[pick])) - y[pick]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        head.eval()
+        record["loss"][cfg.name] = float(np.mean(losses[-50:]))
+        say(f"heads: {cfg.name} trained, final loss {record['loss'][cfg.name]:.4f} (range units squared)")
+        heads.append(head)
+    record["minutes"] = round((time.perf_counter() - t0) / 60, 2)
+    return heads, record
+
+
+@torch.no_grad()
+def head_values(model: CobraModel, tokenizer, heads: list[ActionHead], views) -> list[dict[str, float]]:
+    """The PyTorch reference's head values for ``views`` (what the runtime's act must equal)."""
+    positions = ("image_end", "last")
+    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views], positions)
+    out = [{} for _ in views]
+    for h in heads:
+        vals = h(hidden[:, [positions.index(p) for p in h.cfg.positions]])
+        for i, row in enumerate(vals.tolist()):
+            out[i].update({o.name: v for o, v in zip(h.cfg.outputs, row)})
+    return out
