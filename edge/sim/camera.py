@@ -1,13 +1,13 @@
 """The robot's camera: its forward view of the world as an ``edge.world.Scene`` (then pixels through
 ``edge.world.render``), and the exact truth of that view.
 
-A pinhole camera at the robot's centre, ``height`` m above the ground, looking along the heading and pitched down
-(modelled as a shifted principal point: the horizon is drawn at normalised y = ``horizon``). For a body at depth
+A pinhole camera at the robot's centre, ``mount_height`` m above the ground, looking along the heading and pitched
+down (modelled as a shifted principal point: the horizon is drawn at normalised y = ``horizon``). For a body at depth
 ``d`` m (along the heading) and ``r`` m to the right of it, with f = (width / 2) / tan(hfov / 2) pixels:
 
-    x = 0.5 + 0.5 * (r / d) / tan(hfov / 2)                                       (normalised, 0 left .. 1 right)
-    y = horizon + f * (height - shape_size / 2) / d / frame height                 (its centre, 0 top .. 1 bottom)
-    size = f * shape_size / d / min(width, height)                                 (spec's size: box side / shorter side)
+    x = 0.5 + 0.5 * (r / d) / tan(hfov / 2)                             (normalised, 0 left .. 1 right)
+    y = horizon + f * (mount_height - shape_size / 2) / d / height      (its centre, 0 top .. 1 bottom)
+    size = f * shape_size / d / min(width, height)                      (spec's size: box side / shorter side)
 
 Nearer bodies are drawn later (on top), so they occlude farther ones; bodies behind the near plane or wholly
 outside the frame are not drawn. With the defaults a shape is 0.30 of the shorter side at 0.96 m and 0.16 at
@@ -31,7 +31,7 @@ from .world import Body, World
 @dataclass(frozen=True)
 class CameraConfig:
     """The camera: frame ``width`` x ``height`` pixels (one of the synthetic world's frame sizes), horizontal field of
-    view ``hfov`` radians, mounted ``height`` m above the ground, horizon at normalised y ``horizon``, bodies
+    view ``hfov`` radians, mounted ``mount_height`` m above the ground, horizon at normalised y ``horizon``, bodies
     nearer than ``near`` m (depth) not drawn."""
 
     width: int = 320

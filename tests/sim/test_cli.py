@@ -58,8 +58,8 @@ def test_loop_with_the_oracle_runs_with_torch_blocked(tmp_path):
     from tests.conftest import REPO
     from tests.test_no_torch import BLOCK_TORCH
 
-    code = BLOCK_TORCH + ("from edge.cli import main\n"
-                          f"rc = main(['loop', '--sim', '--policy', 'oracle', '--episodes', '2', '--out', {str(tmp_path)!r}])\n"
+    argv = ["loop", "--sim", "--policy", "oracle", "--episodes", "2", "--out", str(tmp_path)]
+    code = BLOCK_TORCH + (f"from edge.cli import main\nrc = main({argv!r})\n"
                           "assert 'torch' not in sys.modules\nsys.exit(rc)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
