@@ -1,10 +1,9 @@
-"""The ``cobra-edge`` command line: export, run, profile, demo, bench, ros, inspect, kernels."""
+"""The ``cobra-edge`` command line: export, run, profile, demo, bench, ros, loop, inspect, kernels."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 from pathlib import Path
@@ -12,22 +11,13 @@ from pathlib import Path
 from engines import EngineError
 
 from .argtypes import DEFAULT_PROMPT, device_arg, non_negative_int, positive_float, positive_int, prompt_text
+from .embedded import default_cache_dir, embedded_artifact
+from .embedded import need_export as _need_export
 from .errors import CobraEdgeError
 from .imageheader import DEFAULT_MAX_PIXELS
 from .signals import Interrupted, raise_on_signals, stop_on_signals
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT (143 for SIGTERM): run and profile stopped by a signal, results written
-
-
-def _need_export():
-    try:
-        from export import cli as export_cli  # imports torch, onnx, onnxscript
-    except ImportError as e:
-        raise SystemExit(
-            f"cobra-edge: exporting needs the export extra (torch, onnx, onnxscript): "
-            f"pip install -c constraints.txt '.[export]'  ({e})"
-        )
-    return export_cli
 
 
 def cmd_export(args) -> int:
@@ -195,28 +185,9 @@ def cmd_run(args) -> int:
     return _run(args.dir, _sources(args), args)
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("COBRA_EDGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cobra-edge")
-    return Path(base)
-
-
 def cmd_demo(args) -> int:
     """Export the trained tiny model once (cached), then ask it about synthetic frames on several streams."""
-    export_cli = _need_export()
-    from export.onnx_export import EXPORT_REVISION
-    from export.weights import EMBEDDED, load_trained, sha256
-
-    from .manifest import Manifest, artifact_matches
-
-    directory = Path(args.dir) if args.dir else default_cache_dir() / "tiny-trained"
-    precisions = ("fp32", args.precision)
-    model, _, _ = load_trained(EMBEDDED)
-    if (artifact_matches(directory, model.cfg.to_dict(), revision=EXPORT_REVISION, precisions=precisions)
-            and Manifest.load(directory).raw.get("weights_source", {}).get("sha256") == sha256(EMBEDDED)):
-        print(f"using the tiny model exported in {directory} (trained weights)")
-    else:
-        print(f"exporting the trained tiny model ({EMBEDDED.name}, committed with its training record) to {directory} ...")
-        export_cli.export_trained(directory, None, overwrite=True, precisions=precisions)
+    directory = embedded_artifact(args.dir, precisions=("fp32", args.precision))
     args.video = None
     return _run(directory, _sources(args), args)
 
@@ -484,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ros_bridge.cli import add_parser as add_ros_parser  # argparse only; ROS libraries load when it runs
 
     add_ros_parser(sub)
+    from .sim.cli import add_parser as add_loop_parser  # the closed-loop simulation (edge/sim)
+
+    add_loop_parser(sub)
 
     k = sub.add_parser("kernels", help="say whether cobra-edge's fused CPU kernels are built and used here "
                                        "(exit 1 when the portable ONNX bodies run instead)")
