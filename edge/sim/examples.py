@@ -1,0 +1,65 @@
+"""Camera views of edge/sim's world with their exact values: what action heads are trained and evaluated on.
+
+    examples = head_examples(seed=0, n=6000)
+    examples[0].frame, examples[0].prompt, examples[0].truth   # BGR frame; 'Where is the red circle?';
+                                                               # {"bearing", "distance", "visible", "blocked"}
+
+Each example is a world of ``make_world(seed, k)`` seen from a pose an approach would pass through: somewhere from
+the start to just short of the target (a fraction ``along`` of the way, up to ``lateral`` m off it), heading at the
+target give or take ``spread`` radians (so about one view in five has the target at the edge of or out of view).
+The values are the camera's truth (edge/sim/camera.py): bearing (target's direction over half the field of view,
+clipped to [-1, 1]), distance (gap from the robot's edge to the target's, m), visible and blocked (0 or 1).
+Deterministic per (seed, index); no example overlaps the robot with a body.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera import CameraConfig, look
+from .world import Robot, make_world
+
+HEAD_PROMPT = "Where is the {colour} {kind}?"  # the position family's question: the model already binds it to a place
+VALUES = ("bearing", "distance", "visible", "blocked")
+
+
+@dataclass(frozen=True)
+class HeadExample:
+    frame: np.ndarray  # BGR uint8 [H, W, 3]
+    prompt: str
+    truth: dict  # {value name: float}
+    seed: tuple[int, int]
+
+
+def head_prompt(colour: str, kind: str, template: str = HEAD_PROMPT) -> str:
+    return template.format(colour=colour, kind=kind)
+
+
+def head_example(seed: int, index: int, camera: CameraConfig | None = None, along: tuple = (0.0, 0.92),
+                 lateral: float = 0.3, spread: float = math.radians(40)) -> HeadExample:
+    rng = np.random.default_rng([int(seed), int(index), 0x4EAD])
+    world = make_world(int(seed) * 100_003 + int(index))
+    t, r = world.target, world.robot
+    while True:
+        f = float(rng.uniform(*along))
+        off = float(rng.uniform(-lateral, lateral))
+        dx, dy = t.x - r.x, t.y - r.y
+        norm = math.hypot(dx, dy)
+        x = r.x + f * dx - off * dy / norm
+        y = r.y + f * dy + off * dx / norm
+        heading = math.atan2(t.y - y, t.x - x) + float(rng.uniform(-spread, spread))
+        world.robot = Robot(x, y, heading)
+        if world.collision() is None:
+            break
+    view = look(world, camera)
+    truth = {"bearing": float(np.clip(view.truth.bearing, -1, 1)), "distance": float(view.truth.distance),
+             "visible": float(view.truth.visible), "blocked": float(view.truth.blocked)}
+    return HeadExample(view.frame(rng), head_prompt(t.colour, t.kind), truth, (int(seed), int(index)))
+
+
+def head_examples(seed: int, n: int, camera: CameraConfig | None = None) -> list[HeadExample]:
+    """``n`` examples of ``seed`` (indices 0 .. n-1)."""
+    return [head_example(seed, i, camera) for i in range(n)]
