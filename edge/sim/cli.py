@@ -34,8 +34,10 @@ def latency_arg(text: str) -> float | None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("loop", help="closed-loop simulation: a robot driven by the model's answers, success against "
-                                    "latency (docs/loop.md)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                                    "latency (docs/loop.md)",
+                       description="A robot in a 2-D world must reach the shape the prompt names and stop before it; "
+                                   "each tick the policy answers the newest frame and simulated time advances by its "
+                                   "latency. Writes JSON, Markdown and a PNG of success against latency (docs/loop.md).")
     p.add_argument("--sim", nargs="?", const="", metavar="DIR", required=True,
                    help="simulate (the only loop so far); DIR: the artifact (default: the embedded trained tiny model)")
     p.add_argument("--policy", nargs="+", choices=POLICIES, default=["oracle", "choose"],
