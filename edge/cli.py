@@ -223,6 +223,15 @@ def cmd_bench(args) -> int:
 
 def cmd_train(args) -> int:
     _need_export()
+    if args.heads:
+        from export.train_heads import train_heads_file
+
+        out = args.out or str(default_cache_dir() / "runs" / "heads" / "tiny-heads.safetensors")
+        train_heads_file(args.weights, out, views=args.views if not args.quick else 64,
+                         steps=args.steps or (20 if args.quick else 1500), seed=args.seed,
+                         say=lambda m: print(m, flush=True))
+        print(f"export with them: cobra-edge export --weights MODEL --heads {out} --out artifacts/with-heads")
+        return 0
     from export.train import TrainOptions, train
 
     steps = {"steps": args.steps} if args.steps else {}
@@ -429,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
                                                ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
     t.add_argument("--quick", action="store_true", help="a few small steps: checks the whole path in seconds")
+    t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
+                   "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
+    t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")
+    t.add_argument("--views", type=positive_int, default=6000, help="with --heads: training views")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("eval", help="accuracy per question family through the runtime, beside the PyTorch reference")

@@ -104,7 +104,7 @@ def train_heads(model: CobraModel, tokenizer, views, configs: list[HeadConfig], 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         head.eval()
         record["loss"][cfg.name] = float(np.mean(losses[-50:]))
         say(f"heads: {cfg.name} trained, final loss {record['loss'][cfg.name]:.4f} (range units squared)")
@@ -124,3 +124,41 @@ def head_values(model: CobraModel, tokenizer, heads: list[ActionHead], views) ->
         for i, row in enumerate(vals.tolist()):
             out[i].update({o.name: v for o, v in zip(h.cfg.outputs, row)})
     return out
+
+
+def train_heads_file(weights: str | None, out: str, views: int = 6000, steps: int = 1500, seed: int = 0,
+                     say: Callable[[str], None] = print) -> dict:
+    """``cobra-edge train --heads``: the embedded heads' recipe on a checkpoint of ``cobra-edge train`` (default: the
+    embedded model): ``views`` camera views of edge/sim's world (seed ``seed``), the backbone frozen; writes the
+    heads (safetensors, with the record in its metadata and as JSON beside it) and -> the record. The held-out error
+    is measured by ``cobra-edge eval`` (views of another seed, through the runtime)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from edge.sim.examples import HEAD_PROMPT, head_examples
+    from edge.tokenizer import PromptTokenizer
+
+    from .heads import save_heads
+    from .weights import EMBEDDED, load_trained, sha256
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    model, tokenizer_json, _ = load_trained(weights or EMBEDDED)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
+        tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", model.cfg.prompt_template, model.cfg.eos_token_id)
+    say(f"heads: drawing {views} views of edge/sim's world (seed {seed})")
+    examples = head_examples(seed, views)
+    heads, record = train_heads(model, tokenizer, examples, target_heads(model.cfg.lm.d_model), steps=steps, seed=seed,
+                                say=say)
+    weights_path = Path(weights or EMBEDDED)
+    record.update({"data": {"source": "edge.sim.examples.head_examples", "seed": seed, "views": views,
+                            "prompt": HEAD_PROMPT},
+                   "backbone": {"file": weights_path.name, "sha256": sha256(weights_path), "frozen": True},
+                   "minutes": round((time.perf_counter() - t0) / 60, 2),
+                   "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    path = save_heads(heads, out, record)
+    Path(out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    say(f"heads: wrote {path} in {record['minutes']:.1f} min")
+    return record

@@ -6,7 +6,9 @@
 
 Each example is a world of ``make_world(seed, k)`` seen from a pose an approach would pass through: somewhere from
 the start to just short of the target (a fraction ``along`` of the way, up to ``lateral`` m off it), heading at the
-target give or take ``spread`` radians (so about one view in five has the target at the edge of or out of view).
+target give or take ``spread`` radians (so about one view in five has the target at the edge of or out of view);
+a share ``near_share`` of the views is drawn from the last stretch (``near``), where the path becomes blocked and
+stopping is decided.
 The values are the camera's truth (edge/sim/camera.py): bearing (target's direction over half the field of view,
 clipped to [-1, 1]), distance (gap from the robot's edge to the target's, m), visible and blocked (0 or 1).
 Deterministic per (seed, index); no example overlaps the robot with a body.
@@ -39,12 +41,13 @@ def head_prompt(colour: str, kind: str, template: str = HEAD_PROMPT) -> str:
 
 
 def head_example(seed: int, index: int, camera: CameraConfig | None = None, along: tuple = (0.0, 0.92),
-                 lateral: float = 0.3, spread: float = math.radians(40)) -> HeadExample:
+                 lateral: float = 0.3, spread: float = math.radians(40), near_share: float = 0.3,
+                 near: tuple = (0.7, 0.95)) -> HeadExample:
     rng = np.random.default_rng([int(seed), int(index), 0x4EAD])
     world = make_world(int(seed) * 100_003 + int(index))
     t, r = world.target, world.robot
     while True:
-        f = float(rng.uniform(*along))
+        f = float(rng.uniform(*(near if rng.random() < near_share else along)))
         off = float(rng.uniform(-lateral, lateral))
         dx, dy = t.x - r.x, t.y - r.y
         norm = math.hypot(dx, dy)
