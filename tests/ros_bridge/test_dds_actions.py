@@ -150,7 +150,7 @@ def test_node_on_dds_publishes_actions_and_a_twist_and_zero_velocity_when_frames
         print("counters of the twist source:", counters)
         assert counters["watchdog_zero"] >= zeros_seen
         assert "watchdog_zero" not in _counters(out, TOPICS[0])
-        del readers, writers, twist_reader, answers, dp, dds
+        del writers, dp, dds  # (the readers go with poll, at the end of the test)
     finally:
         if node.proc.poll() is None:
             node.proc.kill()
