@@ -11,7 +11,8 @@ one is counted as dropped ("superseded"). When its turn comes, a frame older tha
 frame waits, still replaceable). Memory is bounded by the number of streams, whatever the input rate.
 Errors stay with their stream: ``stats[name].errors`` and ``errors`` (the last few, per stream). Every frame
 submitted is accounted for: submitted = answered + superseded + stale + errors + (pending or in flight).
-With ``answers`` set, every frame is answered by answer-set scoring (``Stream.choose``) instead of decoding.
+With ``answers`` set, every frame is answered by answer-set scoring (``Stream.choose``) instead of decoding; with
+``act`` set, by the control path (``Stream.act``: the action heads' outputs, no text decoded).
 
 The worker (``serve``) never dies of a frame: failures inside a batch come back per stream (edge.batch), and an
 exception from the ``on_answer`` / ``on_error`` callbacks is logged and counted on its stream. A failure of the
@@ -75,6 +76,7 @@ class FrameScheduler:
     min_interval_ms: float | None = None
     max_batch: int = 8
     answers: list[str] | None = None  # answer set: score these instead of decoding (closed questions)
+    act: bool = False  # the control path: the action heads' outputs (Answer.outputs), no text decoded
     stats: dict[str, StreamCounters] = field(default_factory=dict)
     errors: dict[str, deque] = field(default_factory=dict)
     peak_pending: int = 0  # most frames ever held at once (bounded by the number of streams)
@@ -82,6 +84,10 @@ class FrameScheduler:
     def __post_init__(self):
         self.max_new_tokens = as_count(self.max_new_tokens, "max_new_tokens", 0)
         self.max_batch = as_count(self.max_batch, "max_batch", 1)
+        if self.act and self.answers is not None:
+            raise ValueError("act (the heads' outputs, no text) and answers (answer-set scoring) exclude each other")
+        if self.act and not self.runtime.manifest.heads:
+            raise ValueError(f"act: artifact {self.runtime.manifest.root} has no action heads (export it with --heads)")
         for name in ("max_age_ms", "min_interval_ms"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -198,10 +204,11 @@ class FrameScheduler:
 
     def _answer(self, taken) -> list[Answer | Exception]:
         streams = self.runtime.streams
-        batched = [(n, it, d) for n, it, d in taken if self.answers is None or n in self._act]
+        acting = {n for n, _, _ in taken if self.act or n in self._act}
+        batched = [(n, it, d) for n, it, d in taken if self.answers is None or n in acting]
         results = dict(zip([n for n, _, _ in batched], self.runtime.answer([
-            Request(streams[n], it.frame, self.prompt, 0 if n in self._act else self.max_new_tokens, it.timestamp,
-                    it.boxes, dropped=d, act=n in self._act) for n, it, d in batched])))
+            Request(streams[n], it.frame, self.prompt, 0 if n in acting else self.max_new_tokens, it.timestamp,
+                    it.boxes, dropped=d, act=n in acting) for n, it, d in batched])))
         for name, it, dropped in taken:  # scoring answers one frame at a time (its candidates are its batch)
             if name in results:
                 continue

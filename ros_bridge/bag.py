@@ -1,6 +1,8 @@
 """Transport that replays a ROS 2 bag (MCAP or SQLite3, read with ``rosbags``) through the node and writes what
-the node publishes to a JSON-lines file: one line per answer, latency record and error, each with the topic it
-was published on (``"published_on": "/cam0/image_raw/answer"``).
+the node publishes to a JSON-lines file (``out``): one line per answer, latency record, error, action array
+(``{"kind": "action", "layout": {...}, "data": [...]}``) and Twist (``{"kind": "twist", "linear", "angular"}``),
+each with the topic it was published on (``"published_on": "/cam0/image_raw/answer"``); and/or to a ROS 2 bag
+(``out_bag``: bag_out.py), each message with its ROS type.
 
 Recorded data is replayed losslessly (``live`` is False: every frame is answered, none superseded), either as
 fast as the node answers (``max_speed``) or at the recorded pace (messages released at their log time
@@ -14,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from .messages import COMPRESSED_TYPE, IMAGE_TYPE, SerializedMsg
+from .messages import COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, SerializedMsg
 from .transport import Handler, TransportError, check_topic, deliver
 
 CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
@@ -49,15 +51,20 @@ def _open_out(path: Path):
 class BagTransport:
     live = False
 
-    def __init__(self, path: str | Path, out: str | Path | None = None, max_speed: bool = True):
+    def __init__(self, path: str | Path, out: str | Path | None = None, max_speed: bool = True,
+                 out_bag: str | Path | None = None):
         self.path = Path(path)
         self.max_speed = max_speed
         self._out = _open_out(Path(out)) if out is not None else None  # before the bag: nothing to close on error
+        self._bag_out = None
         try:
+            if out_bag is not None:
+                from .bag_out import BagRecorder
+
+                self._bag_out = BagRecorder(out_bag)
             self._reader = _open_reader(self.path)
         except BaseException:
-            if self._out is not None:
-                self._out.close()
+            self._close_outputs()
             raise
         self.topics = {c.topic: c.msgtype for c in self._reader.connections}
         self._handlers: dict[str, Handler] = {}
@@ -71,8 +78,8 @@ class BagTransport:
         """The Image / CompressedImage topics recorded in the bag, sorted."""
         return sorted(t for t, ty in self.topics.items() if ty in CAMERA_TYPES)
 
-    def advertise(self, topic: str) -> None:
-        pass  # the output file takes anything
+    def advertise(self, topic: str, msg_type: str = STRING_TYPE) -> None:
+        pass  # the outputs take any topic (a bag's connection is made by its first message)
 
     def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None:
         """Replay ``topic`` (its recorded type is used; ``msg_type`` is the node's guess from the name)."""
@@ -107,19 +114,35 @@ class BagTransport:
             deliver(self._handlers[conn.topic], conn.topic, SerializedMsg(conn.msgtype, raw))
             self.replayed += 1
 
-    def publish(self, topic: str, text: str) -> None:
-        if self._out is None:
-            return
-        line = json.dumps({"published_on": topic, **json.loads(text)})
+    def publish(self, topic: str, msg) -> None:
+        """``msg``: a str holding JSON (std_msgs/String), messages.Float32MultiArrayMsg or messages.TwistMsg."""
+        doc = json.loads(msg) if isinstance(msg, str) else msg.to_dict()
+        line = json.dumps({"published_on": topic, **doc})
         with self._lock:
-            self._out.write(line + "\n")
-            self.lines += 1
+            if self.closed:  # a worker left inside a batch at the stop: its outputs are closed
+                raise TransportError(f"bag replay of {self.path} is closed; {topic} not written")
+            if self._out is not None:
+                self._out.write(line + "\n")
+                self.lines += 1
+            if self._bag_out is not None:
+                self._bag_out.write(topic, msg)
+
+    @property
+    def bag_messages(self) -> int:
+        """Messages written to the output bag (0 without one)."""
+        return 0 if self._bag_out is None else self._bag_out.messages
+
+    def _close_outputs(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        if self._bag_out is not None:
+            self._bag_out.close()
 
     def close(self) -> int:
         if self.closed:
             return 0
         self.closed = True
         self._reader.close()
-        if self._out is not None:
-            self._out.close()
+        with self._lock:
+            self._close_outputs()
         return 0

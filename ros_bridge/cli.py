@@ -2,8 +2,18 @@
 
     cobra-edge ros --transport dds --model DIR --topics /cam0/image_raw,/cam1/image_raw --prompt TEXT \\
         [--domain-id N] [--interface lo] [--peer ADDR ...] [--multicast]
-    cobra-edge ros --transport bag --bag PATH --model DIR --prompt TEXT [--max-speed] --out PATH.jsonl
+    cobra-edge ros --transport bag --bag PATH --model DIR --prompt TEXT [--max-speed] --out PATH.jsonl \
+        [--out-bag DIR]
     cobra-edge ros --transport rclpy --model DIR --topics ... --prompt TEXT      (needs a ROS 2 installation)
+
+Artifacts with action heads also publish <topic>/action (std_msgs/Float32MultiArray, dim[0].label = the value
+names in order, e.g. "bearing,distance"); --act answers by the heads alone (no text, no <topic>/answer), and
+
+    --twist /cmd_vel --twist-map 'linear.x=0.5*distance angular.z=-1.0*bearing' [--twist-source TOPIC] \
+        [--max-linear 0.5] [--max-angular 1.0] [--deadline-ms 500]
+
+publishes a geometry_msgs/Twist per fresh answer of the source topic (clamped per component; NaN -> 0) and, on
+live transports, zero velocity every --deadline-ms while no fresh answer comes (counted as watchdog_zero).
 
 SIGINT / SIGTERM stop it cleanly within 2 s in every phase (start-up, replay, drain): the worker finishes its
 batch (or is left behind if it cannot within 1 s), the DDS participant is deleted, the bag output closed; exit 0
@@ -23,6 +33,8 @@ from edge.argtypes import (DEFAULT_PROMPT, device_arg, non_negative_float, non_n
                            positive_int, prompt_text)
 from edge.imageheader import DEFAULT_MAX_PIXELS
 from edge.signals import stop_on_signals
+
+from .twist import DEFAULT_DEADLINE_MS, DEFAULT_MAX_ANGULAR_RADPS, DEFAULT_MAX_LINEAR_MPS, TwistConfig, parse_twist_map
 
 EXIT_WORKER_FAILED = 3
 
@@ -63,11 +75,30 @@ def add_parser(sub) -> None:
     dds.add_argument("--peer", action="append", default=None,
                      help="unicast discovery peer (repeatable; default 127.0.0.1 on lo, none elsewhere)")
     dds.add_argument("--multicast", action="store_true", help="allow multicast discovery (default: on unless lo)")
+    act = r.add_argument_group("actions and velocity (artifacts with action heads; docs/ros2.md)")
+    act.add_argument("--act", action="store_true",
+                     help="the control path: the heads' values only, no text decoded and no <topic>/answer "
+                          "(default: answers as usual, with the heads' values on <topic>/action too)")
+    act.add_argument("--twist", metavar="TOPIC", help="publish geometry_msgs/Twist on TOPIC (e.g. /cmd_vel)")
+    act.add_argument("--twist-map", nargs="+", metavar="FIELD=GAIN*VALUE",
+                     help="head values -> Twist fields, e.g. linear.x=0.5*distance angular.z=-1.0*bearing "
+                          "(fields linear.x/y/z in m/s, angular.x/y/z in rad/s; unnamed fields are 0; quote it)")
+    act.add_argument("--twist-source", metavar="TOPIC",
+                     help="the camera topic whose answers drive the Twist (default: the first of --topics)")
+    act.add_argument("--max-linear", type=positive_float, metavar="M_PER_S",
+                     help=f"clamp each linear field to +-this, m/s (default {DEFAULT_MAX_LINEAR_MPS})")
+    act.add_argument("--max-angular", type=positive_float, metavar="RAD_PER_S",
+                     help=f"clamp each angular field to +-this, rad/s (default {DEFAULT_MAX_ANGULAR_RADPS})")
+    act.add_argument("--deadline-ms", type=positive_float, metavar="MS",
+                     help="watchdog: zero velocity when no answer of a frame younger than this came for this long; "
+                          f"and answers of older frames send no Twist (default {DEFAULT_DEADLINE_MS:g})")
     bag = r.add_argument_group("bag transport")
     bag.add_argument("--bag", help="ROS 2 bag directory (MCAP or SQLite3)")
     bag.add_argument("--max-speed", action="store_true", help="replay as fast as the node answers (default: "
                                                               "recorded pace)")
-    bag.add_argument("--out", help="JSON-lines file for answers, latency records and errors")
+    bag.add_argument("--out", help="JSON-lines file for answers, latency records, errors, actions and twists")
+    bag.add_argument("--out-bag", metavar="DIR", help="also record what the node publishes into a new ROS 2 bag "
+                                                      "(MCAP; String, Float32MultiArray and Twist messages)")
     r.set_defaults(func=cmd_ros)
 
 
@@ -85,6 +116,21 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _twist(args) -> TwistConfig | None:
+    """--twist and its options -> TwistConfig (ValueError naming the option at fault)."""
+    given = [name for name in ("twist_map", "twist_source", "max_linear", "max_angular", "deadline_ms")
+             if getattr(args, name) is not None]
+    if args.twist is None:
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} needs --twist TOPIC")
+        return None
+    if args.twist_map is None:
+        raise ValueError("--twist needs --twist-map FIELD=GAIN*VALUE ... (e.g. linear.x=0.5*distance)")
+    limits = {k: v for k, v in (("max_linear_mps", args.max_linear), ("max_angular_radps", args.max_angular),
+                                ("deadline_ms", args.deadline_ms)) if v is not None}
+    return TwistConfig(args.twist, parse_twist_map(args.twist_map), args.twist_source, **limits)
+
+
 def _transport(args):
     if args.transport == "dds":
         try:
@@ -97,9 +143,9 @@ def _transport(args):
         return DdsTransport(config), f"DDS domain {config.domain_id} on {config.interface}"
     from .bag import BagTransport
 
-    if not args.bag or not args.out:
-        raise ValueError("--transport bag needs --bag PATH and --out PATH")
-    return BagTransport(args.bag, args.out, max_speed=args.max_speed), f"bag {args.bag}"
+    if not args.bag or not (args.out or args.out_bag):
+        raise ValueError("--transport bag needs --bag PATH and --out PATH (JSON lines) and/or --out-bag DIR")
+    return BagTransport(args.bag, args.out, max_speed=args.max_speed, out_bag=args.out_bag), f"bag {args.bag}"
 
 
 def cmd_ros(args) -> int:
@@ -114,6 +160,7 @@ def cmd_ros(args) -> int:
     topics = _split(args.topics)
     if topics is None and args.transport != "bag":
         raise ValueError("--topics is required (comma-separated camera topics)")
+    twist = _twist(args)  # bad options are refused before the transport opens
     transport, where = _transport(args)
     print(f"cobra-edge ros: loading {args.model} ({args.precision}) for {where}", flush=True)
     try:
@@ -122,7 +169,8 @@ def cmd_ros(args) -> int:
             if not topics:
                 raise ValueError(f"bag {args.bag} has no sensor_msgs/Image or CompressedImage topics")
         config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
-                            args.min_interval_ms, args.max_batch, args.mode, args.max_pixels, args.on_nonfinite)
+                            args.min_interval_ms, args.max_batch, args.mode, args.max_pixels, args.on_nonfinite,
+                            act=args.act, twist=twist)
         node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads, args.precision,
                                         args.device)
     except BaseException:
@@ -132,12 +180,20 @@ def cmd_ros(args) -> int:
     stop = threading.Event()
     print(f"cobra-edge ros: {len(config.topics)} camera topics on {where}: {', '.join(config.topics)} "
           f"(answers on <topic>/answer, latency on <topic>/latency)", flush=True)
+    if node.action_labels:
+        print(f"cobra-edge ros: actions on <topic>/action: [{', '.join(node.action_labels)}]"
+              + (" (--act: no text answers)" if args.act else ""), flush=True)
+    if twist is not None:
+        print(f"cobra-edge ros: twist {twist.describe(transport.live)}", flush=True)
     with stop_on_signals(stop):
         left = node.run(stop)
     for topic in config.topics:
         print(f"  {topic}: {node.topic_counters(topic)}")
     if args.transport == "bag":
-        print(f"wrote {transport.lines} lines to {args.out}")
+        if args.out:
+            print(f"wrote {transport.lines} lines to {args.out}")
+        if args.out_bag:
+            print(f"wrote {transport.bag_messages} messages to bag {args.out_bag}")
     if node.failure is not None:
         print(f"cobra-edge ros: error: the inference worker failed ({type(node.failure).__name__}: {node.failure}); "
               "stopped, frames after that were not answered", file=sys.stderr, flush=True)
@@ -157,6 +213,13 @@ def _rclpy_args(args) -> list[str]:
     """Our options as ROS 2 parameters (--ros-args -p name:=value) for the rclpy node."""
     params = {"model": args.model, "topics": args.topics or "", "prompt": args.prompt,
               "answers": args.answers or "", "max_new_tokens": args.max_new_tokens, "backend": args.backend}
+    if args.act:
+        params["act"] = "true"
+    if args.twist_map:
+        params["twist_map"] = ",".join(args.twist_map)
+    for name in ("twist", "twist_source", "max_linear", "max_angular", "deadline_ms"):  # only those given
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
     out = ["--ros-args"]
     for k, v in params.items():
         out += ["-p", f"{k}:={v}"]

@@ -3,7 +3,8 @@ rmw_fastrtps, same domain id) reaches the node with no ROS installation here.
 
 ROS 2 maps topic ``/cam0/image_raw`` to DDS topic ``rt/cam0/image_raw`` with type
 ``sensor_msgs::msg::dds_::Image_`` and CDR payloads. Camera readers use the sensor-data QoS (best effort,
-keep last 1); answer writers are reliable, keep last 10 (ROS 2's default), volatile.
+keep last 1); output writers (String answers and records, Float32MultiArray actions, Twist) are reliable, keep
+last 10 (ROS 2's default), volatile. A topic's writer has the type of its first ``advertise`` or ``publish``.
 
 Network: ``DdsConfig`` writes Cyclone's XML. The default is loopback only (interface ``lo``, multicast off,
 unicast peer 127.0.0.1): nothing leaves the machine until you name an interface.
@@ -23,8 +24,8 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from .dds_types import CompressedImage_, Image_, String_
-from .messages import COMPRESSED_TYPE, IMAGE_TYPE, SerializedMsg
+from .dds_types import OUTPUT_IDL, CompressedImage_, Image_, to_idl
+from .messages import COMPRESSED_TYPE, IMAGE_TYPE, STRING_TYPE, SerializedMsg, type_of
 from .transport import Handler, TransportError, check_topic, deliver
 
 SENSOR_DATA_QOS = Qos(Policy.Reliability.BestEffort, Policy.History.KeepLast(1), Policy.Durability.Volatile)
@@ -81,19 +82,25 @@ class DdsTransport:
         self.participant = DomainParticipant(self.config.domain_id)
         self._waitset = WaitSet(self.participant)
         self._readers: dict[str, tuple[DataReader, ReadCondition, Handler]] = {}
-        self._writers: dict[str, DataWriter] = {}
+        self._writers: dict[str, tuple[str, DataWriter]] = {}  # topic -> (ROS type, writer)
         self._lock = threading.Lock()  # writers are made on demand from the worker thread
         self.closed = False
 
-    def advertise(self, topic: str) -> None:
-        self._writer(topic)
+    def advertise(self, topic: str, msg_type: str = STRING_TYPE) -> None:
+        self._writer(topic, msg_type)
 
-    def _writer(self, topic: str) -> DataWriter:
+    def _writer(self, topic: str, msg_type: str) -> DataWriter:
+        if msg_type not in OUTPUT_IDL:
+            raise ValueError(f"topic {topic!r}: the DDS transport publishes {', '.join(OUTPUT_IDL)}, not {msg_type!r}")
         with self._lock:
             if topic not in self._writers:
-                self._writers[topic] = DataWriter(self.participant, Topic(self.participant, dds_topic(topic), String_),
-                                                  qos=DEFAULT_QOS)
-            return self._writers[topic]
+                idl = OUTPUT_IDL[msg_type]
+                self._writers[topic] = msg_type, DataWriter(self.participant, Topic(self.participant, dds_topic(topic),
+                                                                                     idl), qos=DEFAULT_QOS)
+            have, writer = self._writers[topic]
+        if have != msg_type:
+            raise TransportError(f"DDS: topic {topic} carries {have}; cannot publish a {msg_type} on it")
+        return writer
 
     def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None:
         if msg_type not in TYPES:
@@ -113,9 +120,10 @@ class DdsTransport:
                     if isinstance(sample, SerializedMsg):  # not an InvalidSample (a writer went away)
                         deliver(handler, topic, sample)
 
-    def publish(self, topic: str, text: str) -> None:
+    def publish(self, topic: str, msg) -> None:
+        """``msg``: a str (std_msgs/String), messages.Float32MultiArrayMsg or messages.TwistMsg."""
         try:
-            self._writer(topic).write(String_(data=text))
+            self._writer(topic, type_of(msg)).write(to_idl(msg))
         except DDSException as e:
             raise TransportError(f"DDS: could not publish on {dds_topic(topic)}: {e}") from e
 

@@ -13,6 +13,13 @@ live transports only: it assumes the camera's clock is this machine's), ``batch_
 topic's counters. A frame that cannot be converted or answered gives ``{"kind": "error", ...}`` on
 ``<topic>/error``; it is counted on its topic and never stops the others.
 
+Artifacts with action heads (docs/ros2.md, "Actions and velocity"): per answered frame, on ``<topic>/action``, a
+std_msgs/Float32MultiArray of every head value (messages.Float32MultiArrayMsg.labelled: dim[0].label lists the
+value names in order, comma-separated); the answer and latency JSON carry the same values as ``outputs`` (the
+latency record is what ties them to the frame's header stamp: the array type has no header). ``act``: the control
+path (no text decoded, no ``<topic>/answer``). ``twist`` (twist.TwistConfig): a geometry_msgs/Twist per fresh answer
+of one camera topic, and a watchdog (watchdog.py, live transports) sending zero velocity when fresh answers stop.
+
 Scheduling is edge.FrameScheduler's: per topic the newest frame wins (live cameras); recorded sources
 (``transport.live`` False) are fed losslessly, each frame waiting until the previous one of its topic is taken.
 
@@ -41,8 +48,10 @@ from edge.runtime import Answer, Runtime
 from edge.scheduler import FrameScheduler
 
 from .convert import ConversionError, as_message, to_bgr
-from .messages import Header, type_for_topic
+from .messages import FLOAT32_ARRAY_TYPE, TWIST_TYPE, Float32MultiArrayMsg, Header, TwistMsg, type_for_topic
 from .transport import Transport, check_topic
+from .twist import TwistConfig
+from .watchdog import Watchdog
 
 log = logging.getLogger("cobra_edge.ros")
 
@@ -59,6 +68,8 @@ class NodeConfig:
     mode: str = "reset"  # edge stream mode: "reset" (Cobra, per frame) or "continuous"
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused (compressed ones before decoding)
     on_nonfinite: str = "reset"  # a topic whose state stops being finite: "reset" it, or "fail" until restart
+    act: bool = False  # the control path: action heads only, no text decoded, no <topic>/answer
+    twist: TwistConfig | None = None  # a Twist from the heads' values of one camera topic, with a watchdog
 
     def __post_init__(self):
         self.max_pixels = as_count(self.max_pixels, "max_pixels", 1)
@@ -67,6 +78,18 @@ class NodeConfig:
         self.topics = [check_topic(t) for t in self.topics]
         if len(set(self.topics)) != len(self.topics):
             raise ValueError(f"camera topics repeat: {self.topics}")
+        if self.answers is not None and (self.act or self.twist is not None):
+            raise ValueError("--act and --twist need the action heads' values, which answer-set scoring (--answers) "
+                             "does not give; drop --answers")
+        if self.twist is not None:
+            tw = self.twist
+            if tw.source is None:
+                tw.source = self.topics[0]
+            elif tw.source not in self.topics:
+                raise ValueError(f"--twist-source {tw.source}: not one of the camera topics {self.topics}")
+            outputs = {f"{t}/{kind}" for t in self.topics for kind in ("answer", "latency", "error", "action")}
+            if tw.topic in set(self.topics) | outputs:
+                raise ValueError(f"--twist {tw.topic}: already a camera topic or one of the node's outputs")
 
 
 @dataclass(frozen=True)
@@ -81,7 +104,9 @@ class FrameTag:
 class TopicCounters:
     received: int = 0
     conversion_errors: int = 0
-    published: int = 0
+    published: int = 0  # messages the node published for this topic (answers, records, errors, actions, twists)
+    twists: int = 0  # Twists sent from this topic's answers (the --twist source)
+    twists_stale: int = 0  # answers of this topic too old for a Twist (frame arrived > deadline before its answer)
 
 
 @dataclass
@@ -93,8 +118,15 @@ class CameraNode:
 
     def __post_init__(self):
         c = self.config
+        heads = self.runtime.manifest.heads
+        self.action_labels = [v.name for h in heads for v in h.values]  # the order of <topic>/action's data
+        if (c.act or c.twist is not None) and not heads:
+            raise ValueError(f"{'--act' if c.act else '--twist'}: artifact {self.runtime.manifest.root} has no action "
+                             "heads (export it with --heads)")
+        if c.twist is not None:
+            c.twist.check_values(self.action_labels, self.runtime.manifest.root)
         self.scheduler = FrameScheduler(self.runtime, c.prompt, c.max_new_tokens, c.max_age_ms, c.min_interval_ms,
-                                        c.max_batch, answers=c.answers)
+                                        c.max_batch, answers=c.answers, act=c.act)
         for topic in c.topics:
             self.scheduler.add_stream(topic, c.mode)
             self.runtime.streams[topic].on_nonfinite = c.on_nonfinite
@@ -103,6 +135,7 @@ class CameraNode:
         self._halt = threading.Event()  # tells everything else (spin, waits) to stop: a stop, a signal, a failure
         self._worker: threading.Thread | None = None
         self.failure: BaseException | None = None  # why the inference worker stopped, when it failed
+        self.watchdog: Watchdog | None = None  # live transports with a twist: zero velocity when answers stop
 
     @classmethod
     def from_artifact(cls, directory, transport: Transport, config: NodeConfig, backend: str = "onnxruntime",
@@ -120,10 +153,21 @@ class CameraNode:
         stop, a signal, or the worker's failure) ends ``run``'s spin and every wait of the node."""
         if halt is not None:
             self._halt = halt
-        for topic in self.config.topics:
-            for suffix in ("answer", "latency", "error"):
+        c = self.config
+        for topic in c.topics:
+            for suffix in ("latency", "error") if c.act else ("answer", "latency", "error"):
                 self.transport.advertise(f"{topic}/{suffix}")
+            if self.action_labels:
+                self.transport.advertise(f"{topic}/action", FLOAT32_ARRAY_TYPE)
+        if c.twist is not None:
+            self.transport.advertise(c.twist.topic, TWIST_TYPE)
+        for topic in c.topics:
             self.transport.subscribe(topic, type_for_topic(topic), self.on_message)
+        if c.twist is not None and self.transport.live:  # recorded: a Twist per answered frame, no wall-clock watchdog
+            tw = c.twist
+            self.watchdog = Watchdog(tw.deadline_s, lambda: self._send(tw.topic, TwistMsg(), tw.source),
+                                     f"{tw.topic} (from {tw.source})")
+            self.watchdog.start()
         self._worker = threading.Thread(target=self._serve, name="cobra-edge-worker", daemon=True)
         self._worker.start()
 
@@ -168,6 +212,8 @@ class CameraNode:
             self._worker.join(join_timeout_s)
             if self._worker.is_alive():
                 log.warning("inference worker still busy after %.1f s; leaving it (daemon thread)", join_timeout_s)
+        if self.watchdog is not None:
+            self.watchdog.stop()  # its last zero velocity goes out before the transport closes
         left = self.transport.close()
         return left or 0
 
@@ -209,6 +255,14 @@ class CameraNode:
         out = {"kind": "answer", **base, "text": answer.text, "tokens": len(answer.token_ids)}
         if answer.choice is not None:
             out.update(probability=answer.choice.probability, log_probs=answer.choice.log_probs)
+        extra = {}
+        if answer.outputs is not None and self.action_labels:
+            action = Float32MultiArrayMsg.labelled(self.action_labels, answer.outputs)
+            self._send(f"{topic}/action", action, topic)
+            out["outputs"] = extra["outputs"] = dict(zip(action.labels, action.data))
+            twist = self.config.twist
+            if twist is not None and topic == twist.source:
+                extra["twist"] = self._send_twist(topic, answer.outputs, tag)
         p = answer.profile
         now = time.time()
         latency = {
@@ -223,30 +277,55 @@ class CameraNode:
             "dropped": p.dropped,
             "prefill_tokens": p.prefill_tokens,
             "new_tokens": p.new_tokens,
+            **extra,
             "counters": self.topic_counters(topic),
         }
-        self._publish(f"{topic}/answer", out)
-        self._publish(f"{topic}/latency", latency)
+        if not self.config.act:
+            self._send(f"{topic}/answer", json.dumps(out), topic)
+        self._send(f"{topic}/latency", json.dumps(latency), topic)
+
+    def _send_twist(self, topic: str, outputs: dict[str, float], tag: FrameTag) -> dict:
+        """The Twist of one answer of the source topic: sent if its frame is fresh (live: arrived within the
+        deadline; recorded: always); -> what became of it, for the latency record."""
+        tw, c = self.config.twist, self.counters[topic]
+        cmd = tw.command(outputs)
+        status = {k: v for k, v in cmd.to_dict().items() if k != "kind"}
+        if self.watchdog is None:
+            sent = self._send(tw.topic, cmd, topic)
+        elif time.time() - tag.received > tw.deadline_s:
+            c.twists_stale += 1
+            return {"status": "stale", **status}
+        else:
+            sent = self.watchdog.feed(lambda: self._send(tw.topic, cmd, topic))
+        c.twists += sent
+        return {"status": "published" if sent else "not sent", **status}
 
     def _on_error(self, topic: str, error: Exception) -> None:
         self._publish_error(topic, error, "runtime")
 
     def _publish_error(self, topic: str, error: Exception, stage: str) -> None:
         log.warning("%s: %s", topic, error)
-        self._publish(f"{topic}/error", {"kind": "error", "topic": topic, "stage": stage, "error": str(error),
-                                         "counters": self.topic_counters(topic)})
+        self._send(f"{topic}/error", json.dumps({"kind": "error", "topic": topic, "stage": stage, "error": str(error),
+                                                 "counters": self.topic_counters(topic)}), topic)
 
-    def _publish(self, out_topic: str, doc: dict) -> None:
-        camera = out_topic.rsplit("/", 1)[0]
+    def _send(self, out_topic: str, msg, camera: str) -> bool:
+        """Publish ``msg`` (str, Float32MultiArrayMsg, TwistMsg), counted on ``camera``; -> sent. Never raises."""
         try:
-            self.transport.publish(out_topic, json.dumps(doc))
+            self.transport.publish(out_topic, msg)
             self.counters[camera].published += 1
+            return True
         except (CobraEdgeError, OSError) as e:  # TransportError, or a bag's output file
             log.error("could not publish on %s: %s", out_topic, e)
         except Exception as e:
             log.error("could not publish on %s: unexpected %s: %s", out_topic, type(e).__name__, e, exc_info=e)
+        return False
 
     def topic_counters(self, topic: str) -> dict:
         s, c = self.scheduler.stats[topic], self.counters[topic]
-        return {"received": c.received, "answered": s.answered, "superseded": s.superseded, "stale": s.stale,
-                "conversion_errors": c.conversion_errors, "errors": s.errors, "published": c.published}
+        out = {"received": c.received, "answered": s.answered, "superseded": s.superseded, "stale": s.stale,
+               "conversion_errors": c.conversion_errors, "errors": s.errors, "published": c.published}
+        tw = self.config.twist
+        if tw is not None and topic == tw.source:
+            out.update(twists=c.twists, twists_stale=c.twists_stale,
+                       watchdog_zero=0 if self.watchdog is None else self.watchdog.zeros)
+        return out

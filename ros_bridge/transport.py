@@ -1,9 +1,11 @@
-"""What a middleware must offer the node: deliver camera messages, publish strings.
+"""What a middleware must offer the node: deliver camera messages, publish its outputs.
 
-    transport.advertise("/cam0/image_raw/answer")          # std_msgs/String publishers, made up front
+    transport.advertise("/cam0/image_raw/answer")          # publishers, made up front (default: std_msgs/String)
+    transport.advertise("/cam0/image_raw/action", "std_msgs/msg/Float32MultiArray")
     transport.subscribe("/cam0/image_raw", "sensor_msgs/msg/Image", handler)
     transport.spin(stop)       # calls handler(topic, msg, received_time) until stop is set or the source ends
-    transport.publish("/cam0/image_raw/answer", text)
+    transport.publish("/cam0/image_raw/answer", text)      # a str is a std_msgs/String
+    transport.publish("/cmd_vel", TwistMsg(...))           # messages.Float32MultiArrayMsg, messages.TwistMsg
     transport.close()          # releases the middleware (DDS participant, bag file)
 
 ``msg`` is anything ``convert.as_message`` takes; ``received_time`` is ``time.time()`` when it arrived (for a
@@ -18,6 +20,8 @@ import time
 from typing import Callable, Protocol
 
 from edge.errors import CobraEdgeError
+
+from .messages import STRING_TYPE
 
 Handler = Callable[[str, object, float], None]
 log = logging.getLogger("cobra_edge.ros")
@@ -38,13 +42,13 @@ def deliver(handler: Handler, topic: str, msg) -> None:
 class Transport(Protocol):
     live: bool
 
-    def advertise(self, topic: str) -> None: ...
+    def advertise(self, topic: str, msg_type: str = STRING_TYPE) -> None: ...
 
     def subscribe(self, topic: str, msg_type: str, handler: Handler) -> None: ...
 
     def spin(self, stop: threading.Event) -> None: ...
 
-    def publish(self, topic: str, text: str) -> None: ...
+    def publish(self, topic: str, msg) -> None: ...
 
     def close(self) -> None: ...
 

@@ -148,3 +148,12 @@ def test_answer_set_mode_scores_instead_of_decoding(runtime, frames):
     errors = []
     assert sched.run_once(on_error=lambda name, e: errors.append((name, str(e)))) == []
     assert errors and errors[0][0] == "a" and sched.stats["a"].errors == 1
+
+
+def test_act_mode_needs_heads_and_excludes_answer_sets(runtime):
+    """The control path (act=True: heads' outputs, no decoding) is refused where it cannot run; it is exercised with
+    an artifact with heads by the ROS node's tests (tests/ros_bridge/test_dds_actions.py, equal to Stream.act)."""
+    with pytest.raises(ValueError, match="act: artifact .* has no action heads"):
+        FrameScheduler(runtime, PROMPT, act=True)
+    with pytest.raises(ValueError, match="act .* and answers .* exclude each other"):
+        FrameScheduler(runtime, PROMPT, act=True, answers=["yes", "no"])

@@ -105,3 +105,61 @@ def test_bad_artifact_is_a_clear_error(tmp_path, capsys):
                "--out", str(tmp_path / "o.jsonl")])
     err = capsys.readouterr().err
     assert rc == 2 and "no_such_artifact" in err, err
+
+
+def test_bag_replay_writes_actions_and_twists_into_an_output_bag(head_artifact, tmp_path):
+    """Default (ask) mode with heads: answers as before, plus per frame a labelled Float32MultiArray on
+    <topic>/action and, for the Twist source (the first topic), one Twist per answered frame; in the JSON lines and
+    in a ROS 2 bag that rosbags reads back."""
+    from rosbags.rosbag2 import Reader
+
+    from .conftest import HEAD_VALUES
+    from .rosmsgs import TYPESTORE
+
+    topics = ("/cam0/image_raw", "/cam1/image_raw/compressed")
+    frames = {topics[0]: [image_msg(scene(48, 64, seed=i), "rgb8", sec=100 + i) for i in range(3)],
+              topics[1]: [compressed_msg(scene(40, 56, seed=7 + i), "png", sec=200 + i) for i in range(2)]}
+    messages = sorted(((t, SEC + i * SEC // 10 + k, m) for k, (t, ms) in enumerate(frames.items())
+                       for i, m in enumerate(ms)), key=lambda x: x[1])
+    bag = write_bag(tmp_path / "in", "mcap", messages)
+    out_bag = tmp_path / "out_bag"
+    lines = replay(bag, head_artifact, tmp_path / "out.jsonl", "--max-speed", "--prompt", "Where is the target?",
+                   "--out-bag", str(out_bag), "--twist", "/cmd_vel", "--twist-map", "linear.x=0.5*distance",
+                   "angular.z=-2.0*bearing", "--max-angular", "0.8")
+
+    runtime = Runtime.load(head_artifact, max_streams=2)
+    streams = {t: runtime.open_stream(t) for t in topics}
+    expected = {t: [streams[t].act(to_bgr(as_message(m)), "Where is the target?").outputs for m in ms]
+                for t, ms in frames.items()}
+    with Reader(out_bag) as reader:
+        types = {c.topic: c.msgtype for c in reader.connections}
+        recorded = {}
+        for conn, _, raw in reader.messages():
+            recorded.setdefault(conn.topic, []).append(TYPESTORE.deserialize_cdr(raw, conn.msgtype))
+    assert types[f"{topics[0]}/action"] == "std_msgs/msg/Float32MultiArray"
+    assert types["/cmd_vel"] == "geometry_msgs/msg/Twist" and types[f"{topics[0]}/answer"] == "std_msgs/msg/String"
+    for t in topics:
+        arrays = recorded[f"{t}/action"]
+        assert len(arrays) == len(frames[t])  # one per frame, in order (replay is lossless)
+        for arr, want in zip(arrays, expected[t]):
+            assert [(d.label, d.size, d.stride) for d in arr.layout.dim] == [("bearing,distance", 2, 2)]
+            err = np.abs(arr.data - np.array([want[n] for n in HEAD_VALUES])).max()
+            print(t, arr.data.tolist(), f"max abs err vs Stream.act {err:.2e}")
+            assert err <= 1e-5
+        answers = [json.loads(m.data) for m in recorded[f"{t}/answer"]]
+        assert [a["stamp"]["sec"] for a in answers] == [m.header.stamp.sec for m in frames[t]]
+        assert all(a["text"] and list(a["outputs"]) == list(HEAD_VALUES) for a in answers)
+    twists = recorded["/cmd_vel"]  # the first topic drives it; no watchdog on a recorded source
+    assert len(twists) == len(frames[topics[0]])
+    for tw, want in zip(twists, expected[topics[0]]):
+        assert abs(tw.linear.x - min(0.5 * want["distance"], 0.5)) <= 1e-5  # --max-linear's default: 0.5 m/s
+        assert abs(tw.angular.z - max(min(-2.0 * want["bearing"], 0.8), -0.8)) <= 1e-5
+        assert tw.linear.y == tw.linear.z == tw.angular.x == tw.angular.y == 0
+
+    actions = [d for d in lines if d["kind"] == "action"]  # the JSON lines carry the same
+    assert sum(d["published_on"] == f"{topics[0]}/action" for d in actions) == 3
+    assert all(d["layout"]["dim"][0]["label"] == "bearing,distance" for d in actions)
+    assert len([d for d in lines if d["kind"] == "twist"]) == 3
+    latency = of(lines, "latency", topics[0])
+    assert all(r["twist"]["status"] == "published" and r["counters"]["twists"] >= 1 for r in latency)
+    assert latency[-1]["counters"]["watchdog_zero"] == 0

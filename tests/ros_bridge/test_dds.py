@@ -32,10 +32,10 @@ FIRST_SEC = {"/cam0/image_raw": 1000, "/cam1/image_raw": 2000}
 class NodeProcess:
     """``cobra-edge ros --transport dds`` in a subprocess, its output collected by a thread."""
 
-    def __init__(self, artifact, domain: int, topics=TOPICS):
+    def __init__(self, artifact, domain: int, topics=TOPICS, *extra: str):
         cmd = [sys.executable, "-m", "edge.cli", "ros", "--transport", "dds", "--model", str(artifact),
                "--topics", ",".join(topics), "--domain-id", str(domain), "--interface", "lo",
-               "--max-new-tokens", "4"]
+               "--max-new-tokens", "4", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
         self.lines: list[str] = []
