@@ -251,7 +251,7 @@ def cmd_eval(args) -> int:
         raise ValueError("give an artifact directory or --preset (to train, export and evaluate it), not both")
     opts = EvalOptions(precisions=tuple(dict.fromkeys(args.precision)), modes=tuple(dict.fromkeys(args.mode)),
                        batch=args.batch, path=args.path, per_family=args.per_family, seed=args.seed,
-                       reference=args.reference, threads=args.threads, device=args.device,
+                       reference=args.reference, threads=args.threads, device=args.device, head_views=args.head_views,
                        **({"families": tuple(args.families)} if args.families else {}))
     out = Path(args.out) if args.out else RESULTS_DIR
     say = lambda m: print(m, flush=True)  # noqa: E731
@@ -456,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--path", default="direct", choices=("direct", "scheduler"),
                    help="Runtime.answer directly, or through the FrameScheduler")
     v.add_argument("--per-family", type=positive_int, default=500, help="questions per family")
+    v.add_argument("--head-views", type=non_negative_int, default=500,
+                   help="held-out camera views for the action heads' error (artifacts with heads; 0: skip)")
     v.add_argument("--seed", type=non_negative_int, default=1000, help="seed of the held-out items (never used in training)")
     v.add_argument("--families", nargs="+", default=None, help="families to ask (default: all six)")
     v.add_argument("--reference", default="auto",

@@ -47,6 +47,8 @@ class EvalOptions:
     threads: int = 2
     max_new_tokens: int = 4
     device: str = "cpu"  # engines/devices.py
+    head_views: int = 500  # held-out camera views for the action heads' error (artifacts with heads; 0: none)
+    head_seed: int = EVAL_SEED  # edge/sim/examples.py seed (the heads train on seed 0)
 
 
 def reference_model(manifest: Manifest, reference: str = "auto") -> tuple[CobraModel | None, str]:
@@ -125,6 +127,16 @@ def check_floors(doc: dict) -> list[dict]:
             if base and r:
                 worst = max(base["accuracy"][f] - r["accuracy"][f] for f in r["accuracy"])
                 floor(f"{precision} within {100 * tol:g} points of fp32 ({mode})", worst, f"<= {tol}", worst <= tol)
+    heads = doc.get("heads", {}).get("runs", {}).get("fp32")
+    if heads:
+        for k, bound in doc["heads"]["bounds"].items():
+            if k in heads:
+                low = "mae" in k
+                floor(f"fp32 head {k}", heads[k], f"{'<=' if low else '>='} {bound}",
+                      heads[k] <= bound if low else heads[k] >= bound)
+        if "max_abs_diff_to_reference" in heads:
+            d = heads["max_abs_diff_to_reference"]
+            floor("fp32 head values = PyTorch reference", d, "<= 1e-4", d <= 1e-4)
     return out
 
 
@@ -173,12 +185,50 @@ def run_eval(directory: str | Path, opts: EvalOptions, out_dir: Path = RESULTS_D
                                          for mode, r in refs.items()}},
         "runs": runs,
     }
+    if manifest.heads and opts.head_views:
+        doc["heads"] = eval_heads(directory, manifest, model, tokenizer, opts, say)
     doc["floors"] = check_floors(doc)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"eval-{doc['model']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     path.with_suffix(".md").write_text(markdown(doc) + "\n")
     return doc, path
+
+
+def eval_heads(directory, manifest: Manifest, model: CobraModel | None, tokenizer, opts: EvalOptions,
+               say: Callable[[str], None] = print) -> dict:
+    """The action heads' error on held-out camera views of edge/sim's world, through the runtime's batched act at
+    each precision, and the PyTorch reference's (the heads file the manifest names) beside it."""
+    from edge.sim.examples import head_examples
+    from edge.sim.head_eval import HEAD_BOUNDS, act_values, agreement, errors
+
+    views = head_examples(opts.head_seed, opts.head_views)
+    out: dict = {"views": opts.head_views, "seed": opts.head_seed, "bounds": HEAD_BOUNDS, "runs": {}}
+    ref_values = None
+    heads_file = manifest.heads_source.get("path")
+    if model is not None and heads_file and Path(heads_file).is_file():
+        from .heads import load_heads
+        from .train_heads import head_values
+
+        heads, _ = load_heads(heads_file)
+        ref_values = head_values(model, tokenizer, heads, views)
+        out["reference"] = errors(ref_values, views)
+        say("reference heads: " + _fmt_heads(out["reference"]))
+    for precision in opts.precisions:
+        rt = Runtime.load(directory, precision=precision, max_streams=opts.batch, threads=opts.threads,
+                          device=opts.device)
+        t0 = time.perf_counter()
+        values = act_values(rt, views, opts.batch)
+        run = {**errors(values, views), "seconds": round(time.perf_counter() - t0, 2)}
+        if ref_values is not None:
+            run["max_abs_diff_to_reference"] = agreement(values, ref_values)
+        out["runs"][precision] = run
+        say(f"runtime heads {precision}: " + _fmt_heads(run))
+    return out
+
+
+def _fmt_heads(e: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in e.items() if k.endswith(("_mae", "_mae_m", "_accuracy")))
 
 
 def markdown(doc: dict) -> str:
@@ -191,6 +241,20 @@ def markdown(doc: dict) -> str:
     lines += ["| floor | value | required | reached |", "|---|---:|---|---|"]
     lines += [f"| {f['floor']} | {f['value']:.3f} | {f['required']} | {'yes' if f['ok'] else 'NO'} |"
               for f in doc["floors"]]
+    if "heads" in doc:
+        h = doc["heads"]
+        keys = [k for k in ("bearing_mae", "distance_mae_m", "visible_accuracy", "blocked_accuracy")
+                if any(k in r for r in h["runs"].values())]
+        lines += ["", f"Action heads on {h['views']} held-out camera views (edge/sim, seed {h['seed']}; bearing and "
+                      "distance where the target is visible):", "",
+                  "| | " + " | ".join(keys) + " | max diff to reference |", "|---|" + "---:|" * (len(keys) + 1)]
+        rows = ([("PyTorch reference", h["reference"])] if "reference" in h else []) + list(h["runs"].items())
+        for name, r in rows:
+            diff = r.get("max_abs_diff_to_reference")
+            lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " | "
+                         + (f"{diff:.2e}" if diff is not None else "") + " |")
+        lines.append("| bound | " + " | ".join(f"{'<=' if 'mae' in k else '>='} {h['bounds'][k]}" for k in keys)
+                     + " | |")
     return "\n".join(lines)
 
 
