@@ -46,8 +46,11 @@ def embedded_artifact(directory=None, precisions=("fp32",), say=print, unchecked
     from .manifest import Manifest, artifact_matches
 
     model, _, _ = load_trained(EMBEDDED)
+    heads = export_cli.embedded_heads()
     if (artifact_matches(directory, model.cfg.to_dict(), revision=EXPORT_REVISION, precisions=precisions)
-            and Manifest.load(directory).raw.get("weights_source", {}).get("sha256") == sha256(EMBEDDED)):
+            and Manifest.load(directory).raw.get("weights_source", {}).get("sha256") == sha256(EMBEDDED)
+            and Manifest.load(directory).raw.get("heads", {}).get("source", {}).get("sha256")
+            == (sha256(heads) if heads else None)):
         say(f"using the tiny model exported in {directory} (trained weights)")
     else:
         say(f"exporting the trained tiny model ({EMBEDDED.name}, committed with its training record) to {directory} ...")

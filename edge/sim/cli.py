@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..argtypes import non_negative_int, positive_float, positive_int, prompt_text
@@ -56,6 +57,9 @@ def add_parser(sub) -> None:
                    help="prompt template with {colour} and {kind} of the target (default: 'Where should I go to "
                         "reach the {colour} {kind}?')")
     p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads per graph")
+    p.add_argument("--speed", type=positive_float, default=None, metavar="M/S",
+                   help="the robot's top speed (default: WorldConfig.v_max, 1 m/s); latency starts to cost success "
+                        "near 0.1 m / speed (docs/loop.md)")
     p.add_argument("--out", default=None, help="results folder (default: $COBRA_EDGE_CACHE/loop-results; "
                                                "--out bench/results to record a run in the repository)")
     p.set_defaults(func=cmd_loop)
@@ -115,9 +119,13 @@ def cmd_loop(args) -> int:
             stream = runtime.open_stream(f"loop-{name}-{mode}", mode=mode)
             if name == "choose":
                 policies.append((ChoosePolicy(stream, prompt), mode, None))
-            else:
-                policies.append((ActPolicy(stream_act_fn(stream), prompt, reset=stream.reset), mode, None))
-    world, camera = WorldConfig(), CameraConfig()
+            else:  # the heads were trained on the position question (edge/sim/examples.py), unless --prompt
+                from .examples import HEAD_PROMPT
+
+                policies.append((ActPolicy(stream_act_fn(stream), args.prompt or HEAD_PROMPT, reset=stream.reset),
+                                 mode, None))
+    world = WorldConfig() if args.speed is None else replace(WorldConfig(), v_max=args.speed)
+    camera = CameraConfig()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     runs = sweep(policies, args.episodes, args.seed, args.latency, args.multipliers, world, camera, say=say)
