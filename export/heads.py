@@ -26,21 +26,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from edge.heads import POSITIONS, HeadValue
+
 from .checkpoints import CheckpointError
 
 FORMAT = "cobra-edge-heads/1"
-POSITIONS = ("image_end", "last")
 
 
-@dataclass(frozen=True)
-class HeadOutput:
-    """One named value: its unit (SI or "1" for dimensionless) and the closed range the head maps into."""
-
-    name: str
-    unit: str
-    lo: float
-    hi: float
-    description: str = ""
+# one named value: its unit (SI, or "1" for dimensionless) and the closed range [lo, hi] the head maps into; the
+# runtime reads the same fields back from the manifest (edge/heads.py)
+HeadOutput = HeadValue
 
 
 @dataclass(frozen=True)
