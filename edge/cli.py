@@ -431,8 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="train the tiny model on the synthetic world (needs the export extra)")
-    t.add_argument("--preset", default="tiny", help="tiny, or a tiny connector preset (tiny-ldp, tiny-sva, tiny-mg, "
-                                                     "tiny-abstractor)")
+    t.add_argument("--preset", default="tiny-ldp-96", help="tiny-ldp-96 (the embedded model's shape), tiny, or a tiny "
+                                                            "connector preset (tiny-ldp, tiny-sva, tiny-mg, tiny-abstractor)")
     t.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the embedded model's recipe)")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "

@@ -1,7 +1,7 @@
 """Training the tiny Cobra-shaped model on the synthetic world, end to end: both vision encoders, the projector
 and the Mamba LM, on generated scenes and templated questions in the Zephyr chat format.
 
-    result = train(TrainOptions(preset="tiny", steps=1400, seed=0), "run/tiny.safetensors")
+    result = train(TrainOptions(preset="tiny-ldp-96", steps=2000, seed=0), "run/tiny.safetensors")
 
 Each step (export/train_data.py): still scenes with several questions each, in reset mode (every question from
 the state after its image: the image is prefilled once and its state shared by its questions, as
@@ -42,18 +42,18 @@ A_SCALE = 1 / 64  # initial A = -(1 .. d_state) * this (mamba_ssm: -(1 .. d_stat
 
 @dataclass
 class TrainOptions:
-    preset: str = "tiny"
+    preset: str = "tiny-ldp-96"  # the embedded default's shape (export/config.py: why not tiny)
     seed: int = 0
-    steps: int = 1200
+    steps: int = 2000
     lr: float = 2e-3
     min_lr_ratio: float = 0.05  # cosine decay to lr * this
-    warmup: int = 50
+    warmup: int = 100
     weight_decay: float = 0.01
     clip: float = 1.0
     motion_weight: float = 2.0
-    motion_from: int = 600  # the first step with motion items (a curriculum: still scenes alone before it)
+    motion_from: int = 500  # the first step with motion items (a curriculum: still scenes alone before it)
     threads: int = 1  # torch's threads; the data worker takes another core (2 in all; see docs/training.md)
-    eval_every: int = 100  # steps between validation runs (PyTorch, held-out validation seed)
+    eval_every: int = 200  # steps between validation runs (PyTorch, held-out validation seed)
     eval_per_family: int = 20
     validation_seed: int = 999  # never used for training batches nor for cobra-edge eval's default seed
     max_new_tokens: int = 4

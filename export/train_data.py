@@ -26,7 +26,7 @@ class DataRecipe:
 
     scenes: int = 32  # still scenes per step
     questions: int = 6  # questions per still scene (distinct; fewer when the scene has fewer exact ones)
-    sequences: int = 4  # motion items per step (2 to 4 frames each)
+    sequences: int = 8  # motion items per step (2 to 4 frames each)
     image_size: int = 112  # the model's input (ModelConfig.image_size)
     boxes: bool = False  # also return each frame's shape boxes (models with object tokens)
 

@@ -184,3 +184,19 @@ def test_scheduler_runs_a_stream_in_act_mode_beside_an_asking_one(head_artifact,
     plain = FrameScheduler(Runtime.load(tiny_artifact), "Where?")
     with pytest.raises(StreamError, match="act mode needs action heads"):
         plain.add_stream("drive", act=True)
+
+
+@pytest.mark.parametrize("mode", ["reset", "continuous"])
+def test_the_loop_acts_through_real_heads(head_artifact, mode):
+    """The act policy of the closed loop through Stream.act on an exported artifact with heads: ticks run, the
+    episode repeats exactly at a fixed latency (the heads here are random: only the wiring is tested)."""
+    from edge.sim import ActPolicy, LoopSettings, WorldConfig, run_episode, stream_act_fn
+    from edge.sim.examples import HEAD_PROMPT
+
+    rt = Runtime.load(head_artifact, threads=1)
+    settings = LoopSettings(latency_ms=100.0, world=WorldConfig(timeout=0.5))
+    runs = []
+    for name in ("a", "b"):
+        stream = rt.open_stream(f"{name}-{mode}", mode=mode)
+        runs.append(run_episode(ActPolicy(stream_act_fn(stream), HEAD_PROMPT, reset=stream.reset), 3, settings))
+    assert runs[0].ticks == 5 and runs[0].simulated() == runs[1].simulated()
