@@ -19,7 +19,9 @@ def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, sh
         from .weights import sha256
 
         loaded, record = load_heads(heads)
-        heads_source = {"source": "file", "path": str(Path(heads).resolve()), "sha256": sha256(heads),
+        embedded = embedded_heads()
+        heads_source = {"source": "trained" if embedded and Path(heads).resolve() == embedded.resolve() else "file",
+                        "path": str(Path(heads).resolve()), "sha256": sha256(heads),
                         "record": {k: v for k, v in record.items() if k != "curve"}}
         say(f"heads: {', '.join(h.cfg.name for h in loaded)} from {heads}")
     result = export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions,
