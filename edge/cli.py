@@ -301,6 +301,11 @@ def cmd_inspect(args) -> int:
         if g.custom_ops:
             print(f"  {'':<10} custom ops {', '.join(g.custom_ops)}: portable ONNX bodies inside the file; here "
                   f"they run as: {kernel_status()}")
+    for h in m.heads:
+        values = ", ".join(f"{v.name} [{v.lo:g}, {v.hi:g}] {v.unit}" for v in h.values)
+        print(f"  head {h.name:<5} {h.file:<16} reads {' + '.join(h.positions)} -> {values}")
+    if m.heads:
+        print(f"  heads from {m.heads_source.get('source')}: {m.heads_source.get('path', '?')}")
     print("parity (max |onnx - torch|)")
     for name, outs in m.parity.get("graphs", {}).items():
         print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e} (tol {v['tol']:.1e})" for o, v in outs.items()))
