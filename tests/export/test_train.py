@@ -41,7 +41,7 @@ def quick_checkpoint(tmp_path_factory):
 def test_quick_training_writes_a_checkpoint_with_its_record(quick_checkpoint):
     out, result = quick_checkpoint
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["steps"] == 3 and record["seed"] == 0 and record["preset"] == "tiny"
+    assert record["steps"] == 3 and record["seed"] == 0 and record["preset"] == "tiny-ldp-96"  # the default recipe's
     assert record["weights"]["sha256"] and record["weights"]["bytes"] == out.stat().st_size
     assert len(record["curve"]["loss"]) == 3 and all(np.isfinite(record["curve"]["loss"]))
     assert set(record["validation"]["accuracy"]) == {"colour", "position", "count", "presence", "path", "motion"}
