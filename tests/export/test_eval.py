@@ -13,16 +13,19 @@ from edge.world import eval_items  # noqa: E402
 from export.evaluate import EVAL_SEED, EvalOptions, run_eval  # noqa: E402
 
 FLOORS = ("fp32 colour", "fp32 position", "fp32 presence", "fp32 path", "fp32 count", "fp32 motion (continuous)",
-          "fp32 runtime = PyTorch reference", "fp32 motion (reset) <= chance + 10 points")
+          "fp32 runtime = PyTorch reference", "fp32 motion (reset) <= chance + 10 points",
+          # the embedded action heads on held-out camera views (edge/sim/head_eval.py HEAD_BOUNDS)
+          "fp32 head bearing_mae", "fp32 head distance_mae_m", "fp32 head visible_accuracy",
+          "fp32 head blocked_accuracy", "fp32 head values = PyTorch reference")
 # floors the committed weights do not reach on the full held-out set (500 per family, bench/results), with the
 # value measured there: expected failures here, so that reaching one shows up (strict xfail)
-NOT_REACHED = {  # bench/results/eval-tiny-20261130-125113.json
-    "fp32 colour": "62.4 % of 500 (floor 95 %)",
-    "fp32 position": "38.6 % of 500 (floor 95 %)",
-    "fp32 presence": "70.2 % of 500 (floor 95 %)",
-    "fp32 path": "61.6 % of 500 (floor 90 %)",
-    "fp32 count": "85.2 % of 500 (floor 90 %)",
-    "fp32 motion (continuous)": "21.4 % of 500, chance 20 % (floor 85 %)",
+NOT_REACHED = {  # bench/results/eval-tiny-ldp-96-20261130-191700.json
+    "fp32 colour": "63.4 % of 500 (floor 95 %)",
+    "fp32 position": "83.8 % of 500 (floor 95 %)",
+    "fp32 presence": "71.4 % of 500 (floor 95 %)",
+    "fp32 count": "85.6 % of 500 (floor 90 %)",
+    "fp32 motion (continuous)": "26.4 % of 500, chance 20 % (floor 85 %)",
+    "fp32 head bearing_mae": "0.181 of half the field of view on 500 views (bound 0.15)",
 }
 
 
@@ -33,8 +36,9 @@ def trained(trained_artifact):
 
 @pytest.fixture(scope="module")
 def reduced_eval(trained, tmp_path_factory):
-    """60 held-out questions per family (seed never used in training), fp32, both modes, reference beside."""
-    opts = EvalOptions(precisions=("fp32",), modes=("continuous", "reset"), per_family=60, batch=8)
+    """60 held-out questions per family (seed never used in training), fp32, both modes, reference beside; the
+    action heads on 120 held-out camera views."""
+    opts = EvalOptions(precisions=("fp32",), modes=("continuous", "reset"), per_family=60, batch=8, head_views=120)
     doc, path = run_eval(trained, opts, tmp_path_factory.mktemp("results"), say=print)
     assert path.is_file() and path.with_suffix(".md").is_file()
     print(path.with_suffix(".md").read_text())
@@ -68,4 +72,4 @@ def test_precision_variants_keep_the_answers(trained):
                for p in ("fp32", "fp16", "int8")}
     same = {p: agreement(answers["fp32"], answers[p])["last"] for p in ("fp16", "int8")}
     print(same)
-    assert same["fp16"] >= 0.99 and same["int8"] >= 0.9  # 95.3 % of 3000 in the full run
+    assert same["fp16"] >= 0.99 and same["int8"] >= 0.9  # 95.3 to 96.3 % of 3000 in the full run
