@@ -47,10 +47,14 @@ def embedded_artifact(directory=None, precisions=("fp32",), say=print, unchecked
 
     model, _, _ = load_trained(EMBEDDED)
     heads = export_cli.embedded_heads()
+
+    def sources_match() -> bool:  # read (and hash-checked) once, only when the rest already matches
+        raw = Manifest.load(directory).raw
+        return (raw.get("weights_source", {}).get("sha256") == sha256(EMBEDDED)
+                and raw.get("heads", {}).get("source", {}).get("sha256") == (sha256(heads) if heads else None))
+
     if (artifact_matches(directory, model.cfg.to_dict(), revision=EXPORT_REVISION, precisions=precisions)
-            and Manifest.load(directory).raw.get("weights_source", {}).get("sha256") == sha256(EMBEDDED)
-            and Manifest.load(directory).raw.get("heads", {}).get("source", {}).get("sha256")
-            == (sha256(heads) if heads else None)):
+            and sources_match()):
         say(f"using the tiny model exported in {directory} (trained weights)")
     else:
         say(f"exporting the trained tiny model ({EMBEDDED.name}, committed with its training record) to {directory} ...")

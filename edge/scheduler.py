@@ -102,9 +102,11 @@ class FrameScheduler:
         self.failure: BaseException | None = None  # why the worker stopped, when it failed (see serve)
         self._act: set[str] = set()  # streams in act mode
 
-    def add_stream(self, name: str, mode: str = "reset", act: bool = False) -> None:
+    def add_stream(self, name: str, mode: str = "reset", act: bool | None = None) -> None:
         """Schedule a new stream. ``act``: the control path for its frames (``Stream.act``: the action heads'
-        outputs, no text), batched with the other streams' frames; the artifact must have heads."""
+        outputs, no text), batched with the other streams' frames; the artifact must have heads. Default: the
+        scheduler's ``act``."""
+        act = self.act if act is None else act
         if act and not self.runtime.manifest.heads:
             raise StreamError(f"stream {name!r}: act mode needs action heads; artifact {self.runtime.manifest.root} "
                               "has none")
@@ -204,7 +206,7 @@ class FrameScheduler:
 
     def _answer(self, taken) -> list[Answer | Exception]:
         streams = self.runtime.streams
-        acting = {n for n, _, _ in taken if self.act or n in self._act}
+        acting = {n for n, _, _ in taken if n in self._act}
         batched = [(n, it, d) for n, it, d in taken if self.answers is None or n in acting]
         results = dict(zip([n for n, _, _ in batched], self.runtime.answer([
             Request(streams[n], it.frame, self.prompt, 0 if n in acting else self.max_new_tokens, it.timestamp,

@@ -182,7 +182,7 @@ class OrtEngine:
             order.append(name)  # get_outputs() lists the bound outputs in the order they were bound
             if name in outputs:
                 io.bind_ortvalue_output(name, outputs[name])
-            elif all(d == "B" or isinstance(d, int) for d in spec.shape):
+            elif _fixed_by_batch(spec):
                 host[name] = _bound_value(self, name, spec, next(iter(batch)), "cpu" if name in fetch else self.device)
                 io.bind_ortvalue_output(name, host[name])
             else:  # a shape not fixed by B (hidden_states [B, L, d]): ONNX Runtime allocates it
@@ -214,10 +214,15 @@ def _file_hash(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _fixed_by_batch(spec: TensorSpec) -> bool:
+    """Every dimension fixed once B is known: the output can be preallocated (hidden_states [B, L, d] cannot)."""
+    return all(d == "B" or isinstance(d, int) for d in spec.shape)
+
+
 def _bound_value(engine: OrtEngine, name: str, spec: TensorSpec, batch: int, device: str) -> ort.OrtValue:
     """A preallocated output buffer [batch, ...] (only B may be dynamic)."""
     shape = [batch if d == "B" else d for d in spec.shape]
-    if not all(isinstance(d, int) for d in shape):
+    if not _fixed_by_batch(spec):
         raise EngineError(f"graph {engine.name!r}: output {name!r} {spec.describe()} has a dynamic dimension other "
                           "than B; it cannot be bound to a preallocated buffer")
     return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.dtype(spec.dtype), device, 0)
@@ -263,7 +268,7 @@ class OrtLoop:
         for name, spec in self.engine.outputs.items():
             if name in self.carry:
                 continue
-            if name not in self.fetch and not all(d == "B" or isinstance(d, int) for d in spec.shape):
+            if name not in self.fetch and not _fixed_by_batch(spec):
                 self.unbound.append(name)  # ONNX Runtime allocates it on the session's device, each run
                 continue
             self.outputs[name] = _bound_value(self.engine, name, spec, self.batch,

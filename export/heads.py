@@ -51,9 +51,9 @@ class HeadConfig:
         object.__setattr__(self, "outputs", tuple(o if isinstance(o, HeadOutput) else HeadOutput(**o)
                                                   for o in self.outputs))
         object.__setattr__(self, "positions", tuple(self.positions))
-        if self.hidden == (0, 0) or list(self.hidden) == [0, 0]:
-            object.__setattr__(self, "hidden", (max(1, self.d_model // 2), max(1, self.d_model // 4)))
-        object.__setattr__(self, "hidden", tuple(self.hidden))
+        hidden = tuple(self.hidden)  # a list when read back from JSON
+        object.__setattr__(self, "hidden", (max(1, self.d_model // 2), max(1, self.d_model // 4))
+                           if hidden == (0, 0) else hidden)
         if not self.name.isidentifier():
             raise ValueError(f"head name must be an identifier, got {self.name!r}")
         bad = [p for p in self.positions if p not in POSITIONS]

@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edge.heads import POSITIONS
+
 from .heads import ActionHead, HeadConfig, HeadOutput
 from .model import CobraModel
 from .scan import scan_train, selective_scan
@@ -40,7 +42,7 @@ def target_heads(d_model: int) -> list[HeadConfig]:
 
 @torch.no_grad()
 def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompts: list[str],
-                  positions: tuple[str, ...] = ("image_end", "last"), batch: int = 64) -> torch.Tensor:
+                  positions: tuple[str, ...] = POSITIONS, batch: int = 64) -> torch.Tensor:
     """frames (BGR uint8, any size) and prompts -> the model's final normed hidden states at ``positions`` of each
     example, [n, P, d_model] float32, laid out as the runtime feeds it (image tokens, then the templated prompt)."""
     from functools import partial
@@ -82,7 +84,7 @@ def train_heads(model: CobraModel, tokenizer, views, configs: list[HeadConfig], 
     frozen ``model``; -> (heads in eval mode, a training record)."""
     t0 = time.perf_counter()
     model.eval()
-    positions = sorted({p for c in configs for p in c.positions}, key=("image_end", "last").index)
+    positions = sorted({p for c in configs for p in c.positions}, key=POSITIONS.index)
     hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views], tuple(positions))
     t_hidden = time.perf_counter() - t0
     say(f"heads: hidden states of {len(views)} views in {t_hidden:.0f} s")
@@ -116,7 +118,7 @@ def train_heads(model: CobraModel, tokenizer, views, configs: list[HeadConfig], 
 @torch.no_grad()
 def head_values(model: CobraModel, tokenizer, heads: list[ActionHead], views) -> list[dict[str, float]]:
     """The PyTorch reference's head values for ``views`` (what the runtime's act must equal)."""
-    positions = ("image_end", "last")
+    positions = POSITIONS
     hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views], positions)
     out = [{} for _ in views]
     for h in heads:
