@@ -38,6 +38,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def read_safetensors(path: str | Path, what: str = "file") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """-> (metadata, tensors) of a .safetensors file (no code runs); a missing or unreadable file is a
+    CheckpointError naming it (``what``: the kind of file the message calls it)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such {what}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # the parser of corrupt bytes raises its own types
+        raise CheckpointError(f"{path}: cannot be read as safetensors (corrupt or truncated?): {e}") from e
+
+
 def read_json(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

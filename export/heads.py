@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from edge.heads import POSITIONS, HeadValue
 
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, read_safetensors
 
 FORMAT = "cobra-edge-heads/1"
 
@@ -141,17 +141,8 @@ def save_heads(heads: list[ActionHead], path: str | Path, record: dict | None = 
 def load_heads(path: str | Path) -> tuple[list[ActionHead], dict]:
     """-> (heads in eval mode, their record or {}). Strict: every tensor of every head, with its shape; safetensors
     only (no code runs)."""
-    from safetensors import safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such heads file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot be read as safetensors (corrupt or truncated?): {e}") from e
+    meta, tensors = read_safetensors(path, "heads file")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cobra-edge heads file (metadata format {meta.get('format')!r}, "
                               f"expected {FORMAT!r})")

@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .checkpoints import CheckpointError, load_strict
+from .checkpoints import CheckpointError, load_strict, read_safetensors
 from .config import ModelConfig
 from .model import CobraModel
 
@@ -48,17 +48,8 @@ def save_trained(model: CobraModel, path: str | Path, tokenizer_json: str, recor
 
 def load_trained(path: str | Path) -> tuple[CobraModel, str, dict]:
     """-> (model in eval mode, tokenizer.json text, training record ({} when no record is beside the file))."""
-    from safetensors import safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # the parser of corrupt bytes raises its own types
-        raise CheckpointError(f"{path}: cannot be read as safetensors (corrupt or truncated?): {e}") from e
+    meta, tensors = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cobra-edge trained checkpoint (metadata format {meta.get('format')!r}, "
                               f"expected {FORMAT!r}); checkpoints of other projects go through --checkpoint")
