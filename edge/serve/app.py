@@ -14,6 +14,8 @@ is the one failure this design does not survive, stated in docs/serve.md.
 
 import json
 import logging
+import socket
+from contextlib import contextmanager
 
 from .cluster import LOOPBACK, need_ray
 from .protocol import API, ApiError, FrameRequest, OpenRequest, check_stream_name
@@ -107,6 +109,29 @@ def run(artifact: str, options: ServeOptions, port: int = 8000, host: str = LOOP
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(artifact, options), name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}"
+
+
+@contextmanager
+def local_service(artifact: str, options: ServeOptions, port: int | None = None, num_cpus: float | None = None):
+    """Ray on loopback, the application deployed, its URL yielded; everything stopped on exit (tests, scripts).
+    ``port`` None: a free loopback port. ``num_cpus``: Ray's logical CPUs (default: enough for the replicas)."""
+    from .cluster import start_local
+
+    if port is None:
+        port = free_port()
+    if num_cpus is None:
+        num_cpus = options.replicas * options.replica_cpus + 2
+    start_local(num_cpus=num_cpus)
+    try:
+        yield run(artifact, options, port)
+    finally:
+        shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
 
 
 def shutdown() -> None:

@@ -2,8 +2,9 @@
 
 Everything Ray starts here binds to 127.0.0.1 (``loopback_env``): Ray resolves a node address of "127.0.0.1" to
 the machine's outward address unless clusters are switched off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), which makes
-GCS, raylets, workers, agents and Serve's proxy all listen on loopback; the dashboard is off and usage statistics
-are not sent. Joining more machines (docs/serve.md) means starting Ray on their real addresses instead.
+GCS, raylets, workers, agents and Serve's proxy all listen on loopback, and a worker setup hook does the same for
+the one server Serve binds to every interface regardless (each replica's inter-deployment gRPC); the dashboard is
+off and usage statistics are not sent. tests/serve/test_cluster.py lists the cluster's listening sockets. Joining more machines (docs/serve.md) means starting Ray on their real addresses instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,26 @@ def loopback_env() -> dict[str, str]:
             "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
 
 
+def loopback_setup_hook() -> None:
+    """Run in every Ray worker of a loopback cluster (``worker_process_setup_hook``): Ray Serve 2.x binds each
+    replica's inter-deployment gRPC server to "[::]:0", every interface, whatever the node's address; here it binds
+    to loopback, where the proxy (on this node, at node address 127.0.0.1) reaches it."""
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+        return
+    try:
+        from ray.serve._private import replica
+    except ImportError:
+        return
+    bind = replica.add_port_to_grpc_server
+
+    def bind_loopback(server, address: str):
+        if address.startswith("[::]:") or address.startswith("0.0.0.0:"):
+            address = LOOPBACK + ":" + address.rsplit(":", 1)[1]
+        return bind(server, address)
+
+    replica.add_port_to_grpc_server = bind_loopback
+
+
 def need_ray():
     """Import ray, or say what to install."""
     try:
@@ -34,16 +55,20 @@ def need_ray():
 def start_local(num_cpus: float | None = None, object_store_mb: int = 256, address: str | None = None) -> None:
     """Connect to a running cluster (``address``, e.g. "127.0.0.1:6379" from ``ray start --head``) or start one
     on loopback in this process (``num_cpus`` logical CPUs: placement only, not threads)."""
-    os.environ.update(loopback_env())
+    os.environ.update(loopback_env())  # inherited by every process Ray starts from here
     ray = need_ray()
     if ray.is_initialized():
         return
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at ray's import, maybe before the line above: this process too
     if address is not None:
         ray.init(address=address, log_to_driver=False)
         return
     ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, num_cpus=num_cpus,
              object_store_memory=object_store_mb * 2 ** 20, log_to_driver=False,
-             runtime_env={"env_vars": loopback_env()})
+             runtime_env={"env_vars": loopback_env(),
+                          "worker_process_setup_hook": "edge.serve.cluster.loopback_setup_hook"})
 
 
 class ReplicaActor(ReplicaCore):

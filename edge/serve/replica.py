@@ -83,6 +83,7 @@ class ReplicaCore:
         self._runtime_lock = threading.Lock()  # the runtime's streams and pool: a batch, an open, a close
         self._stop = threading.Event()
         self.batches = 0
+        self.taken = 0  # frames the worker has taken into batches
         self.failure: BaseException | None = None
         self._worker = threading.Thread(target=self._serve, name=f"cobra-edge-{name}", daemon=True)
         self._worker.start()
@@ -129,6 +130,9 @@ class ReplicaCore:
         return {"replica": self.name, "pid": os.getpid(), "streams": sorted(rt.streams),
                 "slots_in_use": rt.pool.in_use, "slots": rt.pool.capacity, "batches": self.batches,
                 "rss_bytes": _rss_bytes(), "bytes_per_stream": rt.bytes_per_stream,
+                "model": rt.manifest.model.get("name") if isinstance(rt.manifest.model, dict) else None,
+                "heads": [{"name": h.name, "values": [{"name": v.name, "unit": v.unit, "lo": v.lo, "hi": v.hi}
+                                                      for v in h.values]} for h in rt.manifest.heads],
                 "failure": None if self.failure is None else repr(self.failure)}
 
     def ping(self) -> str:
@@ -173,6 +177,7 @@ class ReplicaCore:
                         continue
                     names = list(self._pending)[: self.options.max_batch]
                     jobs = [self._pending.pop(n) for n in names]
+                    self.taken += len(jobs)
                 with self._runtime_lock:
                     self._answer(jobs)
                 self.batches += 1
