@@ -478,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sim.cli import add_parser as add_loop_parser  # the closed-loop simulation (edge/sim)
 
     add_loop_parser(sub)
+    from .serve.cli import add_parser as add_serve_parser  # argparse only; Ray loads when it runs
+
+    add_serve_parser(sub)
 
     k = sub.add_parser("kernels", help="say whether cobra-edge's fused CPU kernels are built and used here "
                                        "(exit 1 when the portable ONNX bodies run instead)")
