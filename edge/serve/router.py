@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .protocol import ApiError, FrameRequest, OpenRequest
+from .protocol import ApiError, FrameRequest, OpenRequest, status_for
 from .replica import ReplicaOptions
 
 log = logging.getLogger("cobra_edge.serve")
@@ -252,7 +252,7 @@ class Router:
 
     async def _call(self, r: _Replica, method: str, *args):
         """One call on replica ``r``; _Dead when the replica is gone (other errors propagate)."""
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
         if not r.alive:
             raise _Dead(r.name)
@@ -262,13 +262,24 @@ class Router:
         except (ActorDiedError, ActorUnavailableError, RayActorError) as e:
             log.warning("%s is gone (%s: %s)", r.name, type(e).__name__, str(e).splitlines()[0][:200])
             raise _Dead(r.name) from None
+        except RayTaskError as e:  # the replica's method raised: its own error, with its own message and status
+            cause = getattr(e, "cause", None) or e
+            raise ApiError(status_for(cause), f"{r.name}: {cause}", args[0] if args and isinstance(args[0], str)
+                           else None) from None
 
     async def _least_loaded(self) -> _Replica:
+        """The live replica with the fewest streams and a free slot (waits up to failover_wait_s for one to be
+        live; all full is a 503 at once)."""
         deadline = time.monotonic() + self.options.failover_wait_s
+        slots = self.options.replica.max_streams
         while True:
             live = [r for r in self.replicas.values() if r.alive and r.pid is not None]
+            free = [r for r in live if len(r.streams) < slots]
+            if free:
+                return min(free, key=lambda r: (len(r.streams), r.name))
             if live:
-                return min(live, key=lambda r: (len(r.streams), r.name))
+                raise ApiError(503, f"every state slot is in use ({len(live)} replica(s) x {slots}); close streams, "
+                                    "or serve with more --max-streams or --replicas")
             if time.monotonic() > deadline:
                 raise ApiError(503, "no live replica")
             await asyncio.sleep(0.05)
