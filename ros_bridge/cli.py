@@ -5,6 +5,13 @@
     cobra-edge ros --transport bag --bag PATH --model DIR --prompt TEXT [--max-speed] --out PATH.jsonl \
         [--out-bag DIR]
     cobra-edge ros --transport rclpy --model DIR --topics ... --prompt TEXT      (needs a ROS 2 installation)
+    cobra-edge ros --transport dds|bag --serve http://HOST:8000 [--serve-name ROBOT] ...  (no local model)
+
+--serve URL sends every camera topic's frames to a `cobra-edge serve` application (docs/serve.md) instead of a
+local model: the same outputs on the same topics, one stream on the service per topic (named ROBOT:topic; default
+ROBOT <hostname>-<pid>), so many robots' nodes share one cluster. --model, --backend, --threads, --device and
+--precision are then the service's business (not given here); the node refuses to start (exit 2) when the URL
+does not answer /v1/health.
 
 Artifacts with action heads also publish <topic>/action (std_msgs/Float32MultiArray, dim[0].label = the value
 names in order, e.g. "bearing,distance"); --act answers by the heads alone (no text, no <topic>/answer), and
@@ -43,7 +50,7 @@ def add_parser(sub) -> None:
     r = sub.add_parser("ros", help="ROS 2 camera node: answers on <topic>/answer, latency on <topic>/latency",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--transport", choices=("dds", "bag", "rclpy"), default="dds")
-    r.add_argument("--model", required=True, help="artifact directory (cobra-edge export)")
+    r.add_argument("--model", help="artifact directory (cobra-edge export); required unless --serve")
     r.add_argument("--topics", help="comma-separated camera topics, one stream each (bag: default all recorded "
                                     "Image/CompressedImage topics); names ending in /compressed are CompressedImage")
     r.add_argument("--prompt", type=prompt_text, default=DEFAULT_PROMPT)
@@ -66,6 +73,17 @@ def add_parser(sub) -> None:
     device_arg(r)
     r.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int4"),
                    help="which of the artifact's variants to run (see cobra-edge inspect)")
+    srv = r.add_argument_group("serve application instead of a local model (docs/serve.md)")
+    srv.add_argument("--serve", metavar="URL",
+                     help="answer every topic on the cobra-edge serve application at URL (http://HOST:PORT) "
+                          "instead of a local model: not with --model, --backend, --threads, --device, --precision, "
+                          "--on-nonfinite fail; --transport dds or bag")
+    srv.add_argument("--serve-name", metavar="NAME",
+                     help="this node's prefix of its stream ids on the service, NAME:<topic> (letters, digits, "
+                          "'-', '_', '.'; default <hostname>-<pid>); a fixed name shows which robot a stream is")
+    srv.add_argument("--serve-format", choices=("png", "jpeg", "raw"), default="png",
+                     help="how frames travel: png (lossless: the answers equal a local model's), jpeg (smaller, "
+                          "lossy) or raw BGR (no encoding, largest)")
     dds = r.add_argument_group("dds transport")
     dds.add_argument("--domain-id", type=_domain_id, default=os.environ.get("ROS_DOMAIN_ID", "0"),
                      help="DDS domain 0..232 (default: $ROS_DOMAIN_ID or 0)")
@@ -131,6 +149,31 @@ def _twist(args) -> TwistConfig | None:
     return TwistConfig(args.twist, parse_twist_map(args.twist_map), args.twist_source, **limits)
 
 
+def _check_serve(args) -> None:
+    """--serve against the local-model options (ValueError naming the option at fault)."""
+    if args.serve is None:
+        if args.model is None:
+            raise ValueError("--model DIR (an artifact directory) or --serve URL (a cobra-edge serve application) "
+                             "is required")
+        if args.serve_name is not None or args.serve_format != "png":
+            raise ValueError(f"--serve-{'name' if args.serve_name is not None else 'format'} goes with --serve URL")
+        return
+    local = [opt for opt, given in (("--model", args.model is not None), ("--backend", args.backend != "onnxruntime"),
+                                    ("--threads", args.threads is not None), ("--device", args.device != "cpu"),
+                                    ("--precision", args.precision != "fp32")) if given]
+    if local:
+        raise ValueError(f"--serve {args.serve}: the service runs the model; {local[0]} is a local model's option "
+                         "(give it to `cobra-edge serve`)")
+    if args.on_nonfinite != "reset":
+        raise ValueError("--on-nonfinite fail: the serve application resets a stream whose state stops being finite; "
+                         "only --on-nonfinite reset goes with --serve")
+    if args.transport == "rclpy":
+        raise ValueError("--serve works with --transport dds or bag (the rclpy node loads a local model)")
+    name = args.serve_name
+    if name is not None and (not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name)):
+        raise ValueError(f"--serve-name {name!r}: 1..64 letters, digits, '-', '_' or '.'")
+
+
 def _transport(args):
     if args.transport == "dds":
         try:
@@ -150,6 +193,7 @@ def _transport(args):
 
 def cmd_ros(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    _check_serve(args)
     if args.transport == "rclpy":
         from .rclpy_node import main as rclpy_main
 
@@ -162,7 +206,10 @@ def cmd_ros(args) -> int:
         raise ValueError("--topics is required (comma-separated camera topics)")
     twist = _twist(args)  # bad options are refused before the transport opens
     transport, where = _transport(args)
-    print(f"cobra-edge ros: loading {args.model} ({args.precision}) for {where}", flush=True)
+    if args.serve is None:
+        print(f"cobra-edge ros: loading {args.model} ({args.precision}) for {where}", flush=True)
+    else:
+        print(f"cobra-edge ros: connecting to the serve application at {args.serve} for {where}", flush=True)
     try:
         if topics is None:  # a bag: every camera topic it recorded
             topics = transport.camera_topics
@@ -171,8 +218,12 @@ def cmd_ros(args) -> int:
         config = NodeConfig(topics, args.prompt, _split(args.answers), args.max_new_tokens, args.max_age_ms,
                             args.min_interval_ms, args.max_batch, args.mode, args.max_pixels, args.on_nonfinite,
                             act=args.act, twist=twist)
-        node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads, args.precision,
-                                        args.device)
+        if args.serve is None:
+            node = CameraNode.from_artifact(args.model, transport, config, args.backend, args.threads,
+                                            args.precision, args.device)
+        else:
+            node = CameraNode.from_service(args.serve, transport, config, namespace=args.serve_name,
+                                           frame_format=args.serve_format)
     except BaseException:
         transport.close()  # bad options, a bad artifact or a signal must not leave a DDS participant or a file open
         raise
@@ -180,6 +231,10 @@ def cmd_ros(args) -> int:
     stop = threading.Event()
     print(f"cobra-edge ros: {len(config.topics)} camera topics on {where}: {', '.join(config.topics)} "
           f"(answers on <topic>/answer, latency on <topic>/latency)", flush=True)
+    if args.serve is not None:
+        rt = node.runtime
+        print(f"cobra-edge ros: answered by {rt.url} ({rt.manifest.model.get('name', 'model')}), streams "
+              f"{', '.join(s.remote_id for s in rt.streams.values())}", flush=True)
     if node.action_labels:
         print(f"cobra-edge ros: actions on <topic>/action: [{', '.join(node.action_labels)}]"
               + (" (--act: no text answers)" if args.act else ""), flush=True)

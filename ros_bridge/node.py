@@ -146,6 +146,20 @@ class CameraNode:
                                precision=precision, device=device)
         return cls(runtime, transport, config)
 
+    @classmethod
+    def from_service(cls, url: str, transport: Transport, config: NodeConfig, namespace: str | None = None,
+                     **options) -> "CameraNode":
+        """The node with its topics answered by the serve application at ``url`` (edge/serve/remote.py): one stream
+        there per topic, named ``<namespace>:<topic>``; ServeUnavailable when ``url`` does not answer /v1/health."""
+        from edge.serve.remote import RemoteRuntime
+
+        runtime = RemoteRuntime.connect(url, namespace=namespace, **options)
+        try:
+            return cls(runtime, transport, config)
+        except BaseException:
+            runtime.close()  # the topics opened on the service so far
+            raise
+
     # lifecycle
 
     def start(self, halt: threading.Event | None = None) -> None:
@@ -215,6 +229,9 @@ class CameraNode:
         if self.watchdog is not None:
             self.watchdog.stop()  # its last zero velocity goes out before the transport closes
         left = self.transport.close()
+        close = getattr(self.runtime, "close", None)  # a RemoteRuntime: free the topics' streams on the service
+        if close is not None:
+            close()
         return left or 0
 
     # messages in

@@ -1,7 +1,7 @@
 """A runtime whose streams live on the serve application: what ``cobra-edge ros --serve URL`` runs instead of a
 local model, so many robots' camera nodes share one cluster (docs/serve.md, docs/ros2.md).
 
-    rt = RemoteRuntime.connect("http://10.0.0.5:8000", namespace="robot7")   # /v1/health, then /v1/info
+    rt = RemoteRuntime.connect("http://127.0.0.1:8000", namespace="robot7")   # /v1/health, then /v1/info
     sched = FrameScheduler(rt, prompt="Is the path clear?")                  # edge.scheduler, unchanged
     sched.add_stream("/cam0/image_raw")          # opens "robot7:%2Fcam0%2Fimage_raw" on the service
     ...
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..batch import Request
-from ..errors import CobraEdgeError, StreamError
+from ..errors import CobraEdgeError, FrameError, StreamError
 from ..heads import HeadValue
 from ..profile import FrameProfile
 from ..runtime import STREAM_MODES, Answer, StreamStats
@@ -276,7 +276,7 @@ class RemoteRuntime:
             return self._failed(req, RemoteError(f"stream {s.name!r}: no answer from {self.url} "
                                                  f"({type(e).__name__}: {e})", s.name))
         except CobraEdgeError as e:  # encode_frame: not a uint8 BGR frame
-            return self._failed(req, e)
+            return self._failed(req, type(e)(_named(s.name, str(e))) if isinstance(e, FrameError) else e)
         except Exception as e:  # not planned for: still this request's error, never the caller's exception
             log.error("stream %r: unexpected %s sending a frame to %s", s.name, type(e).__name__, self.url,
                       exc_info=e)
