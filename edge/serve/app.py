@@ -18,7 +18,7 @@ import socket
 from contextlib import contextmanager
 
 from .cluster import LOOPBACK, need_ray
-from .protocol import API, ApiError, FrameRequest, OpenRequest, check_stream_name
+from .protocol import API, ApiError, FrameRequest, OpenRequest, check_stream_name, parse_frames
 from .router import Router, ServeOptions
 
 log = logging.getLogger("cobra_edge.serve")
@@ -88,6 +88,13 @@ def build_app(artifact: str, options: ServeOptions):
                 return JSONResponse(e.to_dict(), status_code=e.status)
             return await handle(lambda body: self.router.frame(FrameRequest.parse(stream, body)), request,
                                 stream=stream)
+
+        @api.post("/v1/frames")
+        async def frames(self, request: Request):
+            async def call(body):
+                results = await self.router.frames(parse_frames(body))
+                return {"results": [{**out, "http": status} for status, out in results]}
+            return await handle(call, request)
 
         @api.get("/v1/streams/{stream}/state")
         async def state(self, stream: str):

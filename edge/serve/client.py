@@ -76,6 +76,16 @@ class ServeClient:
         body["capture_time"] = time.time() if capture_time is None else capture_time
         return self._call("POST", f"/v1/streams/{quote(stream, safe='')}/frames", body)
 
+    def frames(self, items: list[dict], capture_time: float | None = None) -> list[dict]:
+        """Several streams' frames in one request (a robot's cameras): ``items`` are {"stream", "frame", "prompt",
+        options...}. -> per item its body with ``http`` (200, or that item's error status): one bad item fails
+        alone."""
+        now = time.time() if capture_time is None else capture_time
+        body = [{"stream": it["stream"], **encode_frame(it["frame"], self.frame_format), "prompt": it["prompt"],
+                 "capture_time": now, **{k: v for k, v in it.items() if k not in ("stream", "frame", "prompt")}}
+                for it in items]
+        return self._call("POST", "/v1/frames", {"frames": body})["results"]
+
     def ask(self, stream: str, frame: np.ndarray, prompt: str, max_new_tokens: int = 16, **kw) -> dict:
         return self.frame(stream, frame, prompt, max_new_tokens=max_new_tokens, **kw)
 

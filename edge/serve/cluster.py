@@ -19,6 +19,9 @@ LOOPBACK = "127.0.0.1"
 def loopback_env() -> dict[str, str]:
     """Environment for Ray processes that must stay on this machine's loopback."""
     return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+            # Ray runs its workers at nice 15 by default; here they are the service (replicas, ingress, proxy) and
+            # must not yield the CPU to every other process of the machine
+            "RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0"),
             "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
 
 

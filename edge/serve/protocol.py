@@ -4,6 +4,7 @@ Ray-free and HTTP-framework-free, so the client, the ingress and the tests share
 
     POST   /v1/streams                      {"stream": "cam0", "mode": "reset"|"continuous"}  -> 201
     POST   /v1/streams/{stream}/frames      a FrameRequest's JSON                            -> 200 answer
+    POST   /v1/frames                       {"frames": [{"stream": id, ...}, ...]}           -> 200 {"results"}
     DELETE /v1/streams/{stream}                                                              -> 200
     GET    /v1/streams | /v1/info | /v1/health
 
@@ -30,6 +31,7 @@ API = "v1"
 MODES = ("reset", "continuous")
 MAX_NEW_TOKENS = 256
 MAX_ANSWERS = 64
+MAX_FRAMES = 256  # frames in one POST /v1/frames
 
 
 class ApiError(Exception):
@@ -174,6 +176,25 @@ class FrameRequest:
             if getattr(self, k) is not None:
                 body[k] = getattr(self, k)
         return body
+
+
+def parse_frames(body) -> list:
+    """``POST /v1/frames``: {"frames": [{"stream": id, <frame request fields>}, ...]} -> per item a FrameRequest or
+    the ApiError that refused that item alone (a malformed envelope is one ApiError for the whole request)."""
+    items = body.get("frames") if isinstance(body, dict) and set(body) == {"frames"} else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_FRAMES:
+        raise ApiError(400, f"POST /v1/frames takes {{'frames': [...]}} with 1..{MAX_FRAMES} frame requests, each "
+                            "with its 'stream'")
+    out = []
+    for k, item in enumerate(items):
+        try:
+            if not isinstance(item, dict) or "stream" not in item:
+                raise ApiError(400, f"frames[{k}]: a frame request with its 'stream' is a JSON object")
+            fields = dict(item)
+            out.append(FrameRequest.parse(check_stream_name(fields.pop("stream"), f"frames[{k}]"), fields))
+        except ApiError as e:
+            out.append(e)
+    return out
 
 
 def encode_frame(frame: np.ndarray, fmt: str = "png") -> dict:

@@ -9,8 +9,9 @@ local model, so many robots' camera nodes share one cluster (docs/serve.md, docs
 
 It stands in for edge.runtime.Runtime where FrameScheduler and ros_bridge.CameraNode use one: ``manifest``
 (``heads`` and ``root`` = the URL, from /v1/info), ``open_stream``, ``streams``, ``answer(requests)`` and
-``Stream.choose``. ``answer`` sends each request's frame as its own HTTP request, all of them at once from a small
-thread pool (the replicas batch frames of many streams and robots together), and returns per request an
+``Stream.choose``. ``answer`` sends a batch's frames in one HTTP request (``POST /v1/frames``: one hop through the
+cluster's proxy and ingress for all of them; the replicas batch frames of many streams and robots together), and
+returns per request an
 edge.runtime.Answer (text, token ids, the heads' values, a FrameProfile from the reply's ``stages_ms``,
 ``batch_size`` and ``age_ms``) or the exception that failed it (``RemoteError``: an HTTP error reply, a ``dropped``
 reply, or no connection), never raising, as edge.batch does. Frames travel as PNG (lossless: the answers equal a
@@ -31,10 +32,8 @@ import itertools
 import logging
 import os
 import socket
-import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +45,7 @@ from ..profile import FrameProfile
 from ..runtime import STREAM_MODES, Answer, StreamStats
 from ..scoring import Choice
 from .client import ServeClient, ServeError
+from .protocol import encode_frame
 
 log = logging.getLogger("cobra_edge.serve")
 
@@ -147,7 +147,7 @@ class RemoteRuntime:
     """A stand-in for edge.runtime.Runtime whose streams are answered by the serve application at ``url``."""
 
     def __init__(self, url: str, info: dict, namespace: str | None = None, timeout_s: float = 120.0,
-                 frame_format: str = "png", workers: int = 8, close_timeout_s: float = 1.0):
+                 frame_format: str = "png", close_timeout_s: float = 1.0):
         if frame_format not in ("png", "jpeg", "raw"):
             raise ValueError(f"frame_format must be png, jpeg or raw, got {frame_format!r}")
         self.client = ServeClient(url, timeout_s=timeout_s, frame_format=frame_format)
@@ -157,16 +157,15 @@ class RemoteRuntime:
         self.manifest = manifest_from_info(self.url, info)
         self.streams: dict[str, RemoteStream] = {}
         self.close_timeout_s = close_timeout_s
-        self._pool = _Workers(workers, "cobra-edge-remote")
         self._closed = False
 
     @classmethod
     def connect(cls, url: str, namespace: str | None = None, timeout_s: float = 120.0, frame_format: str = "png",
-                workers: int = 8, connect_timeout_s: float = 10.0) -> "RemoteRuntime":
+                connect_timeout_s: float = 10.0) -> "RemoteRuntime":
         """Check that ``url`` answers as the serve application (/v1/health, then /v1/info for the model's action
         heads), within ``connect_timeout_s``; ServeUnavailable naming the URL and what failed otherwise.
         ``namespace``: the prefix of this runtime's stream ids on the service (default ``<hostname>-<pid>``);
-        ``timeout_s``: how long one frame may take; ``workers``: frames in flight at once."""
+        ``timeout_s``: how long one request may take."""
         probe = ServeClient(url, timeout_s=connect_timeout_s)  # ValueError for a URL that is not http://host:port
         for path, call in (("/v1/health", probe.health), ("/v1/info", probe.info)):
             try:
@@ -179,7 +178,7 @@ class RemoteRuntime:
             if not isinstance(out, dict):
                 raise ServeUnavailable(f"{probe.url}{path} did not answer with a JSON object: is this cobra-edge "
                                        "serve?")
-        return cls(url, out, namespace, timeout_s, frame_format, workers)
+        return cls(url, out, namespace, timeout_s, frame_format)
 
     # what Runtime's users call
 
@@ -209,18 +208,20 @@ class RemoteRuntime:
         return stream
 
     def answer(self, requests: list[Request]) -> list[Answer | Exception]:
-        """Send every request's frame at once (one HTTP request each); per request its Answer or the exception that
-        failed it (RemoteError, StreamError, FrameError), in order. Never raises for a request's sake."""
+        """Send every request's frame at once: one HTTP request for the whole batch (``POST /v1/frames``: one hop
+        through the cluster's proxy and ingress for all of them, measured in bench/serve.py), one per frame where
+        the batch holds answer sets (each scored on its own) or a frame the service no longer knew. Per request its
+        Answer or the exception that failed it (RemoteError, StreamError, FrameError), in order; never raises for a
+        request's sake."""
         if not requests:
             return []
         if len(requests) == 1:
             return [self._send(requests[0])]
-        futures = [self._pool.submit(self._send, r) for r in requests]
-        return [f.result() for f in futures]  # _send returns its exceptions
+        return self._send_many(requests)
 
     def close(self) -> None:
         """Close every stream on the service, all at once and within ``close_timeout_s`` (what is still open then
-        expires there after its idle timeout); stop the thread pool. Idempotent."""
+        expires there after its idle timeout). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -231,7 +232,6 @@ class RemoteRuntime:
         deadline = time.monotonic() + self.close_timeout_s + 0.5
         for t in closers:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._pool.stop()
 
     # internals
 
@@ -242,20 +242,9 @@ class RemoteRuntime:
     def _send(self, req: Request, answers: list[str] | None = None):
         """One request on the service -> its Answer or the exception that failed it (counted on its stream)."""
         s = req.stream
-        try:
-            if not isinstance(s, RemoteStream) or s.runtime is not self:
-                raise StreamError(f"stream {getattr(s, 'name', s)!r} is not a stream of {self.url}")
-            if s.closed:
-                raise StreamError(f"stream {s.name!r} is closed")
-            if req.text_only or req.frame is None:
-                raise StreamError(f"stream {s.name!r}: the serve application answers frames; a text-only prompt "
-                                  "has no frame to send")
-            if req.boxes is not None:
-                raise StreamError(f"stream {s.name!r}: detector boxes are not part of the serve API")
-            if req.start is not None or not req.write_state:
-                raise StreamError(f"stream {s.name!r}: forks (a start state) are not part of the serve API")
-        except StreamError as e:
-            return self._failed(req, e)
+        problem = self._problem(req)
+        if problem is not None:
+            return self._failed(req, problem)
         s.stats.frames += 1
         index = s.stats.frames - 1
         options = {"answers": answers} if answers is not None else (
@@ -282,6 +271,27 @@ class RemoteRuntime:
                       exc_info=e)
             return self._failed(req, RemoteError(f"stream {s.name!r}: unexpected {type(e).__name__} sending the "
                                                  f"frame to {self.url}: {e}", s.name))
+        return self._reply(req, index, out)
+
+    def _problem(self, req: Request) -> StreamError | None:
+        """Why ``req`` cannot be sent to the service, or None."""
+        s = req.stream
+        if not isinstance(s, RemoteStream) or s.runtime is not self:
+            return StreamError(f"stream {getattr(s, 'name', s)!r} is not a stream of {self.url}")
+        if s.closed:
+            return StreamError(f"stream {s.name!r} is closed")
+        if req.text_only or req.frame is None:
+            return StreamError(f"stream {s.name!r}: the serve application answers frames; a text-only prompt has "
+                               "no frame to send")
+        if req.boxes is not None:
+            return StreamError(f"stream {s.name!r}: detector boxes are not part of the serve API")
+        if req.start is not None or not req.write_state:
+            return StreamError(f"stream {s.name!r}: forks (a start state) are not part of the serve API")
+        return None
+
+    def _reply(self, req: Request, index: int, out: dict):
+        """A 200 reply -> the Answer, or the error of a dropped frame or an unreadable reply."""
+        s = req.stream
         if out.get("status") == "dropped":
             reason = out.get("reason")
             return self._failed(req, RemoteError(f"stream {s.name!r}: {self.url} dropped the frame ({reason}) on "
@@ -293,6 +303,53 @@ class RemoteRuntime:
                                                  f"read ({type(e).__name__}: {e}): {str(out)[:300]}", s.name))
         s.stats.answered += 1
         return answer
+
+    def _send_many(self, requests: list[Request]) -> list[Answer | Exception]:
+        results: list = [None] * len(requests)
+        items, sent = [], []
+        for i, req in enumerate(requests):
+            problem = self._problem(req)
+            if problem is not None:
+                results[i] = self._failed(req, problem)
+                continue
+            s = req.stream
+            try:
+                frame = encode_frame(req.frame, self.client.frame_format)
+            except CobraEdgeError as e:  # not a uint8 BGR frame
+                results[i] = self._failed(req, FrameError(_named(s.name, str(e))))
+                continue
+            s.stats.frames += 1
+            items.append({"stream": s.remote_id, **frame, "prompt": req.prompt,
+                          "capture_time": time.time() if req.timestamp is None else req.timestamp,
+                          **({"act": True} if req.act else {"max_new_tokens": req.max_new_tokens})})
+            sent.append(i)
+        if not items:
+            return results
+        try:
+            status, out = self.client.request("POST", "/v1/frames", {"frames": items})
+            replies = out.get("results") if status == 200 else None
+            if not isinstance(replies, list) or len(replies) != len(items):
+                raise RemoteError(f"{self.url} answered POST /v1/frames with HTTP {status}: "
+                                  f"{str(out.get('error', out))[:300]}", None, status)
+        except (RemoteError, *NETWORK_ERRORS) as e:
+            for i in sent:
+                s = requests[i].stream
+                results[i] = self._failed(requests[i], RemoteError(
+                    f"stream {s.name!r}: no answer from {self.url} ({type(e).__name__}: {e})", s.name,
+                    getattr(e, "status", None)))
+            return results
+        for i, reply in zip(sent, replies):
+            req, s = requests[i], requests[i].stream
+            code = int(reply.pop("http", 200)) if isinstance(reply, dict) else 500
+            if code == 404 and not s.closed:  # expired or forgotten: reopened and sent alone, as _send does
+                s.stats.frames -= 1
+                results[i] = self._send(req)
+            elif code >= 400:
+                results[i] = self._failed(req, RemoteError(_named(s.name, f"{self.url} answered HTTP {code}: "
+                                                                          f"{reply.get('error')}"), s.name, code))
+            else:
+                results[i] = self._reply(req, s.stats.frames - 1, reply)
+        return results
 
     def _reopen(self, s: RemoteStream, error: ServeError) -> None:
         """The service forgot the stream (it expired, or the service restarted): open it again (state fresh)."""
@@ -366,42 +423,3 @@ def _strip_status(error: ServeError) -> str:
 
 def _number(value) -> float | None:
     return None if value is None else float(value)
-
-
-class _Workers:
-    """A few daemon threads that run calls (each keeps its ServeClient connection alive between frames; being
-    daemons, a request still waiting on the network never holds up the process's exit)."""
-
-    def __init__(self, n: int, name: str):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(max(1, n))]
-        for t in self._threads:
-            t.start()
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        with self._lock:
-            if not self._stopped:
-                self._jobs.put((fn, args, future))
-                return future
-        future.set_result(fn(*args))  # stopped: run it here (a frame of a closed stream fails at once)
-        return future
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            for _ in self._threads:
-                self._jobs.put(None)
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fn, args, future = job
-            try:
-                future.set_result(fn(*args))
-            except BaseException as e:  # _send returns its errors; this is only what it could not catch
-                future.set_exception(e)

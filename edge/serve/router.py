@@ -204,6 +204,18 @@ class Router:
                 result["moved"], entry.moved = entry.moved, None
         return 200, result
 
+    async def frames(self, items: list) -> list[tuple[int, dict]]:
+        """Several frames in one request (a robot's cameras): each routed as ``frame`` does, all at once; each
+        item is a FrameRequest or the ApiError that refused it. -> per item (status, body), in order."""
+        async def one(item):
+            if isinstance(item, ApiError):
+                return item.status, item.to_dict()
+            try:
+                return await self.frame(item)
+            except ApiError as e:
+                return e.status, e.to_dict()
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
     async def state(self, name: str) -> dict:
         """The stream's state on its replica and its last snapshot (diagnostics, tests)."""
         entry = self._entry(name)

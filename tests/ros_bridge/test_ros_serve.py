@@ -201,15 +201,30 @@ def test_remote_answer_returns_each_failure_and_answers_the_rest(service, bag):
         assert s["/too_many_tokens"].stats.errors == 1 and s["/good0"].stats.answered == 1
         print("errors:", results[1], "|", results[2])
 
-        # a dropped reply is that request's error
-        real = rt.client.frame
-        rt.client.frame = lambda stream, *a, **k: (
-            {"status": "dropped", "stream": stream, "replica": "replica-0", "reason": "stale"}
-            if stream == remote_stream_id("unit", "/good1") else real(stream, *a, **k))
+        # a batch goes as one request; a dropped reply is that request's error
+        real, calls = rt.client.request, []
+
+        def one_request_dropping_good1(method, path, body=None, raw=None):
+            calls.append(path)
+            status, out = real(method, path, body, raw)
+            for r in out.get("results", []):
+                if r.get("stream") == remote_stream_id("unit", "/good1"):
+                    r.clear()
+                    r.update(status="dropped", stream=remote_stream_id("unit", "/good1"), replica="replica-0",
+                             reason="stale", http=200)
+            return status, out
+        rt.client.request = one_request_dropping_good1
         results = rt.answer([Request(s["/good0"], frame, PROMPT, TOKENS), Request(s["/good1"], frame, PROMPT, TOKENS)])
-        rt.client.frame = real
+        rt.client.request = real
+        assert calls == ["/v1/frames"]
         assert results[0].text and isinstance(results[1], RemoteError) and results[1].reason == "stale"
         assert "/good1" in str(results[1]) and "dropped" in str(results[1])
+
+        # streams the service forgot, in one batch: each opened again and answered
+        for n in ("/good0", "/good1"):
+            ServeClient(service).close(s[n].remote_id)
+        both = rt.answer([Request(s["/good0"], frame, PROMPT, TOKENS), Request(s["/good1"], frame, PROMPT, TOKENS)])
+        assert [b.text for b in both] == [results[0].text] * 2
 
         # a stream the service forgot (expired, or the service restarted) is opened again and answered
         ServeClient(service).close(s["/good0"].remote_id)

@@ -170,6 +170,35 @@ def test_errors_are_4xx_naming_the_stream_and_fail_that_stream_only(service):
     service.close("e-bad")
 
 
+def test_one_request_carries_several_streams_frames_each_failing_alone(service, local):
+    """POST /v1/frames (a robot's cameras in one request): each item answered as if sent alone."""
+    names = ["m0", "m1", "m2"]
+    for n in names:
+        service.open(n)
+    data = {n: stream_items(60 + i, 1)[0] for i, n in enumerate(names)}
+    items = [{"stream": n, "frame": data[n][0], "prompt": data[n][1], "max_new_tokens": TOKENS} for n in names]
+    items.append({"stream": "nobody", "frame": data["m0"][0], "prompt": "p"})
+    out = service.frames(items)
+    assert [o["http"] for o in out] == [200, 200, 200, 404]
+    assert "unknown stream 'nobody'" in out[3]["error"]
+    for n, got in zip(names, out):
+        want, _ = reference(local, "ref-" + n, "reset", [data[n]])
+        assert_same(got, want[0])
+        assert got["stream"] == n
+    bad = {**encode_frame(data["m1"][0]), "prompt": "p", "stream": "m1"}
+    bad["image"] = bad["image"][:60] + "A" * 40
+    status, body = service.request("POST", "/v1/frames", {"frames": [
+        bad, {"stream": "m2", **encode_frame(data["m2"][0]), "prompt": data["m2"][1], "max_new_tokens": TOKENS},
+        {"stream": "m0", "prompt": "no frame"}, "not an object"]})
+    assert status == 200
+    assert [r["http"] for r in body["results"]] == [422, 200, 400, 400]
+    assert "m1" in body["results"][0]["error"] and body["results"][1]["status"] == "answered"
+    status, body = service.request("POST", "/v1/frames", {"frames": []})
+    assert status == 400 and "1..256" in body["error"]
+    for n in names:
+        service.close(n)
+
+
 def test_idle_streams_expire_and_free_their_slot(service):
     (f, p), = stream_items(2, 1)
     service.open("idle")

@@ -82,3 +82,17 @@ def test_bad_pixels_are_frame_errors_with_their_status():
     corrupt["image"] = base64.b64encode(data[:40] + bytes(len(data) - 40)).decode()
     with pytest.raises(FrameError, match="cam1"):
         FrameRequest.parse("cam1", {**corrupt, "prompt": "p"}).decode()
+
+
+def test_several_frames_in_one_request_fail_item_by_item():
+    from edge.serve.protocol import parse_frames
+
+    good = {"stream": "cam0", **encode_frame(frame()), "prompt": "p"}
+    out = parse_frames({"frames": [good, {"stream": "cam1", "prompt": "p"}, {"prompt": "p"}, 3,
+                                   {**good, "stream": "a/b"}]})
+    assert isinstance(out[0], FrameRequest) and out[0].stream == "cam0"
+    assert [type(o) for o in out[1:]] == [ApiError] * 4
+    assert "cam1" in str(out[1]) and "frames[2]" in str(out[2]) and "frames[3]" in str(out[3])
+    for bad in ({"frames": []}, {"frames": [good] * 257}, {"frames": good}, {"frames": [good], "x": 1}, []):
+        with pytest.raises(ApiError, match="1..256"):
+            parse_frames(bad)
