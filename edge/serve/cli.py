@@ -52,6 +52,7 @@ def add_parser(sub) -> None:
 
 def cmd_serve(args) -> int:
     from ..embedded import embedded_artifact
+    from ..manifest import Manifest
     from ..signals import stop_on_signals
     from .app import run, shutdown
     from .cluster import need_ray, start_local
@@ -62,6 +63,7 @@ def cmd_serve(args) -> int:
     if args.num_gpus and args.device == "cpu":
         raise ValueError("--num-gpus reserves GPUs for replicas that use them: add --device cuda or tensorrt")
     artifact = str(args.dir) if args.dir else str(embedded_artifact())
+    Manifest.load(artifact)  # a wrong directory is one line and exit 2 here, before a cluster starts
     options = ServeOptions(
         replicas=args.replicas, replica_cpus=args.replica_cpus, replica_gpus=args.num_gpus or 0.0,
         idle_timeout_s=args.idle_timeout,

@@ -92,6 +92,7 @@ class Router:
         self.expired: OrderedDict[str, float] = OrderedDict()  # name -> idle seconds when it expired (bounded)
         self.failovers: list[dict] = []  # what each failover did (when, which replica, streams, seconds)
         self._next = 0
+        self.start_error: str | None = None  # why the last replica that failed to start failed
         self._failover_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -102,6 +103,8 @@ class Router:
             self._spawn()
         for r in list(self.replicas.values()):
             await self._await_ready(r)
+        if not self.replicas:
+            raise RuntimeError(f"no replica could load {self.artifact}: {self.start_error}")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._expire_loop()), loop.create_task(self._health_loop())]
 
@@ -121,6 +124,7 @@ class Router:
             info = await asyncio.wait_for(_awaitable(r.ready), self.options.call_timeout_s)
         except Exception as e:
             log.error("%s did not start: %s", r.name, e)
+            self.start_error = f"{type(e).__name__}: {e}"
             r.alive = False
             self.replicas.pop(r.name, None)
             return False

@@ -59,3 +59,7 @@ def test_bad_options_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edge.cli", "serve", str(tmp_path), "--num-gpus", "1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--device cuda" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "serve", str(tmp_path / "nowhere")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr
+    assert "Started a local Ray instance" not in r.stderr  # refused before any cluster starts
