@@ -23,6 +23,7 @@ from .router import Router, ServeOptions
 
 log = logging.getLogger("cobra_edge.serve")
 APP_NAME = "cobra-edge"
+MAX_BODY_BYTES = 256 * 2 ** 20  # a request's body (POST /v1/frames of 256 frames of ~1 MB each)
 
 
 def build_app(artifact: str, options: ServeOptions):
@@ -38,7 +39,14 @@ def build_app(artifact: str, options: ServeOptions):
         try:
             body = None
             if request is not None:
+                declared = request.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                    raise ApiError(413, f"request body of {int(declared):,} bytes is over the limit of "
+                                        f"{MAX_BODY_BYTES:,}", stream)
                 raw = await request.body()
+                if len(raw) > MAX_BODY_BYTES:
+                    raise ApiError(413, f"request body of {len(raw):,} bytes is over the limit of "
+                                        f"{MAX_BODY_BYTES:,}", stream)
                 try:
                     body = json.loads(raw) if raw else None
                 except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -135,8 +135,11 @@ class ReplicaCore:
                                                       for v in h.values]} for h in rt.manifest.heads],
                 "failure": None if self.failure is None else repr(self.failure)}
 
-    def ping(self) -> str:
-        return self.name
+    def ping(self) -> dict:
+        """Alive, and whether its worker still answers (a worker that failed makes the router replace this replica:
+        its process lives, but no frame would be answered)."""
+        return {"replica": self.name, "ok": self.failure is None and self._worker.is_alive(),
+                "failure": None if self.failure is None else repr(self.failure)}
 
     def stop(self) -> None:
         self._stop.set()
@@ -169,6 +172,7 @@ class ReplicaCore:
         return job.result
 
     def _serve(self) -> None:
+        jobs: list[_Job] = []
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -185,7 +189,7 @@ class ReplicaCore:
             log_unexpected(e, f"replica {self.name}'s worker")
             with self._lock:
                 self.failure = e
-                left = list(self._pending.values())
+                left = [j for j in jobs if not j.done.is_set()] + list(self._pending.values())
                 self._pending.clear()
             for job in left:
                 job.finish(self._error(RuntimeError(f"replica {self.name}'s worker failed: {e!r}"), job.req.stream,

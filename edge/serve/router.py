@@ -14,7 +14,7 @@ spreads requests over a deployment's replicas by load and cannot pin a key to on
 this router owns and addresses by name.
 
 Failure: a call that finds its replica dead (Ray's ActorDiedError / ActorUnavailableError; the health loop finds
-idle ones within ``health_period_s``) moves every stream of that replica to the live replicas, each restored from
+idle ones, and ones whose batching worker failed, within ``health_period_s``) moves every stream of that replica to the live replicas, each restored from
 its last snapshot (in Ray's object store, put there by this router, so it outlives the replica and its node), and
 the request is sent again; the first answer after the move says ``moved`` with ``frames_lost`` (continuous: frames
 answered since that snapshot; reset: 0). A replacement replica is started to restore the count. With no live
@@ -379,7 +379,13 @@ class Router:
                 if not r.alive or r.pid is None:
                     continue
                 try:
-                    await self._call(r, "ping")
+                    health = await self._call(r, "ping")
+                    if not health["ok"]:  # its process lives but its worker is gone: replace it like a dead one
+                        log.error("%s: worker failed (%s): replacing the replica", r.name, health["failure"])
+                        import ray
+
+                        ray.kill(r.actor, no_restart=True)
+                        await self._failover(r.name)
                 except _Dead:
                     await self._failover(r.name)
                 except Exception as e:

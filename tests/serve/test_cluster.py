@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -157,6 +158,12 @@ def test_errors_are_4xx_naming_the_stream_and_fail_that_stream_only(service):
     assert status == 400 and "unknown mode" in body["error"]
     status, body = service.request("DELETE", "/v1/streams/nobody")
     assert status == 404
+    host, port = service.host, service.port  # a body claiming 1 TB is refused before a byte of it is read
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/streams/e-good/frames HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000000000\r\n\r\n{")
+        reply = sock.recv(4096).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 413") and "over the limit" in reply
     bad = {**encode_frame(f), "prompt": p}
     bad["image"] = bad["image"][:60] + "A" * 40
     with ThreadPoolExecutor(2) as pool:

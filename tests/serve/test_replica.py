@@ -153,3 +153,17 @@ def test_a_wrong_snapshot_is_refused_and_leaves_no_stream(core):
         core.open("w", "continuous", snapshot={"conv": np.zeros((1, 2, 3), np.float32),
                                                "ssm": np.zeros(spec.ssm_shape, np.float32)})
     assert "w" not in core.runtime.streams and core.runtime.pool.in_use == 0
+
+
+def test_ping_says_when_the_worker_is_gone(serve_artifact):
+    c = ReplicaCore("replica-p", serve_artifact, ReplicaOptions(max_streams=2, threads=1))
+    assert c.ping() == {"replica": "replica-p", "ok": True, "failure": None}
+    c.open("s")
+    c.runtime.answer = None  # the worker's own machinery breaks (not a frame's fault)
+    (f, p), = stream_items(0, 1)
+    out = c.submit(request("s", f, p))
+    assert out["status"] == "error" and out["http"] == 503 and "worker failed" in out["error"]
+    assert c.ping()["ok"] is False and "TypeError" in c.ping()["failure"]
+    again = c.submit(request("s", f, p))  # refused at once, not waiting for a worker that is gone
+    assert again["http"] == 503
+    c.stop()
