@@ -136,7 +136,8 @@ def test_eight_streams_equal_a_local_runtime_and_stay_on_their_replica(service, 
             np.testing.assert_allclose(st["state"]["ssm"], snap.ssm, atol=1e-4)
             np.testing.assert_array_equal(st["snapshot"]["ssm"], st["state"]["ssm"])
     assert sorted(placed.values()).count("replica-0") == 4  # least-loaded placement: 4 and 4
-    assert any(r["batch_size"] > 1 for rs in results.values() for r in rs)  # streams on a replica were batched
+    # (that a replica answers its streams' waiting frames as one batch is shown deterministically in test_replica.py;
+    # here, whether frames meet in a batch depends on timing)
     for n in names:
         service.close(n)
 
@@ -210,14 +211,15 @@ def test_idle_streams_expire_and_free_their_slot(service):
     (f, p), = stream_items(2, 1)
     service.open("idle")
     replica = service.ask("idle", f, p)["replica"]
-    slots = {r["replica"]: r["slots_in_use"] for r in service.info()["replicas"]}
-    assert slots[replica] >= 1
+
+    def holds_idle():
+        return "idle" in next(r for r in service.info()["replicas"] if r["replica"] == replica)["streams"]
+    assert holds_idle()
     deadline = time.monotonic() + IDLE_S + 10
     while any(s["stream"] == "idle" for s in service.streams()) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not any(s["stream"] == "idle" for s in service.streams())
-    after = {r["replica"]: r["slots_in_use"] for r in service.info()["replicas"]}
-    assert after[replica] == slots[replica] - 1
+    assert not holds_idle()  # its slot on the replica is free
     with pytest.raises(ServeError, match="expired") as e:
         service.ask("idle", f, p)
     assert e.value.status == 404

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -37,15 +38,23 @@ def test_serve_answers_then_stops_on_sigint(serve_artifact):
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", serve_artifact, "--replicas", "1",
                              "--port", str(port), "--max-streams", "4"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # the pipe never fills
+    reader.start()
     try:
         client = ServeClient(f"http://127.0.0.1:{port}")
         wait_up(client, proc)
+        deadline = time.monotonic() + 60
+        while not any("cobra-edge serve: http" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)  # up: it says so once every replica has loaded
         client.open("cam0", "continuous")
         (f, p), = stream_items(0, 1)
         out = client.ask("cam0", f, p, max_new_tokens=3)
         assert out["status"] == "answered" and out["replica"] == "replica-0" and out["text"]
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(10)
+        stdout, stderr = "".join(lines), proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
