@@ -153,8 +153,8 @@ def run(artifact: str, streams=(4, 16, 64), replicas=(1, 2), seconds: float = 10
         say=print) -> tuple[dict, Path]:
     from edge.serve.app import local_service
     from edge.serve.client import ServeClient
-    from edge.serve.replica import ReplicaCore, ReplicaOptions
-    from edge.serve.router import ServeOptions
+    from edge.serve.options import ReplicaOptions, ServeOptions
+    from edge.serve.replica import ReplicaCore
 
     top = max(streams)
     dicts = bodies(max(top, 16))

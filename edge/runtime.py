@@ -268,12 +268,7 @@ class Runtime:
     def open_stream(self, name: str, mode: str = "reset", on_nonfinite: str | None = None) -> Stream:
         """A new stream with its own state slot. mode: "reset" (Cobra, per frame) or "continuous";
         on_nonfinite: "reset" or "fail" (default: the runtime's, see NONFINITE_POLICIES)."""
-        if not isinstance(name, str) or not name:
-            raise StreamError(f"stream name must be a non-empty str, got {name!r}")
-        if name in self.streams:
-            raise StreamError(f"stream {name!r} is already open")
-        if mode not in STREAM_MODES:
-            raise StreamError(f"stream {name!r}: unknown mode {mode!r}; use one of {STREAM_MODES}")
+        check_new_stream(name, mode, self.streams)
         policy = self.on_nonfinite if on_nonfinite is None else on_nonfinite
         _check_policy(policy, f"stream {name!r}")
         stream = Stream(self, name, self.pool.allocate(), mode, policy)
@@ -283,6 +278,16 @@ class Runtime:
     def _close(self, stream: Stream) -> None:
         self.pool.release(stream.slot)
         del self.streams[stream.name]
+
+
+def check_new_stream(name, mode, open_streams) -> None:
+    """StreamError unless ``name`` is a new non-empty str (not in ``open_streams``) and ``mode`` a STREAM_MODE."""
+    if not isinstance(name, str) or not name:
+        raise StreamError(f"stream name must be a non-empty str, got {name!r}")
+    if name in open_streams:
+        raise StreamError(f"stream {name!r} is already open")
+    if mode not in STREAM_MODES:
+        raise StreamError(f"stream {name!r}: unknown mode {mode!r}; use one of {STREAM_MODES}")
 
 
 CAUSAL_CONV = "cobra_edge.CausalConv"

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 
 from .cluster import LOOPBACK, need_ray
 from .protocol import API, ApiError, FrameRequest, OpenRequest, check_stream_name, parse_frames
-from .router import Router, ServeOptions
+from .options import ServeOptions
+from .router import Router
 
 log = logging.getLogger("cobra_edge.serve")
 APP_NAME = "cobra-edge"

@@ -56,8 +56,7 @@ def cmd_serve(args) -> int:
     from ..signals import stop_on_signals
     from .app import run, shutdown
     from .cluster import need_ray, start_local
-    from .replica import ReplicaOptions
-    from .router import ServeOptions
+    from .options import ReplicaOptions, ServeOptions
 
     need_ray()
     if args.num_gpus and args.device == "cpu":

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from .replica import ReplicaCore, ReplicaOptions
+from .options import ReplicaOptions
+from .replica import ReplicaCore
 
 LOOPBACK = "127.0.0.1"
 

@@ -42,7 +42,7 @@ from ..batch import Request
 from ..errors import CobraEdgeError, FrameError, StreamError
 from ..heads import HeadValue
 from ..profile import FrameProfile
-from ..runtime import STREAM_MODES, Answer, StreamStats
+from ..runtime import Answer, StreamStats, check_new_stream
 from ..scoring import Choice
 from .client import ServeClient, ServeError
 from .protocol import encode_frame
@@ -186,12 +186,7 @@ class RemoteRuntime:
         """Open ``name`` on the service (id: ``remote_stream_id(namespace, name)``). StreamError when it is open
         already, here or there (another node with the same namespace?), or the service refuses it."""
         self._check_open()
-        if not isinstance(name, str) or not name:
-            raise StreamError(f"stream name must be a non-empty str, got {name!r}")
-        if name in self.streams:
-            raise StreamError(f"stream {name!r} is already open")
-        if mode not in STREAM_MODES:
-            raise StreamError(f"stream {name!r}: unknown mode {mode!r}; use one of {STREAM_MODES}")
+        check_new_stream(name, mode, self.streams)
         stream = RemoteStream(self, name, remote_stream_id(self.namespace, name), mode)
         if on_nonfinite is not None:
             stream.on_nonfinite = on_nonfinite

@@ -29,31 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..batch import Request
-from ..checks import as_count
 from ..errors import StreamError, as_stream_error, log_unexpected
-from ..imageheader import DEFAULT_MAX_PIXELS
 from ..runtime import Answer, Runtime
 from ..state import StateSnapshot
+from .options import ReplicaOptions
 from .protocol import FrameRequest, answer_json, dropped_json, error_body
 
 log = logging.getLogger("cobra_edge.serve")
-
-
-@dataclass
-class ReplicaOptions:
-    max_streams: int = 64  # state slots of this replica
-    max_batch: int = 16  # frames answered together at most
-    threads: int | None = None  # ONNX Runtime intra-op threads per graph (None: its default)
-    precision: str = "fp32"
-    device: str = "cpu"
-    snapshot_every: int = 1  # continuous streams: a snapshot with every n-th answered frame (0: never)
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    def __post_init__(self):
-        self.max_streams = as_count(self.max_streams, "max_streams", 1)
-        self.max_batch = as_count(self.max_batch, "max_batch", 1)
-        self.snapshot_every = as_count(self.snapshot_every, "snapshot_every", 0)
-        self.max_pixels = as_count(self.max_pixels, "max_pixels", 1)
 
 
 @dataclass

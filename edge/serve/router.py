@@ -32,32 +32,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .options import ServeOptions
 from .protocol import ApiError, FrameRequest, OpenRequest, status_for
-from .replica import ReplicaOptions
 
 log = logging.getLogger("cobra_edge.serve")
-
-
-@dataclass
-class ServeOptions:
-    replicas: int = 1
-    replica_cpus: float = 1.0  # Ray CPU resource per replica actor (placement; threads are ``replica.threads``)
-    replica_gpus: float = 0.0  # num_gpus per replica (GPU providers: device cuda / tensorrt)
-    replica: ReplicaOptions = field(default_factory=ReplicaOptions)
-    idle_timeout_s: float = 60.0  # a stream with no frame this long is closed and its slot freed
-    health_period_s: float = 1.0  # how often idle replicas are checked for life
-    failover_wait_s: float = 120.0  # a request waits this long for a live replica before failing with 503
-    call_timeout_s: float = 300.0
-
-    def __post_init__(self):
-        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
-            raise ValueError(f"replicas must be an integer >= 1, got {self.replicas!r}")
-        for name in ("idle_timeout_s", "health_period_s", "failover_wait_s", "call_timeout_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"{name} must be a number > 0, got {v!r}")
-        if self.replica_cpus < 0 or self.replica_gpus < 0:
-            raise ValueError("replica_cpus and replica_gpus must be >= 0")
 
 
 @dataclass

@@ -59,6 +59,16 @@ class NodeProcess:
         return "\n".join(self.lines)
 
 
+def publish_round(writers, topics, first_sec: dict, i: int, published: dict) -> None:
+    """Round ``i``: one rgb8 frame per topic, stamped ``first_sec[topic] + i`` s (so a stamp names its topic) with
+    frame id ``<camera>_optical``; each recorded in ``published[topic][sec]``."""
+    for t in topics:
+        sec = first_sec[t] + i
+        frame_id = f"{t.split('/')[1]}_optical"
+        ddspy_write(writers[t]._ref, cdr(image_msg(scene(48, 64, seed=i), "rgb8", sec, 500, frame_id=frame_id)))
+        published[t][sec] = frame_id
+
+
 def test_node_answers_two_camera_topics_over_dds_and_stops_on_sigint(tiny_artifact):
     domain = 100 + os.getpid() % 100  # apart from other test runs on this machine
     node = NodeProcess(tiny_artifact, domain)
@@ -74,11 +84,7 @@ def test_node_answers_two_camera_topics_over_dds_and_stops_on_sigint(tiny_artifa
         deadline = time.monotonic() + 60
         i = 0
         while time.monotonic() < deadline and not all(len(v) >= 2 for v in got.values()):
-            for t in TOPICS:
-                sec = FIRST_SEC[t] + i
-                frame_id = f"{t.split('/')[1]}_optical"
-                ddspy_write(writers[t]._ref, cdr(image_msg(scene(48, 64, seed=i), "rgb8", sec, 500, frame_id=frame_id)))
-                published[t][sec] = frame_id
+            publish_round(writers, TOPICS, FIRST_SEC, i, published)
             i += 1
             time.sleep(0.1)
             for key, r in readers.items():

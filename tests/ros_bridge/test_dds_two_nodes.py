@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from .rosmsgs import cdr, image_msg, scene  # skips without rosbags
+from . import rosmsgs  # noqa: F401  skips without rosbags
 
 pytest.importorskip("cyclonedds", reason="the DDS transport needs cyclonedds (the 'ros' / 'test' extra)")
-from cyclonedds._clayer import ddspy_write  # noqa: E402  raw CDR write: the bytes are rosbags', not ours
 from cyclonedds.domain import Domain, DomainParticipant  # noqa: E402
 from cyclonedds.pub import DataWriter  # noqa: E402
 from cyclonedds.sub import DataReader  # noqa: E402
@@ -23,7 +22,7 @@ from cyclonedds.topic import Topic  # noqa: E402
 from ros_bridge.dds import DEFAULT_QOS, DdsConfig  # noqa: E402
 from ros_bridge.dds_types import Image_, String_  # noqa: E402
 
-from .test_dds import NodeProcess  # noqa: E402
+from .test_dds import NodeProcess, publish_round  # noqa: E402
 
 SPLIT = {"A": ("/cam0/image_raw", "/cam1/image_raw"), "B": ("/cam2/image_raw", "/cam3/image_raw")}
 TOPICS = SPLIT["A"] + SPLIT["B"]
@@ -72,11 +71,7 @@ def test_two_nodes_on_one_domain_split_four_camera_topics(tiny_artifact):
         deadline = time.monotonic() + 60
         i = 0
         while time.monotonic() < deadline and not all(len(v) >= 3 for v in got.values()):
-            for t in TOPICS:
-                sec = FIRST_SEC[t] + i
-                frame_id = f"{t.split('/')[1]}_optical"
-                ddspy_write(writers[t]._ref, cdr(image_msg(scene(48, 64, seed=i), "rgb8", sec, 500, frame_id=frame_id)))
-                published[t][sec] = frame_id
+            publish_round(writers, TOPICS, FIRST_SEC, i, published)
             i += 1
             time.sleep(0.1)
             drain()

@@ -65,8 +65,7 @@ def service(artifact):
     pytest.importorskip("ray")
     pytest.importorskip("ray.serve")
     from edge.serve.app import local_service
-    from edge.serve.replica import ReplicaOptions
-    from edge.serve.router import ServeOptions
+    from edge.serve.options import ReplicaOptions, ServeOptions
 
     t0 = time.monotonic()
     with local_service(artifact, ServeOptions(replicas=2, replica=ReplicaOptions(max_streams=8, threads=1))) as url:

@@ -23,8 +23,7 @@ from edge.runtime import Runtime  # noqa: E402
 from edge.serve.app import local_service  # noqa: E402
 from edge.serve.client import ServeClient, ServeError  # noqa: E402
 from edge.serve.protocol import encode_frame  # noqa: E402
-from edge.serve.replica import ReplicaOptions  # noqa: E402
-from edge.serve.router import ServeOptions  # noqa: E402
+from edge.serve.options import ReplicaOptions, ServeOptions  # noqa: E402
 
 from .conftest import stream_items  # noqa: E402
 

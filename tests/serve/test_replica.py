@@ -11,7 +11,8 @@ import pytest
 
 from edge.runtime import Runtime
 from edge.serve.protocol import FrameRequest, encode_frame
-from edge.serve.replica import ReplicaCore, ReplicaOptions
+from edge.serve.options import ReplicaOptions
+from edge.serve.replica import ReplicaCore
 
 from .conftest import stream_items
 
