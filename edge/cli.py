@@ -3,54 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
-from pathlib import Path
 
 from engines import EngineError
 
 from .argtypes import DEFAULT_PROMPT, device_arg, non_negative_int, positive_float, positive_int, prompt_text
-from .embedded import default_cache_dir, embedded_artifact
-from .embedded import need_export as _need_export
+from .cli_inspect import cmd_inspect, cmd_kernels
+from .cli_workshop import cmd_bench, cmd_eval, cmd_export, cmd_train
+from .embedded import embedded_artifact
 from .errors import CobraEdgeError
 from .imageheader import DEFAULT_MAX_PIXELS
 from .signals import Interrupted, raise_on_signals, stop_on_signals
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT (143 for SIGTERM): run and profile stopped by a signal, results written
-
-
-def cmd_export(args) -> int:
-    export_cli = _need_export()  # its errors (CheckpointError is a ValueError) are reported by main()
-    from export.errors import ParityError
-
-    try:
-        return _export(export_cli, args)
-    except ParityError as e:  # of the graphs or of a precision variant: a line, not a traceback
-        print(f"cobra-edge export: error: parity check failed: {e}", file=sys.stderr)
-        return 2
-
-
-def _export(export_cli, args) -> int:
-    if args.trained or args.weights:
-        if args.checkpoint or args.preset:
-            raise ValueError("--trained / --weights export a checkpoint of cobra-edge train; not with --checkpoint or --preset")
-        result = export_cli.export_trained(args.out, args.weights, overwrite=args.overwrite, precisions=args.precision,
-                                           heads=args.heads)
-    elif args.checkpoint:
-        result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
-                                              args.tokenizer, overwrite=args.overwrite, precisions=args.precision,
-                                              heads=args.heads)
-    elif args.vision_weights or args.tokenizer:
-        raise ValueError("--vision-weights and --tokenizer go with --checkpoint")
-    else:
-        result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite,
-                                          precisions=args.precision, heads=args.heads)
-    print(f"wrote {result.out_dir}")
-    for graph, outputs in result.parity.items():
-        worst = max(outputs.values(), key=lambda v: v["max_abs_err"])["max_abs_err"]  # export refuses NaN
-        print(f"  {graph:<10} max |onnx - torch| = {worst:.2e}")
-    return 0
 
 
 def _fmt_row(cols, widths) -> str:
@@ -190,150 +156,6 @@ def cmd_demo(args) -> int:
     directory = embedded_artifact(args.dir, precisions=("fp32", args.precision))
     args.video = None
     return _run(directory, _sources(args), args)
-
-
-def cmd_bench(args) -> int:
-    """The LM benchmark (bench/lm.py), or with --connectors the connector cost table (bench/connectors.py)."""
-    _need_export()
-    if not args.connectors:
-        try:
-            import transformers  # noqa: F401  (the benchmark's Hugging Face contender)
-        except ImportError:
-            raise SystemExit("cobra-edge bench: the LM benchmark compares against Hugging Face transformers, which is not "
-                             "installed: pip install -c constraints.txt '.[export,bench]'  (--connectors needs no transformers)")
-    from bench import connectors, lm
-
-    module, options = (connectors, connectors.ConnectorOptions) if args.connectors else (lm, lm.BenchOptions)
-    extra = {"threads": args.threads or 2}
-    opts = options.quick_options(**extra) if args.quick else options(**extra)
-    if args.presets and not args.connectors:
-        opts.presets = tuple(args.presets)
-    if args.repeats:
-        opts.repeats = args.repeats
-    if args.before and not args.connectors:
-        opts.before = dict(item.split("=", 1) for item in args.before)
-    if args.without and not args.connectors:
-        opts.without = tuple(args.without)
-    out = Path(args.out) if args.out else default_cache_dir() / "bench-results"
-    doc, path = module.run(opts, out, say=lambda m: print(m, file=sys.stderr, flush=True))
-    print(module.format_table(doc))
-    print(f"\nwrote {path}")
-    return 0
-
-
-def cmd_train(args) -> int:
-    _need_export()
-    if args.heads:
-        from export.train_heads import train_heads_file
-
-        out = args.out or str(default_cache_dir() / "runs" / "heads" / "tiny-heads.safetensors")
-        train_heads_file(args.weights, out, views=args.views if not args.quick else 64,
-                         steps=args.steps or (20 if args.quick else 1500), seed=args.seed,
-                         say=lambda m: print(m, flush=True))
-        print(f"export with them: cobra-edge export --weights MODEL --heads {out} --out artifacts/with-heads")
-        return 0
-    from export.train import TrainOptions, train
-
-    steps = {"steps": args.steps} if args.steps else {}
-    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **steps)
-    out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
-    train(opts, out, say=lambda m: print(m, flush=True))
-    print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")
-    return 0
-
-
-def cmd_eval(args) -> int:
-    _need_export()
-    from export.evaluate import RESULTS_DIR, EvalOptions, run_eval, train_then_eval
-    from export.train import TrainOptions
-
-    if bool(args.dir) == bool(args.preset):
-        raise ValueError("give an artifact directory or --preset (to train, export and evaluate it), not both")
-    opts = EvalOptions(precisions=tuple(dict.fromkeys(args.precision)), modes=tuple(dict.fromkeys(args.mode)),
-                       batch=args.batch, path=args.path, per_family=args.per_family, seed=args.seed,
-                       reference=args.reference, threads=args.threads, device=args.device, head_views=args.head_views,
-                       **({"families": tuple(args.families)} if args.families else {}))
-    out = Path(args.out) if args.out else RESULTS_DIR
-    say = lambda m: print(m, flush=True)  # noqa: E731
-    if args.preset:
-        doc, path = train_then_eval(args.preset, args.steps or TrainOptions().steps, opts,
-                                    default_cache_dir() / "runs", out, say=say)
-    else:
-        doc, path = run_eval(args.dir, opts, out, say=say)
-    from export.evaluate import markdown
-
-    print()
-    print(markdown(doc))
-    print(f"\nwrote {path} and {path.with_suffix('.md')}")
-    return 0
-
-
-def cmd_inspect(args) -> int:
-    from engines.kernels import status as kernel_status
-
-    from .manifest import Manifest
-
-    m = Manifest.load(args.dir, verify_hashes=not args.no_verify)
-    if args.json:
-        print(json.dumps(m.raw, indent=2))
-        return 0
-    model = m.model
-    lm = model.get("lm", {})
-    print(f"artifact   {m.root}")
-    print(f"model      {model.get('name')}: Mamba {lm.get('n_layer')} layers, d_model {lm.get('d_model')}, "
-          f"d_inner {lm.get('d_inner')}, d_state {lm.get('d_state')}, vocab {lm.get('vocab_padded')}")
-    if m.has_vision:
-        enc = ", ".join(f"{v['name']} ({v['width']} wide, {v['depth']} blocks)" for v in model.get("vision", []))
-        print(f"vision     {enc}; {m.image_size} px; projector {model.get('projector')}; {m.visual_tokens} visual tokens")
-    else:
-        print("vision     none (language-model-only artifact)")
-    from .provenance import describe, weights_info
-
-    print(f"weights    {describe(weights_info(m))}")
-    print(f"state      {m.state.bytes_per_stream:,} bytes per stream "
-          f"(conv {list(m.state.conv_shape)} {m.state.conv_dtype}, ssm {list(m.state.ssm_shape)} {m.state.ssm_dtype})")
-    print("graphs")
-    for name, g in m.graphs.items():
-        ins = ", ".join(f"{n} {s.describe()}" for n, s in g.inputs.items())
-        outs = ", ".join(f"{n} {s.describe()}" for n, s in g.outputs.items())
-        size = m.files.get(g.file, {}).get("bytes", 0)
-        print(f"  {name:<10} {g.file:<16} {size / 1e6:8.2f} MB  {ins} -> {outs}")
-        if g.custom_ops:
-            print(f"  {'':<10} custom ops {', '.join(g.custom_ops)}: portable ONNX bodies inside the file; here "
-                  f"they run as: {kernel_status()}")
-    for h in m.heads:
-        values = ", ".join(f"{v.name} [{v.lo:g}, {v.hi:g}] {v.unit}" for v in h.values)
-        print(f"  head {h.name:<5} {h.file:<16} reads {' + '.join(h.positions)} -> {values}")
-    if m.heads:
-        print(f"  heads from {m.heads_source.get('source')}: {m.heads_source.get('path', '?')}")
-    print("parity (max |onnx - torch|)")
-    for name, outs in m.parity.get("graphs", {}).items():
-        print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e} (tol {v['tol']:.1e})" for o, v in outs.items()))
-    if m.parity.get("portable"):
-        print(f"  (checked at export with: {m.parity.get('kernels', '?')}; without the kernel library:)")
-        for name, outs in m.parity["portable"].items():
-            print(f"  {name:<10} " + ", ".join(f"{o} {v['max_abs_err']:.2e}" for o, v in outs.items()))
-    for precision, v in m.raw.get("variants", {}).items():
-        par = v.get("parity", {})
-        files = ", ".join(g["file"] for g in v["graphs"].values())
-        print(f"variant    {precision}: {files}; {v.get('weights', '')}")
-        print(f"  vs fp32: prefill logits {par['prefill']['logits']:.2e} (max |logit| {par['prefill']['max_abs_logits']:.2f}), "
-              f"ssm state {par['prefill']['ssm_state_out']:.2e}; step logits {par['step']['logits']:.2e}; greedy tokens "
-              f"equal to fp32 for {par['greedy']['same_prefix']} of {par['greedy']['tokens']}")
-    return 0
-
-
-def cmd_kernels(args) -> int:
-    """Which implementation runs cobra_edge nodes on ONNX Runtime's CPU provider here, and the CUDA build."""
-    import onnxruntime
-
-    from engines.kernels import OPS, library, status
-    from engines.kernels.cuda import status as cuda_status
-
-    print(f"cobra_edge.{' / '.join(OPS)}: {status()}")
-    print(f"CUDA provider: {cuda_status()}")
-    print(f"onnxruntime {onnxruntime.__version__} (providers: {', '.join(onnxruntime.get_available_providers())})")
-    return 0 if library() else 1
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
