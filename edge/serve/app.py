@@ -41,13 +41,9 @@ def build_app(artifact: str, options: ServeOptions):
             body = None
             if request is not None:
                 declared = request.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                    raise ApiError(413, f"request body of {int(declared):,} bytes is over the limit of "
-                                        f"{MAX_BODY_BYTES:,}", stream)
+                _check_body_size(int(declared) if declared and declared.isdigit() else 0, stream)  # before reading
                 raw = await request.body()
-                if len(raw) > MAX_BODY_BYTES:
-                    raise ApiError(413, f"request body of {len(raw):,} bytes is over the limit of "
-                                        f"{MAX_BODY_BYTES:,}", stream)
+                _check_body_size(len(raw), stream)
                 try:
                     body = json.loads(raw) if raw else None
                 except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -136,7 +132,7 @@ def local_service(artifact: str, options: ServeOptions, port: int | None = None,
     if port is None:
         port = free_port()
     if num_cpus is None:
-        num_cpus = options.replicas * options.replica_cpus + 2
+        num_cpus = options.cluster_cpus
     start_local(num_cpus=num_cpus)
     try:
         yield run(artifact, options, port)
@@ -160,6 +156,11 @@ def shutdown() -> None:
     finally:
         if ray.is_initialized():
             ray.shutdown()
+
+
+def _check_body_size(n_bytes: int, stream: str | None) -> None:
+    if n_bytes > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body of {n_bytes:,} bytes is over the limit of {MAX_BODY_BYTES:,}", stream)
 
 
 async def _ok(value):

@@ -68,7 +68,7 @@ def cmd_serve(args) -> int:
         idle_timeout_s=args.idle_timeout,
         replica=ReplicaOptions(max_streams=args.max_streams, max_batch=args.max_batch, threads=args.threads,
                                precision=args.precision, device=args.device, snapshot_every=args.snapshot_every))
-    start_local(num_cpus=args.replicas * args.replica_cpus + 2, address=args.address)
+    start_local(num_cpus=options.cluster_cpus, address=args.address)
     try:
         t0 = time.monotonic()
         url = run(artifact, options, port=args.port, host=args.host)

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 
 from ..errors import CobraEdgeError
-from .protocol import encode_frame
+from .protocol import frame_body
 
 
 class ServeError(CobraEdgeError):
@@ -72,8 +72,7 @@ class ServeClient:
               **options) -> dict:
         """Send one frame (uint8 BGR [H, W, 3]) with ``prompt`` and request options (answers, act,
         max_new_tokens, max_age_ms: docs/serve.md). -> the answer (or ``dropped``) body."""
-        body = {**encode_frame(frame, self.frame_format), "prompt": prompt, **options}
-        body["capture_time"] = time.time() if capture_time is None else capture_time
+        body = frame_body(frame, prompt, self.frame_format, capture_time, **options)
         return self._call("POST", f"/v1/streams/{quote(stream, safe='')}/frames", body)
 
     def frames(self, items: list[dict], capture_time: float | None = None) -> list[dict]:
@@ -81,9 +80,8 @@ class ServeClient:
         options...}. -> per item its body with ``http`` (200, or that item's error status): one bad item fails
         alone."""
         now = time.time() if capture_time is None else capture_time
-        body = [{"stream": it["stream"], **encode_frame(it["frame"], self.frame_format), "prompt": it["prompt"],
-                 "capture_time": now, **{k: v for k, v in it.items() if k not in ("stream", "frame", "prompt")}}
-                for it in items]
+        body = [frame_body(it["frame"], it["prompt"], self.frame_format, now,
+                           **{k: v for k, v in it.items() if k not in ("frame", "prompt")}) for it in items]
         return self._call("POST", "/v1/frames", {"frames": body})["results"]
 
     def ask(self, stream: str, frame: np.ndarray, prompt: str, max_new_tokens: int = 16, **kw) -> dict:

@@ -49,3 +49,8 @@ class ServeOptions:
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
         if self.replica_cpus < 0 or self.replica_gpus < 0:
             raise ValueError("replica_cpus and replica_gpus must be >= 0")
+
+    @property
+    def cluster_cpus(self) -> float:
+        """Logical CPUs a local cluster needs: the replicas', plus 2 for Serve's controller, proxy and ingress."""
+        return self.replicas * self.replica_cpus + 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -209,6 +210,15 @@ def encode_frame(frame: np.ndarray, fmt: str = "png") -> dict:
     if not ok:
         raise FrameError(f"could not encode the frame as {fmt}")
     return {"image": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def frame_body(frame: np.ndarray, prompt: str, fmt: str = "png", capture_time: float | None = None,
+               **options) -> dict:
+    """A frame request's JSON body (``stream`` among ``options`` for ``POST /v1/frames``): the frame encoded as
+    ``fmt``, the prompt, the capture time (now when None) and the request's options."""
+    body = {**encode_frame(frame, fmt), "prompt": prompt, **options}
+    body["capture_time"] = time.time() if capture_time is None else capture_time
+    return body
 
 
 def answer_json(answer, stream: str, replica: str, frame: int) -> dict:

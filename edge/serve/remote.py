@@ -45,7 +45,7 @@ from ..profile import FrameProfile
 from ..runtime import Answer, StreamStats, check_new_stream
 from ..scoring import Choice
 from .client import ServeClient, ServeError
-from .protocol import encode_frame
+from .protocol import frame_body
 
 log = logging.getLogger("cobra_edge.serve")
 
@@ -309,14 +309,13 @@ class RemoteRuntime:
                 continue
             s = req.stream
             try:
-                frame = encode_frame(req.frame, self.client.frame_format)
+                items.append(frame_body(req.frame, req.prompt, self.client.frame_format, req.timestamp,
+                                        stream=s.remote_id, **({"act": True} if req.act else
+                                                               {"max_new_tokens": req.max_new_tokens})))
             except CobraEdgeError as e:  # not a uint8 BGR frame
                 results[i] = self._failed(req, FrameError(_named(s.name, str(e))))
                 continue
             s.stats.frames += 1
-            items.append({"stream": s.remote_id, **frame, "prompt": req.prompt,
-                          "capture_time": time.time() if req.timestamp is None else req.timestamp,
-                          **({"act": True} if req.act else {"max_new_tokens": req.max_new_tokens})})
             sent.append(i)
         if not items:
             return results

@@ -109,14 +109,6 @@ class Router:
         r.pid = info["pid"]
         return True
 
-    async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        import ray
-
-        for r in self.replicas.values():
-            ray.kill(r.actor, no_restart=True)
-
     # streams
 
     async def open(self, req: OpenRequest) -> dict:
@@ -261,16 +253,20 @@ class Router:
             raise ApiError(status_for(cause), f"{r.name}: {cause}", args[0] if args and isinstance(args[0], str)
                            else None) from None
 
+    def _live(self) -> list[_Replica]:
+        """Replicas alive and loaded (a replacement counts once its runtime is up)."""
+        return [r for r in self.replicas.values() if r.alive and r.pid is not None]
+
     async def _least_loaded(self) -> _Replica:
         """The live replica with the fewest streams and a free slot (waits up to failover_wait_s for one to be
         live; all full is a 503 at once)."""
         deadline = time.monotonic() + self.options.failover_wait_s
         slots = self.options.replica.max_streams
         while True:
-            live = [r for r in self.replicas.values() if r.alive and r.pid is not None]
+            live = self._live()
             free = [r for r in live if len(r.streams) < slots]
             if free:
-                return min(free, key=lambda r: (len(r.streams), r.name))
+                return _emptiest(free)
             if live:
                 raise ApiError(503, f"every state slot is in use ({len(live)} replica(s) x {slots}); close streams, "
                                     "or serve with more --max-streams or --replicas")
@@ -312,12 +308,12 @@ class Router:
             snap = await _awaitable(entry.snapshot)
         lost = entry.frames - (entry.snapshot_frame if snap is not None else 0) if entry.mode == "continuous" else 0
         while True:
-            live = [r for r in self.replicas.values() if r.alive and r.pid is not None]
+            live = self._live()
             if not live:  # none left: wait for the replacement
                 if not await replacement_ready:
                     raise ApiError(503, f"stream {entry.name!r}: its replica {dead} died and no replica is left")
                 continue
-            target = min(live, key=lambda r: (len(r.streams), r.name))
+            target = _emptiest(live)
             try:
                 await self._call(target, "open", entry.name, entry.mode, snap, entry.frames)
             except _Dead:
@@ -368,6 +364,11 @@ class Router:
                     await self._failover(r.name)
                 except Exception as e:
                     log.error("health check of %s: %s: %s", r.name, type(e).__name__, e)
+
+
+def _emptiest(replicas: list[_Replica]) -> _Replica:
+    """The replica holding the fewest streams (ties: by name, so placement is reproducible)."""
+    return min(replicas, key=lambda r: (len(r.streams), r.name))
 
 
 class _Dead(Exception):
