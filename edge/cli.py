@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
                    "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
     t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")
-    t.add_argument("--views", type=positive_int, default=6000, help="with --heads: training views")
+    t.add_argument("--views", type=positive_int, default=24000, help="with --heads: training views")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("eval", help="accuracy per question family through the runtime, beside the PyTorch reference")

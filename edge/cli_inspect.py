@@ -40,7 +40,7 @@ def cmd_inspect(args) -> int:
                   f"they run as: {kernel_status()}")
     for h in m.heads:
         values = ", ".join(f"{v.name} [{v.lo:g}, {v.hi:g}] {v.unit}" for v in h.values)
-        print(f"  head {h.name:<5} {h.file:<16} reads {' + '.join(h.positions)} -> {values}")
+        print(f"  head {h.name:<5} {h.file:<16} reads {h.reads()} -> {values}")
     if m.heads:
         print(f"  heads from {m.heads_source.get('source')}: {m.heads_source.get('path', '?')}")
     print("parity (max |onnx - torch|)")

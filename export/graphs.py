@@ -204,7 +204,7 @@ def graph_defs(model: CobraModel, heads: tuple = ()) -> list[GraphDef]:
     for head in heads:
         c = head.cfg
         defs.append(GraphDef(head_graph_name(c.name), lambda _model, h=head: HeadGraph(h),
-                             (TensorDef("hidden", "float32", ("B", len(c.positions), D)),),
+                             (TensorDef("hidden", "float32", ("B", c.n_hidden, D)),),
                              (TensorDef("outputs", "float32", ("B", len(c.outputs))),), reference=head))
     return defs
 

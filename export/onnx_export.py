@@ -145,7 +145,8 @@ def _name_dynamic_dims(model, gdef: GraphDef) -> None:
 def _head_entry(gdef: GraphDef, head) -> dict:
     """A head's manifest entry: its graph file and tensors, the positions it reads, and its outputs' labels."""
     c = head.cfg
-    return {"name": c.name, "file": gdef.file, "positions": list(c.positions), "pool": c.pool,
+    return {"name": c.name, "file": gdef.file, "positions": list(c.positions), "image_tokens": c.image_tokens,
+            "pool": c.pool,
             "inputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in gdef.inputs},
             "outputs": {t.name: {"dtype": t.dtype, "shape": list(t.shape)} for t in gdef.outputs},
             "values": [{"name": o.name, "unit": o.unit, "range": [o.lo, o.hi], "description": o.description}
@@ -301,7 +302,8 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
     if heads:
         from .heads import check_heads
 
-        check_heads(list(heads), cfg.lm.d_model)
+        check_heads(list(heads), cfg.lm.d_model,
+                    None if cfg.object_tokens or not cfg.num_visual_tokens else cfg.num_visual_tokens)
         for head in heads:
             check_finite_weights(head)
     defs = graph_defs(model, tuple(heads))

@@ -2,8 +2,8 @@
 positions are computed once per example (no gradient through the backbone), then each head is fitted to the
 examples' exact values.
 
-    views = sample_views(seed=0, n=6000)                       # edge/sim/views.py: frames, prompts, truths
-    heads, record = train_heads(model, tokenizer, views, target_heads(model.cfg.lm.d_model))
+    views = head_examples(seed=0, n=24000)                 # edge/sim/examples.py: frames, prompts, truths
+    heads, record = train_heads(model, tokenizer, views, target_heads(model.cfg.lm.d_model, 16))
     save_heads(heads, "tiny-heads.safetensors", record)
 
 The loss is the mean squared error of each output in units of its range (so a bearing in [-1, 1] and a distance in
@@ -19,39 +19,41 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edge.heads import POSITIONS
-
 from .heads import ActionHead, HeadConfig, HeadOutput
 from .model import CobraModel
 from .scan import scan_train, selective_scan
 
 
-def target_heads(d_model: int) -> list[HeadConfig]:
-    """The embedded model's heads for edge/sim's world: where the named target is (``target``) and whether the path
-    ahead is blocked (``path``), both reading the image's end and the prompt's last token."""
+def target_heads(d_model: int, image_tokens: int) -> list[HeadConfig]:
+    """The embedded model's heads for edge/sim's world: where the named target is (``target``: every visual token
+    and the prompt's last token, concatenated, so it can tell where in the frame the named shape is) and whether the
+    path ahead is blocked (``path``: the mean of the image's end and the prompt's last token, RoboMamba's)."""
     return [
         HeadConfig("target", d_model, (
             HeadOutput("bearing", "1", -1.0, 1.0, "the target's direction over half the camera's field of view, "
                                                  "left negative"),
             HeadOutput("distance", "m", 0.0, 4.0, "the gap from the robot's edge to the target's"),
-            HeadOutput("visible", "1", 0.0, 1.0, "the target is in view (1) or not (0)"))),
+            HeadOutput("visible", "1", 0.0, 1.0, "the target is in view (1) or not (0)")),
+            positions=("image", "last"), pool="concat", image_tokens=image_tokens),
         HeadConfig("path", d_model, (
             HeadOutput("blocked", "1", 0.0, 1.0, "a shape stands in the lower centre of the view (1): stop"),)),
     ]
 
 
 @torch.no_grad()
-def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompts: list[str],
-                  positions: tuple[str, ...] = POSITIONS, batch: int = 64) -> torch.Tensor:
-    """frames (BGR uint8, any size) and prompts -> the model's final normed hidden states at ``positions`` of each
-    example, [n, P, d_model] float32, laid out as the runtime feeds it (image tokens, then the templated prompt)."""
+def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompts: list[str], batch: int = 64
+                  ) -> dict[str, torch.Tensor]:
+    """frames (BGR uint8, any size) and prompts -> the model's final normed hidden states of each example at every
+    head position, laid out as the runtime feeds it (image tokens, then the templated prompt): {"image": [n, T,
+    d_model], "image_end": [n, 1, d_model], "last": [n, 1, d_model]} float32."""
     from functools import partial
 
     from edge.preprocess import preprocess
 
     llm = model.llm
     scan = partial(selective_scan, scan=scan_train)
-    out = torch.empty(len(frames), len(positions), model.cfg.lm.d_model)
+    d, T = model.cfg.lm.d_model, model.cfg.num_visual_tokens
+    image, last = torch.empty(len(frames), T, d), torch.empty(len(frames), 1, d)
     ids = [tokenizer.encode_prompt(p) for p in prompts]
     order = sorted(range(len(frames)), key=lambda i: len(ids[i]))  # equal prompt lengths share a batch
     for start in range(0, len(order), batch):
@@ -62,11 +64,18 @@ def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompt
         for idx in by_len.values():
             pixels = torch.from_numpy(np.stack([preprocess(frames[i], model.cfg.image_size) for i in idx]))
             vis = model.visual_embeds(pixels)
+            if vis.shape[1] != T:
+                raise ValueError(f"hidden_states: the model gives {vis.shape[1]} frame tokens, not its "
+                                 f"num_visual_tokens {T} (object tokens): heads here read fixed-size images only")
             x = torch.cat([vis, llm.embed(torch.from_numpy(np.stack([ids[i] for i in idx])))], dim=1)
             _, hidden, _, _ = llm.forward_hidden(x, *llm.empty_state(len(idx)), scan=scan)
-            at = {"image_end": vis.shape[1] - 1, "last": x.shape[1] - 1}
-            out[idx] = hidden[:, [at[p] for p in positions]]
-    return out
+            image[idx], last[idx] = hidden[:, :T], hidden[:, -1:]
+    return {"image": image, "image_end": image[:, -1:], "last": last}
+
+
+def at_positions(cfg: HeadConfig, hidden: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A head's input from ``hidden_states``: its positions' vectors in order, [n, P, d_model]."""
+    return torch.cat([hidden[p] for p in cfg.positions], dim=1)
 
 
 def _targets(cfg: HeadConfig, truths: list[dict]) -> torch.Tensor:
@@ -77,58 +86,67 @@ def _targets(cfg: HeadConfig, truths: list[dict]) -> torch.Tensor:
     return ((raw.clamp(lo, hi) - lo) / (hi - lo))
 
 
-def train_heads(model: CobraModel, tokenizer, views, configs: list[HeadConfig], steps: int = 1500,
-                lr: float = 3e-3, batch: int = 256, seed: int = 0, say: Callable[[str], None] = print
-                ) -> tuple[list[ActionHead], dict]:
-    """Fit heads to ``views`` (edge/sim/views.py ``View``s: ``frame``, ``prompt``, ``truth`` {value: float}) on the
-    frozen ``model``; -> (heads in eval mode, a training record)."""
+def train_heads(model: CobraModel, tokenizer, views, configs: list[HeadConfig], say: Callable[[str], None] = print,
+                **fit) -> tuple[list[ActionHead], dict]:
+    """Fit heads to ``views`` (edge/sim/examples.py ``HeadExample``s: ``frame``, ``prompt``, ``truth`` {value:
+    float}) on the frozen ``model``; ``fit``: ``fit_heads``'s options; -> (heads in eval mode, a training record)."""
     t0 = time.perf_counter()
     model.eval()
-    positions = sorted({p for c in configs for p in c.positions}, key=POSITIONS.index)
-    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views], tuple(positions))
-    t_hidden = time.perf_counter() - t0
-    say(f"heads: hidden states of {len(views)} views in {t_hidden:.0f} s")
+    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views])
+    say(f"heads: hidden states of {len(views)} views in {time.perf_counter() - t0:.0f} s")
+    heads, record = fit_heads(hidden, [v.truth for v in views], configs, say=say, **fit)
+    record["minutes"] = round((time.perf_counter() - t0) / 60, 2)
+    return heads, record
+
+
+def fit_heads(hidden: dict[str, torch.Tensor], truths: list[dict], configs: list[HeadConfig], steps: int = 6000,
+              lr: float = 3e-3, batch: int = 256, dropout: float = 0.2, seed: int = 0,
+              say: Callable[[str], None] = print) -> tuple[list[ActionHead], dict]:
+    """Each head fitted to ``truths`` from ``hidden`` (``hidden_states``' layout) by AdamW with a cosine schedule;
+    ``dropout`` zeroes that share of each head's input values while training (the concatenated heads read P x
+    d_model values and overfit without it); -> (heads in eval mode, a training record)."""
     torch.manual_seed(seed)
+    n = len(truths)
     heads, record = [], {"format": "cobra-edge-heads-training/1", "seed": seed, "steps": steps, "lr": lr,
-                         "batch": batch, "examples": len(views), "backbone": "frozen", "loss": {}}
+                         "batch": batch, "dropout": dropout, "examples": n, "backbone": "frozen", "loss": {}}
     g = torch.Generator().manual_seed(seed)
+    drop = torch.nn.Dropout(dropout)
     for cfg in configs:
         head = ActionHead(cfg)
-        x = hidden[:, [positions.index(p) for p in cfg.positions]]
-        y = _targets(cfg, [v.truth for v in views])
+        x = at_positions(cfg, hidden)
+        y = _targets(cfg, truths)
         opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
         losses = []
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            pick = torch.randint(0, len(views), (min(batch, len(views)),), generator=g)
-            loss = ((torch.sigmoid(head.raw(x[pick])) - y[pick]) ** 2).mean()
+            pick = torch.randint(0, n, (min(batch, n),), generator=g)
+            loss = ((torch.sigmoid(head.raw(drop(x[pick]))) - y[pick]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
         head.eval()
         record["loss"][cfg.name] = float(np.mean(losses[-50:]))
-        say(f"heads: {cfg.name} trained, final loss {record['loss'][cfg.name]:.4f} (range units squared)")
+        say(f"heads: {cfg.name} trained, final loss {record['loss'][cfg.name]:.4f} (range units squared, "
+            f"with dropout)")
         heads.append(head)
-    record["minutes"] = round((time.perf_counter() - t0) / 60, 2)
     return heads, record
 
 
 @torch.no_grad()
 def head_values(model: CobraModel, tokenizer, heads: list[ActionHead], views) -> list[dict[str, float]]:
     """The PyTorch reference's head values for ``views`` (what the runtime's act must equal)."""
-    positions = POSITIONS
-    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views], positions)
+    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views])
     out = [{} for _ in views]
     for h in heads:
-        vals = h(hidden[:, [positions.index(p) for p in h.cfg.positions]])
+        vals = h(at_positions(h.cfg, hidden))
         for i, row in enumerate(vals.tolist()):
             out[i].update({o.name: v for o, v in zip(h.cfg.outputs, row)})
     return out
 
 
-def train_heads_file(weights: str | None, out: str, views: int = 6000, steps: int = 1500, seed: int = 0,
+def train_heads_file(weights: str | None, out: str, views: int = 24000, steps: int = 6000, seed: int = 0,
                      say: Callable[[str], None] = print) -> dict:
     """``cobra-edge train --heads``: the embedded heads' recipe on a checkpoint of ``cobra-edge train`` (default: the
     embedded model): ``views`` camera views of edge/sim's world (seed ``seed``), the backbone frozen; writes the
@@ -138,7 +156,7 @@ def train_heads_file(weights: str | None, out: str, views: int = 6000, steps: in
     import tempfile
     from pathlib import Path
 
-    from edge.sim.examples import HEAD_PROMPT, head_examples
+    from edge.sim.examples import HEAD_PROMPT, head_example
     from edge.tokenizer import PromptTokenizer
 
     from .heads import save_heads
@@ -150,10 +168,17 @@ def train_heads_file(weights: str | None, out: str, views: int = 6000, steps: in
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
         tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", model.cfg.prompt_template, model.cfg.eos_token_id)
-    say(f"heads: drawing {views} views of edge/sim's world (seed {seed})")
-    examples = head_examples(seed, views)
-    heads, record = train_heads(model, tokenizer, examples, target_heads(model.cfg.lm.d_model), steps=steps, seed=seed,
-                                say=say)
+    say(f"heads: drawing {views} views of edge/sim's world (seed {seed}) and their hidden states")
+    model.eval()
+    parts, truths = [], []
+    for start in range(0, views, 2000):  # a chunk's frames at a time (24,000 frames would hold 5.5 GB)
+        chunk = [head_example(seed, i) for i in range(start, min(views, start + 2000))]
+        parts.append(hidden_states(model, tokenizer, [e.frame for e in chunk], [e.prompt for e in chunk]))
+        truths += [e.truth for e in chunk]
+        say(f"heads: {len(truths)}/{views} views, {time.perf_counter() - t0:.0f} s")
+    hidden = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    configs = target_heads(model.cfg.lm.d_model, model.cfg.num_visual_tokens)
+    heads, record = fit_heads(hidden, truths, configs, steps=steps, seed=seed, say=say)
     weights_path = Path(weights or EMBEDDED)
     record.update({"data": {"source": "edge.sim.examples.head_examples", "seed": seed, "views": views,
                             "prompt": HEAD_PROMPT},

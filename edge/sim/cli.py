@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..argtypes import non_negative_int, positive_float, positive_int, prompt_text
@@ -48,7 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="first episode's seed (then seed+1, ...)")
     p.add_argument("--latency", type=latency_arg, default=None, metavar="measured|MS",
                    help=f"simulated time per tick: each model call's measured wall time (default), or fixed ms "
-                        f"(deterministic); the oracle has nothing to measure and uses {ORACLE_LATENCY_MS:g} ms then")
+                        f"(deterministic); the oracle has nothing to measure and uses {ORACLE_LATENCY_MS:g} ms / --time-scale "
+                        f"then")
     p.add_argument("--multipliers", type=positive_float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
                    help="latency multipliers, one point each")
     p.add_argument("--mode", nargs="+", choices=("reset", "continuous"), default=["reset", "continuous"],
@@ -57,9 +58,10 @@ def add_parser(sub) -> None:
                    help="prompt template with {colour} and {kind} of the target (default: 'Where should I go to "
                         "reach the {colour} {kind}?')")
     p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads per graph")
-    p.add_argument("--speed", type=positive_float, default=None, metavar="M/S",
-                   help="the robot's top speed (default: WorldConfig.v_max, 1 m/s); latency starts to cost success "
-                        "near 0.1 m / speed (docs/loop.md)")
+    p.add_argument("--time-scale", type=positive_float, default=1.0, metavar="K",
+                   help="run the world K times faster: speed and turn-rate limits and the controller's turn rates "
+                        "x K, timeout / K; latency L here acts as K x L in the plain world, whose success falls "
+                        "from 100 ms (docs/loop.md, 'Time scale')")
     p.add_argument("--out", default=None, help="results folder (default: $COBRA_EDGE_CACHE/loop-results; "
                                                "--out bench/results to record a run in the repository)")
     p.set_defaults(func=cmd_loop)
@@ -86,7 +88,7 @@ def _runtime(directory, policies, streams: int, threads: int, say):
 def cmd_loop(args) -> int:
     from ..embedded import default_cache_dir
     from .camera import CameraConfig
-    from .policies import PROMPT, ActPolicy, ChoosePolicy, OraclePolicy, stream_act_fn
+    from .policies import PROMPT, ActPolicy, ChoosePolicy, Controller, OraclePolicy, stream_act_fn
     from .report import document, markdown, sweep, write
     from .world import WorldConfig
 
@@ -107,24 +109,27 @@ def cmd_loop(args) -> int:
         streams = sum(n != "oracle" for n in names) * len(set(args.mode))
         directory, runtime = _runtime(args.sim or None, names, streams, args.threads, say)
         say(f"model {runtime.manifest.model.get('name')} from {directory}; selective scan: {runtime.selective_scan}")
+    k = args.time_scale
+    controller = Controller().faster(k)
     policies = []
     for name in names:
         if name == "oracle":
-            own = ORACLE_LATENCY_MS if args.latency is None else None
+            own = ORACLE_LATENCY_MS / k if args.latency is None else None
             if own is not None:
                 say(f"oracle: no model to time; its latency is {own:g} ms x multiplier (--latency MS to change)")
-            policies.append((OraclePolicy(), None, own))
+            policies.append((OraclePolicy(controller), None, own))
             continue
         for mode in dict.fromkeys(args.mode):
             stream = runtime.open_stream(f"loop-{name}-{mode}", mode=mode)
             if name == "choose":
-                policies.append((ChoosePolicy(stream, prompt), mode, None))
+                policies.append((ChoosePolicy(stream, prompt, turn_w=1.5 * k), mode, None))
             else:  # the heads were trained on the position question (edge/sim/examples.py), unless --prompt
                 from .examples import HEAD_PROMPT
 
-                policies.append((ActPolicy(stream_act_fn(stream), args.prompt or HEAD_PROMPT, reset=stream.reset),
+                policies.append((ActPolicy(stream_act_fn(stream), args.prompt or HEAD_PROMPT, controller,
+                                           reset=stream.reset),
                                  mode, None))
-    world = WorldConfig() if args.speed is None else replace(WorldConfig(), v_max=args.speed)
+    world = WorldConfig().faster(k)
     camera = CameraConfig()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -133,7 +138,8 @@ def cmd_loop(args) -> int:
                    None if directory is None else str(directory), load_before, time.perf_counter() - t0,
                    {"prompt": prompt, "policies": names,
                     "model": None if runtime is None else runtime.manifest.model.get("name"),
-                    "oracle_latency_ms": ORACLE_LATENCY_MS if args.latency is None and "oracle" in names else None})
+                    "oracle_latency_ms": ORACLE_LATENCY_MS / k if args.latency is None and "oracle" in names else None,
+                    "time_scale": k, "controller": asdict(controller)})
     print()
     print(markdown(doc))
     paths = write(doc, out, f"loop-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}")

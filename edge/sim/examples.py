@@ -1,6 +1,6 @@
 """Camera views of edge/sim's world with their exact values: what action heads are trained and evaluated on.
 
-    examples = head_examples(seed=0, n=6000)
+    examples = head_examples(seed=0, n=2000)
     examples[0].frame, examples[0].prompt, examples[0].truth   # BGR frame; 'Where is the red circle?';
                                                                # {"bearing", "distance", "visible", "blocked"}
 

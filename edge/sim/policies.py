@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from .dynamics import STOP, Command
@@ -50,6 +50,10 @@ class Controller:
     align: float = 0.35  # |bearing| above which the robot turns in place
     stop_gap: float = 0.2  # m: stop when the target is this close
     search_w: float = 1.0  # rad/s: turning while the target is out of sight
+
+    def faster(self, k: float) -> "Controller":
+        """The same law for a world run ``k`` times faster (``WorldConfig.faster``): turn rates x k."""
+        return replace(self, turn_gain=self.turn_gain * k, search_w=self.search_w * k)
 
     def command(self, bearing: float, distance: float, v_max: float, blocked: bool = False,
                 visible: bool = True) -> Command:

@@ -25,7 +25,6 @@ NOT_REACHED = {  # bench/results/eval-tiny-ldp-96-20261130-191700.json
     "fp32 presence": "71.4 % of 500 (floor 95 %)",
     "fp32 count": "85.6 % of 500 (floor 90 %)",
     "fp32 motion (continuous)": "26.4 % of 500, chance 20 % (floor 85 %)",
-    "fp32 head bearing_mae": "0.181 of half the field of view on 500 views (bound 0.15)",
 }
 
 

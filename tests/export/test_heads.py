@@ -18,14 +18,16 @@ from export.heads import ActionHead, HeadConfig, HeadOutput, build_heads, load_h
 FP32_TOL = 1e-4
 
 
-def _configs(d_model):
+def _configs(d_model, image_tokens):
     return [HeadConfig("target", d_model, (HeadOutput("bearing", "1", -1, 1), HeadOutput("distance", "m", 0, 4))),
-            HeadConfig("clear", d_model, (HeadOutput("blocked", "1", 0, 1),), positions=("last",))]
+            HeadConfig("clear", d_model, (HeadOutput("blocked", "1", 0, 1),), positions=("last",)),
+            HeadConfig("spot", d_model, (HeadOutput("x", "1", 0, 1),), positions=("image", "last"), pool="concat",
+                       image_tokens=image_tokens)]
 
 
 @pytest.fixture(scope="module")
 def heads(tiny_model):
-    return build_heads(_configs(tiny_model.cfg.lm.d_model), seed=3)
+    return build_heads(_configs(tiny_model.cfg.lm.d_model, tiny_model.cfg.num_visual_tokens), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,8 @@ def head_artifact(tiny_model, heads, tmp_path_factory):
 
 
 def _torch_values(model, heads, tokenizer, frame, prompt):
-    """The PyTorch model's hidden states at image_end and last, through the PyTorch heads."""
+    """The PyTorch model's hidden states at the heads' positions (image: every visual token; image_end; last),
+    through the PyTorch heads."""
     from edge.preprocess import preprocess
 
     llm = model.llm
@@ -46,10 +49,10 @@ def _torch_values(model, heads, tokenizer, frame, prompt):
         vis = model.visual_embeds(torch.from_numpy(preprocess(frame, model.cfg.image_size)[None]))
         ids = torch.from_numpy(tokenizer.encode_prompt(prompt)[None])
         _, hidden, _, _ = llm.forward_hidden(torch.cat([vis, llm.embed(ids)], dim=1), *llm.empty_state(1))
-        at = {"image_end": vis.shape[1] - 1, "last": hidden.shape[1] - 1}
+        at = {"image": list(range(vis.shape[1])), "image_end": [vis.shape[1] - 1], "last": [hidden.shape[1] - 1]}
         out = {}
         for h in heads:
-            x = hidden[:, [at[p] for p in h.cfg.positions]]
+            x = hidden[:, [i for p in h.cfg.positions for i in at[p]]]
             out.update({o.name: float(v) for o, v in zip(h.cfg.outputs, h(x)[0])})
     return out
 
@@ -82,6 +85,39 @@ def test_outputs_stay_within_their_ranges(heads):
 def test_config_refuses_unknown_positions_and_empty_ranges():
     with pytest.raises(ValueError, match="positions"):
         HeadConfig("h", 8, (HeadOutput("a", "1", 0, 1),), positions=("first",))
+    with pytest.raises(ValueError, match="'image' position needs image_tokens > 0"):
+        HeadConfig("h", 8, (HeadOutput("a", "1", 0, 1),), positions=("image", "last"))
+    with pytest.raises(ValueError, match="'image' position needs image_tokens > 0, and only it"):
+        HeadConfig("h", 8, (HeadOutput("a", "1", 0, 1),), image_tokens=4)
+    with pytest.raises(ValueError, match="pool 'max'"):
+        HeadConfig("h", 8, (HeadOutput("a", "1", 0, 1),), pool="max")
+
+
+def test_concat_head_reads_every_vector_apart(tiny_model):
+    """A concat head's first layer sees P x d_model values, so swapping two visual tokens changes its output,
+    while a mean head is blind to the order."""
+    d, T = 8, 4
+    cat, mean = build_heads([HeadConfig("c", d, (HeadOutput("a", "1", 0, 1),), positions=("image", "last"),
+                                        pool="concat", image_tokens=T),
+                             HeadConfig("m", d, (HeadOutput("b", "1", 0, 1),), positions=("image", "last"),
+                                        image_tokens=T)], seed=1)
+    assert cat.fc1.in_features == (T + 1) * d and mean.fc1.in_features == d and cat.cfg.n_hidden == T + 1
+    x = torch.randn(3, T + 1, d)
+    swapped = x[:, [1, 0, 2, 3, 4]]
+    assert not torch.allclose(cat(x), cat(swapped)) and torch.allclose(mean(x), mean(swapped))
+
+
+def test_image_heads_must_match_the_models_visual_tokens(tiny_model, tmp_path):
+    from export.heads import check_heads
+    from export.onnx_export import export_model
+
+    d, T = tiny_model.cfg.lm.d_model, tiny_model.cfg.num_visual_tokens
+    wrong = build_heads([HeadConfig("h", d, (HeadOutput("a", "1", 0, 1),), positions=("image",), pool="concat",
+                                    image_tokens=T - 1)])
+    with pytest.raises(CheckpointError, match=f"as {T - 1} visual tokens, but the model gives {T} per frame"):
+        export_model(tiny_model, tmp_path / "x", heads=tuple(wrong))
+    with pytest.raises(CheckpointError, match="count of frame tokens varies"):
+        check_heads(wrong, d, None)
     with pytest.raises(ValueError, match="lo < hi"):
         HeadConfig("h", 8, (HeadOutput("a", "1", 1, 1),))
 
@@ -91,12 +127,17 @@ def test_manifest_lists_heads_with_labels(head_artifact, tiny_model):
     assert "hidden_states" in raw["graphs"]["prefill"]["outputs"]
     assert "head_target" not in raw["graphs"]
     target = raw["heads"]["list"][0]
-    assert target["positions"] == ["image_end", "last"]
+    assert target["positions"] == ["image_end", "last"] and target["image_tokens"] == 0
+    spot = raw["heads"]["list"][2]
+    T, d = tiny_model.cfg.num_visual_tokens, tiny_model.cfg.lm.d_model
+    assert spot["positions"] == ["image", "last"] and spot["image_tokens"] == T and spot["pool"] == "concat"
+    assert spot["inputs"]["hidden"]["shape"] == ["B", T + 1, d]
     assert [v["name"] for v in target["values"]] == ["bearing", "distance"]
     assert target["values"][1] == {"name": "distance", "unit": "m", "range": [0.0, 4.0], "description": ""}
     assert raw["heads"]["source"] == {"source": "random", "seed": 3}
     parity = raw["parity"]["graphs"]
     assert parity["head_target"]["outputs"]["max_abs_err"] <= FP32_TOL
+    assert parity["head_spot"]["outputs"]["max_abs_err"] <= FP32_TOL
     assert parity["prefill"]["hidden_states"]["max_abs_err"] <= parity["prefill"]["hidden_states"]["tol"]
 
 
@@ -200,3 +241,17 @@ def test_the_loop_acts_through_real_heads(head_artifact, mode):
         stream = rt.open_stream(f"{name}-{mode}", mode=mode)
         runs.append(run_episode(ActPolicy(stream_act_fn(stream), HEAD_PROMPT, reset=stream.reset), 3, settings))
     assert runs[0].ticks == 5 and runs[0].simulated() == runs[1].simulated()
+
+
+def test_manifest_image_tokens_must_agree_with_positions_and_shape(head_artifact, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(head_artifact, bad)
+    raw = json.loads((bad / "manifest.json").read_text())
+    spot = raw["heads"]["list"][2]
+    T = spot["image_tokens"]
+    for tokens, match in ((0, "'image' position needs image_tokens > 0"),
+                          (T - 1, rf"inputs.hidden must be .*{T}.* \({T} hidden vectors at \['image', 'last'\]\)")):
+        spot["image_tokens"] = tokens
+        (bad / "manifest.json").write_text(json.dumps(raw))
+        with pytest.raises(ManifestError, match=match):
+            Runtime.load(bad)

@@ -64,3 +64,17 @@ def test_loop_with_the_oracle_runs_with_torch_blocked(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "oracle: no model to time; its latency is 20 ms x multiplier" in r.stdout
+
+
+def test_loop_time_scale_runs_the_world_faster_and_scales_the_oracles_latency(tmp_path, capsys):
+    rc = main(["loop", "--sim", "--policy", "oracle", "--episodes", "2", "--multipliers", "1", "--time-scale", "8",
+               "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    doc = json.loads(next(tmp_path.glob("loop-oracle-*.json")).read_text())
+    assert (doc["world"]["v_max"], doc["world"]["w_max"], doc["world"]["timeout"]) == (8.0, 24.0, 0.625)
+    assert doc["time_scale"] == 8.0 and doc["controller"]["turn_gain"] == 12.0
+    assert doc["runs"][0]["summary"]["latency_ms_median"] == 2.5, "the oracle's 20 ms of the plain world, / 8"
+    assert doc["runs"][0]["summary"]["success_rate"] == 1.0
+    with pytest.raises(SystemExit):
+        main(["loop", "--sim", "--policy", "oracle", "--time-scale", "0"])

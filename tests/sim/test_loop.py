@@ -71,6 +71,23 @@ def test_oracle_success_falls_with_latency():
     assert slow["ticks"] < fast["ticks"] / 4
 
 
+def test_a_faster_world_at_latency_l_is_the_plain_world_at_k_times_l():
+    """--time-scale K: every rate x K, the timeout / K. The oracle's episodes there at L ms are those of the plain
+    world at K x L ms, outcome for outcome, in 1/K of the time (to rounding)."""
+    from edge.sim import Controller
+
+    k = 8
+    fast = run_episodes(OraclePolicy(Controller().faster(k)), 12, seed=40, latency=2.5, world=WorldConfig().faster(k))
+    plain = run_episodes(OraclePolicy(), 12, seed=40, latency=2.5 * k)
+    assert [(e.outcome, e.ticks, e.collided_with) for e in fast.episodes] == [
+        (e.outcome, e.ticks, e.collided_with) for e in plain.episodes]
+    assert all(abs(f.time_s * k - p.time_s) < 1e-6 and abs(f.final_gap_m - p.final_gap_m) < 1e-6
+               for f, p in zip(fast.episodes, plain.episodes))
+    assert {e.outcome for e in plain.episodes} >= {"success"}
+    with pytest.raises(ValueError, match="time scale must be a finite number > 0"):
+        WorldConfig().faster(0)
+
+
 def test_driving_blind_collides_in_every_episode():
     r = run_episodes(Blind(), 6, seed=0, latency=20.0)
     assert r.summary()["collisions"] == 6 and r.summary()["successes"] == 0
