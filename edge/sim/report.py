@@ -98,7 +98,7 @@ def plot(doc: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5.2))
     lines: dict[tuple, list] = {}
     for r in doc["runs"]:
         label = r["policy"] + (f" ({r['mode']})" if r["mode"] else "")
@@ -114,9 +114,11 @@ def plot(doc: dict, path: Path) -> bool:
     ax.set_xlabel("latency per tick (ms, simulated; median)")
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-3, 103)
-    ax.set_title(f"closed loop: {doc['episodes']} seeded episodes per point")
+    k = doc.get("time_scale", 1.0)
+    ax.set_title(f"closed loop: {doc['episodes']} seeded episodes per point"
+                 + (f"; world x{k:g} faster (knee at {100 / k:g} ms)" if k != 1 else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
