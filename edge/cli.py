@@ -268,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
                    "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
     t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")
-    t.add_argument("--views", type=positive_int, default=24000, help="with --heads: training views")
+    t.add_argument("--views", type=positive_int, default=24000, help="with --heads: training views (reset streams)")
+    t.add_argument("--episodes", type=non_negative_int, default=224,
+                   help="with --heads: whole approach episodes seen as continuous streams (~110 frames each)")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("eval", help="accuracy per question family through the runtime, beside the PyTorch reference")

@@ -82,7 +82,8 @@ def cmd_train(args) -> int:
 
         out = args.out or str(default_cache_dir() / "runs" / "heads" / "tiny-heads.safetensors")
         train_heads_file(args.weights, out, views=args.views if not args.quick else 64,
-                         steps=args.steps or (20 if args.quick else 6000), seed=args.seed,
+                         episodes=args.episodes if not args.quick else 2,
+                         steps=args.steps or (20 if args.quick else 8000), seed=args.seed,
                          say=lambda m: print(m, flush=True))
         print(f"export with them: cobra-edge export --weights MODEL --heads {out} --out artifacts/with-heads")
         return 0

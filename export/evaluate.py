@@ -127,16 +127,19 @@ def check_floors(doc: dict) -> list[dict]:
             if base and r:
                 worst = max(base["accuracy"][f] - r["accuracy"][f] for f in r["accuracy"])
                 floor(f"{precision} within {100 * tol:g} points of fp32 ({mode})", worst, f"<= {tol}", worst <= tol)
-    heads = doc.get("heads", {}).get("runs", {}).get("fp32")
-    if heads:
+    for part, suffix in (("heads", ""), ("continuous", " (continuous)")):
+        where = doc.get("heads", {}) if part == "heads" else doc.get("heads", {}).get("continuous", {})
+        heads = where.get("runs", {}).get("fp32")
+        if not heads:
+            continue
         for k, bound in doc["heads"]["bounds"].items():
             if k in heads:
                 low = "mae" in k
-                floor(f"fp32 head {k}", heads[k], f"{'<=' if low else '>='} {bound}",
+                floor(f"fp32 head {k}{suffix}", heads[k], f"{'<=' if low else '>='} {bound}",
                       heads[k] <= bound if low else heads[k] >= bound)
         if "max_abs_diff_to_reference" in heads:
             d = heads["max_abs_diff_to_reference"]
-            floor("fp32 head values = PyTorch reference", d, "<= 1e-4", d <= 1e-4)
+            floor(f"fp32 head values = PyTorch reference{suffix}", d, "<= 1e-4", d <= 1e-4)
     return out
 
 
@@ -198,32 +201,49 @@ def run_eval(directory: str | Path, opts: EvalOptions, out_dir: Path = RESULTS_D
 def eval_heads(directory, manifest: Manifest, model: CobraModel | None, tokenizer, opts: EvalOptions,
                say: Callable[[str], None] = print) -> dict:
     """The action heads' error on held-out camera views of edge/sim's world, through the runtime's batched act at
-    each precision, and the PyTorch reference's (the heads file the manifest names) beside it."""
-    from edge.sim.examples import head_examples
-    from edge.sim.head_eval import HEAD_BOUNDS, act_values, agreement, errors
+    each precision, and the PyTorch reference's (the heads file the manifest names) beside it: views of reset
+    streams (``head_views`` of them), and, when the options' modes hold continuous, whole held-out episodes through
+    continuous streams (one per 100 views, at least one; edge/sim/examples.py ``approach``)."""
+    from edge.sim.examples import approach, head_examples
+    from edge.sim.head_eval import HEAD_BOUNDS, act_values, act_values_continuous, agreement, errors
 
     views = head_examples(opts.head_seed, opts.head_views)
     out: dict = {"views": opts.head_views, "seed": opts.head_seed, "bounds": HEAD_BOUNDS, "runs": {}}
-    ref_values = None
+    episodes = ([approach(opts.head_seed, i) for i in range(max(1, opts.head_views // 100))]
+                if "continuous" in opts.modes else [])
+    frames = [e for episode in episodes for e in episode]
+    if episodes:
+        out["continuous"] = {"episodes": len(episodes), "frames": len(frames), "runs": {}}
+    ref = {}
     heads_file = manifest.heads_source.get("path")
     if model is not None and heads_file and Path(heads_file).is_file():
         from .heads import load_heads
-        from .train_heads import head_values
+        from .train_heads import head_values, head_values_continuous
 
         heads, _ = load_heads(heads_file)
-        ref_values = head_values(model, tokenizer, heads, views)
-        out["reference"] = errors(ref_values, views)
+        ref["reset"] = head_values(model, tokenizer, heads, views)
+        out["reference"] = errors(ref["reset"], views)
         say("reference heads: " + _fmt_heads(out["reference"]))
+        if episodes:
+            ref["continuous"] = head_values_continuous(model, tokenizer, heads, episodes)
+            out["continuous"]["reference"] = errors(ref["continuous"], frames)
+            say("reference heads, continuous: " + _fmt_heads(out["continuous"]["reference"]))
     for precision in opts.precisions:
         rt = Runtime.load(directory, precision=precision, max_streams=opts.batch, threads=opts.threads,
                           device=opts.device)
-        t0 = time.perf_counter()
-        values = act_values(rt, views, opts.batch)
-        run = {**errors(values, views), "seconds": round(time.perf_counter() - t0, 2)}
-        if ref_values is not None:
-            run["max_abs_diff_to_reference"] = agreement(values, ref_values)
-        out["runs"][precision] = run
-        say(f"runtime heads {precision}: " + _fmt_heads(run))
+        for mode, run_values, examples, into in (
+                ("reset", lambda: act_values(rt, views, opts.batch), views, out),
+                ("continuous", lambda: act_values_continuous(rt, episodes, opts.batch), frames,
+                 out.get("continuous"))):
+            if into is None:
+                continue
+            t0 = time.perf_counter()
+            values = run_values()
+            run = {**errors(values, examples), "seconds": round(time.perf_counter() - t0, 2)}
+            if mode in ref:
+                run["max_abs_diff_to_reference"] = agreement(values, ref[mode])
+            into["runs"][precision] = run
+            say(f"runtime heads {precision}, {mode}: " + _fmt_heads(run))
     return out
 
 
@@ -243,19 +263,28 @@ def markdown(doc: dict) -> str:
               for f in doc["floors"]]
     if "heads" in doc:
         h = doc["heads"]
-        keys = [k for k in ("bearing_mae", "distance_mae_m", "visible_accuracy", "blocked_accuracy")
-                if any(k in r for r in h["runs"].values())]
-        lines += ["", f"Action heads on {h['views']} held-out camera views (edge/sim, seed {h['seed']}; bearing and "
-                      "distance where the target is visible):", "",
-                  "| | " + " | ".join(keys) + " | max diff to reference |", "|---|" + "---:|" * (len(keys) + 1)]
-        rows = ([("PyTorch reference", h["reference"])] if "reference" in h else []) + list(h["runs"].items())
-        for name, r in rows:
-            diff = r.get("max_abs_diff_to_reference")
-            lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " | "
-                         + (f"{diff:.2e}" if diff is not None else "") + " |")
-        lines.append("| bound | " + " | ".join(f"{'<=' if 'mae' in k else '>='} {h['bounds'][k]}" for k in keys)
-                     + " | |")
+        lines += _heads_table(f"Action heads on {h['views']} held-out camera views of reset streams (edge/sim, seed "
+                              f"{h['seed']}; bearing and distance where the target is visible):", h, h["bounds"])
+        if "continuous" in h:
+            c = h["continuous"]
+            lines += _heads_table(f"Action heads on continuous streams: {c['episodes']} held-out episodes, "
+                                  f"{c['frames']} frames, each episode one stream (edge/sim approach, seed "
+                                  f"{h['seed']}):", c, h["bounds"])
     return "\n".join(lines)
+
+
+def _heads_table(title: str, part: dict, bounds: dict) -> list[str]:
+    keys = [k for k in ("bearing_mae", "distance_mae_m", "visible_accuracy", "blocked_accuracy")
+            if any(k in r for r in part["runs"].values())]
+    lines = ["", title, "", "| | " + " | ".join(keys) + " | max diff to reference |",
+             "|---|" + "---:|" * (len(keys) + 1)]
+    rows = ([("PyTorch reference", part["reference"])] if "reference" in part else []) + list(part["runs"].items())
+    for name, r in rows:
+        diff = r.get("max_abs_diff_to_reference")
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " | "
+                     + (f"{diff:.2e}" if diff is not None else "") + " |")
+    lines.append("| bound | " + " | ".join(f"{'<=' if 'mae' in k else '>='} {bounds[k]}" for k in keys) + " | |")
+    return lines
 
 
 def _fmt(acc: dict[str, float]) -> str:

@@ -73,6 +73,43 @@ def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompt
     return {"image": image, "image_end": image[:, -1:], "last": last}
 
 
+@torch.no_grad()
+def hidden_states_continuous(model: CobraModel, tokenizer, episodes: list[list], batch: int = 32
+                             ) -> dict[str, torch.Tensor]:
+    """``hidden_states`` for continuous streams: each episode (a list of examples with one prompt, in order: edge/sim
+    examples.py ``approach``) runs as one stream that is never reset, each frame's prefill (its image tokens, then
+    the prompt) starting from the state the previous one left, as ``Stream.act`` in continuous mode does. -> the
+    hidden states of every frame of every episode, episodes in order, in ``hidden_states``' layout."""
+    from functools import partial
+
+    from edge.preprocess import preprocess
+
+    llm = model.llm
+    scan = partial(selective_scan, scan=scan_train)
+    d, T = model.cfg.lm.d_model, model.cfg.num_visual_tokens
+    first = np.cumsum([0] + [len(e) for e in episodes])
+    image, last = torch.empty(int(first[-1]), T, d), torch.empty(int(first[-1]), 1, d)
+    ids = [tokenizer.encode_prompt(e[0].prompt) for e in episodes]
+    by_len: dict[int, list[int]] = {}
+    for i in range(len(episodes)):
+        by_len.setdefault(len(ids[i]), []).append(i)
+    for group in by_len.values():
+        for start in range(0, len(group), batch):
+            idx = group[start:start + batch]
+            conv, ssm = llm.empty_state(len(idx))
+            prompt = llm.embed(torch.from_numpy(np.stack([ids[i] for i in idx])))
+            for t in range(max(len(episodes[i]) for i in idx)):
+                on = [k for k, i in enumerate(idx) if t < len(episodes[i])]  # episodes still running at frame t
+                pixels = torch.from_numpy(np.stack([preprocess(episodes[idx[k]][t].frame, model.cfg.image_size)
+                                                    for k in on]))
+                x = torch.cat([model.visual_embeds(pixels), prompt[on]], dim=1)
+                _, hidden, conv_out, ssm_out = llm.forward_hidden(x, conv[on], ssm[on], scan=scan)
+                conv[on], ssm[on] = conv_out, ssm_out
+                rows = [int(first[idx[k]]) + t for k in on]
+                image[rows], last[rows] = hidden[:, :T], hidden[:, -1:]
+    return {"image": image, "image_end": image[:, -1:], "last": last}
+
+
 def at_positions(cfg: HeadConfig, hidden: dict[str, torch.Tensor]) -> torch.Tensor:
     """A head's input from ``hidden_states``: its positions' vectors in order, [n, P, d_model]."""
     return torch.cat([hidden[p] for p in cfg.positions], dim=1)
@@ -137,26 +174,39 @@ def fit_heads(hidden: dict[str, torch.Tensor], truths: list[dict], configs: list
 @torch.no_grad()
 def head_values(model: CobraModel, tokenizer, heads: list[ActionHead], views) -> list[dict[str, float]]:
     """The PyTorch reference's head values for ``views`` (what the runtime's act must equal)."""
-    hidden = hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views])
-    out = [{} for _ in views]
+    return _values(heads, hidden_states(model, tokenizer, [v.frame for v in views], [v.prompt for v in views]))
+
+
+@torch.no_grad()
+def head_values_continuous(model: CobraModel, tokenizer, heads: list[ActionHead], episodes
+                           ) -> list[dict[str, float]]:
+    """The PyTorch reference's head values for every frame of ``episodes`` run as continuous streams (what the
+    runtime's continuous act must equal), episodes in order."""
+    return _values(heads, hidden_states_continuous(model, tokenizer, episodes))
+
+
+def _values(heads: list[ActionHead], hidden: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+    """Every head over ``hidden`` -> per example {value name: float}."""
+    out = [{} for _ in range(hidden["image"].shape[0])]
     for h in heads:
-        vals = h(at_positions(h.cfg, hidden))
-        for i, row in enumerate(vals.tolist()):
+        for i, row in enumerate(h(at_positions(h.cfg, hidden)).tolist()):
             out[i].update({o.name: v for o, v in zip(h.cfg.outputs, row)})
     return out
 
 
-def train_heads_file(weights: str | None, out: str, views: int = 24000, steps: int = 6000, seed: int = 0,
-                     say: Callable[[str], None] = print) -> dict:
+def train_heads_file(weights: str | None, out: str, views: int = 24000, episodes: int = 224, steps: int = 8000,
+                     seed: int = 0, say: Callable[[str], None] = print) -> dict:
     """``cobra-edge train --heads``: the embedded heads' recipe on a checkpoint of ``cobra-edge train`` (default: the
-    embedded model): ``views`` camera views of edge/sim's world (seed ``seed``), the backbone frozen; writes the
-    heads (safetensors, with the record in its metadata and as JSON beside it) and -> the record. The held-out error
-    is measured by ``cobra-edge eval`` (views of another seed, through the runtime)."""
+    embedded model), the backbone frozen: ``views`` camera views of edge/sim's world as a reset stream sees them,
+    and every frame of ``episodes`` approaches as a continuous stream sees them (about 110 frames each), both of
+    seed ``seed``, so that one head serves both modes. Writes the heads (safetensors, with the record in its
+    metadata and as JSON beside it) and -> the record. The held-out error is measured by ``cobra-edge eval``
+    (another seed, through the runtime)."""
     import json
     import tempfile
     from pathlib import Path
 
-    from edge.sim.examples import HEAD_PROMPT, head_example
+    from edge.sim.examples import APPROACH_TICK_MS, HEAD_PROMPT, approach, head_example
     from edge.tokenizer import PromptTokenizer
 
     from .heads import save_heads
@@ -176,11 +226,19 @@ def train_heads_file(weights: str | None, out: str, views: int = 24000, steps: i
         parts.append(hidden_states(model, tokenizer, [e.frame for e in chunk], [e.prompt for e in chunk]))
         truths += [e.truth for e in chunk]
         say(f"heads: {len(truths)}/{views} views, {time.perf_counter() - t0:.0f} s")
+    for start in range(0, episodes, 32):  # 32 continuous streams side by side
+        chunk = [approach(seed, i) for i in range(start, min(episodes, start + 32))]
+        parts.append(hidden_states_continuous(model, tokenizer, chunk))
+        truths += [e.truth for episode in chunk for e in episode]
+        say(f"heads: {min(episodes, start + 32)}/{episodes} continuous episodes, {len(truths) - views} frames, "
+            f"{time.perf_counter() - t0:.0f} s")
     hidden = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     configs = target_heads(model.cfg.lm.d_model, model.cfg.num_visual_tokens)
     heads, record = fit_heads(hidden, truths, configs, steps=steps, seed=seed, say=say)
     weights_path = Path(weights or EMBEDDED)
     record.update({"data": {"source": "edge.sim.examples.head_examples", "seed": seed, "views": views,
+                            "continuous": {"source": "edge.sim.examples.approach", "episodes": episodes,
+                                           "frames": len(truths) - views, "tick_ms": APPROACH_TICK_MS},
                             "prompt": HEAD_PROMPT},
                    "backbone": {"file": weights_path.name, "sha256": sha256(weights_path), "frozen": True},
                    "minutes": round((time.perf_counter() - t0) / 60, 2),

@@ -12,6 +12,11 @@ stopping is decided.
 The values are the camera's truth (edge/sim/camera.py): bearing (target's direction over half the field of view,
 clipped to [-1, 1]), distance (gap from the robot's edge to the target's, m), visible and blocked (0 or 1).
 Deterministic per (seed, index); no example overlaps the robot with a body.
+
+``approach(seed, index)`` is what a continuous stream sees: every frame of one episode, in order, while an oracle
+with a perturbed perception drives (a bias on the bearing for the episode, noise per tick), so the robot weaves
+and sometimes collides as a model-driven one does. Heads for continuous streams train on the hidden states after
+the episode's earlier frames (export/train_heads.py).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import CameraConfig, look
-from .world import Robot, make_world
+from .dynamics import Command
+from .world import Robot, WorldConfig, make_world
 
 HEAD_PROMPT = "Where is the {colour} {kind}?"  # the position family's question: the model already binds it to a place
 VALUES = ("bearing", "distance", "visible", "blocked")
@@ -66,3 +72,51 @@ def head_example(seed: int, index: int, camera: CameraConfig | None = None, alon
 def head_examples(seed: int, n: int, camera: CameraConfig | None = None) -> list[HeadExample]:
     """``n`` examples of ``seed`` (indices 0 .. n-1)."""
     return [head_example(seed, i, camera) for i in range(n)]
+
+
+APPROACH_TICK_MS = 20.0  # the plain world's tick for approach(): what --time-scale 8 at 2.5 ms is (docs/loop.md)
+
+
+class _PerturbedOracle:
+    """The loop's controller on the truth, with the bearing biased (per episode) and noisy (per tick); records
+    every frame with its exact values."""
+
+    name = "perturbed-oracle"
+    needs_frame = True
+
+    def __init__(self, rng: np.random.Generator, bias: float, noise: float):
+        from .policies import Controller
+
+        self.controller, self.rng, self.bias, self.noise = Controller(), rng, bias, noise
+        self.frames: list[tuple[np.ndarray, dict]] = []
+        self.v_max = 0.0
+
+    def begin(self, world) -> None:
+        self.v_max = world.config.v_max
+
+    def __call__(self, frame, truth) -> Command:
+        self.frames.append((frame, {"bearing": float(np.clip(truth.bearing, -1, 1)),
+                                    "distance": float(truth.distance), "visible": float(truth.visible),
+                                    "blocked": float(truth.blocked)}))
+        bearing = truth.bearing + self.bias + float(self.rng.normal(0, self.noise))
+        return self.controller.command(bearing, truth.distance, self.v_max, truth.blocked, truth.visible)
+
+    def summary(self) -> dict:
+        return {}
+
+
+def approach(seed: int, index: int, bias: float = 0.15, noise: float = 0.1, camera: CameraConfig | None = None,
+             world: WorldConfig | None = None) -> list[HeadExample]:
+    """Every frame of one episode in the world of ``make_world`` seed ``seed * 100_003 + index`` (other seeds than
+    the loop's episodes 0 .. n), ticks of ``APPROACH_TICK_MS``, the oracle's bearing biased by up to ``bias`` and
+    noisy by ``noise`` (standard deviation) -> the frames in order, each with the episode's prompt and its truth."""
+    from .loop import LoopSettings, run_episode
+
+    rng = np.random.default_rng([int(seed), int(index), 0xA9909])
+    policy = _PerturbedOracle(rng, float(rng.uniform(-bias, bias)), noise)
+    world_seed = int(seed) * 100_003 + int(index)
+    run_episode(policy, world_seed, LoopSettings(APPROACH_TICK_MS, 1.0, world or WorldConfig(),
+                                                 camera or CameraConfig()))
+    target = make_world(world_seed, world).target
+    prompt = head_prompt(target.colour, target.kind)
+    return [HeadExample(f, prompt, t, (int(seed), int(index))) for f, t in policy.frames]

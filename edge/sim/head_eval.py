@@ -4,6 +4,8 @@
     rt = Runtime.load("artifacts/tiny-trained", max_streams=8)
     errors(act_values(rt, head_examples(seed=1000, n=500)), examples)
     # {"bearing_mae": ..., "distance_mae_m": ..., "visible_accuracy": ..., "blocked_accuracy": ..., ...}
+    episodes = [approach(1000, i) for i in range(5)]           # continuous streams: whole episodes, in order
+    errors(act_values_continuous(rt, episodes), [e for ep in episodes for e in ep])
 
 Bearing and distance are scored where the target is visible (out of view its bearing is only "beyond the edge");
 ``visible`` and ``blocked`` as yes/no at 0.5.
@@ -35,6 +37,31 @@ def act_values(rt, examples, batch: int = 8) -> list[dict[str, float]]:
     finally:
         for s in streams:
             s.close()
+
+
+def act_values_continuous(rt, episodes, batch: int = 8) -> list[dict[str, float]]:
+    """Each episode (edge/sim/examples.py ``approach``: frames in order, one prompt) through its own continuous
+    stream, never reset within it; ``batch`` episodes side by side, frame t of each in one batched act -> the head
+    values of every frame, episodes in order."""
+    out: list[dict[str, float]] = []
+    for start in range(0, len(episodes), batch):
+        chunk = episodes[start:start + batch]
+        streams = [rt.open_stream(f"heads-eval-continuous-{k}", mode="continuous") for k in range(len(chunk))]
+        try:
+            values: list[list[dict]] = [[] for _ in chunk]
+            for t in range(max(len(e) for e in chunk)):
+                on = [k for k, e in enumerate(chunk) if t < len(e)]
+                results = rt.answer([Request(streams[k], chunk[k][t].frame, chunk[k][t].prompt, 0, act=True)
+                                     for k in on])
+                for k, r in zip(on, results):
+                    if isinstance(r, Exception):
+                        raise r
+                    values[k].append(r.outputs)
+            out += [v for episode in values for v in episode]
+        finally:
+            for s in streams:
+                s.close()
+    return out
 
 
 def errors(values: list[dict[str, float]], examples) -> dict[str, float]:

@@ -16,7 +16,11 @@ FLOORS = ("fp32 colour", "fp32 position", "fp32 presence", "fp32 path", "fp32 co
           "fp32 runtime = PyTorch reference", "fp32 motion (reset) <= chance + 10 points",
           # the embedded action heads on held-out camera views (edge/sim/head_eval.py HEAD_BOUNDS)
           "fp32 head bearing_mae", "fp32 head distance_mae_m", "fp32 head visible_accuracy",
-          "fp32 head blocked_accuracy", "fp32 head values = PyTorch reference")
+          "fp32 head blocked_accuracy", "fp32 head values = PyTorch reference",
+          # the same through continuous streams, whole held-out episodes (edge/sim/examples.py approach)
+          "fp32 head bearing_mae (continuous)", "fp32 head distance_mae_m (continuous)",
+          "fp32 head visible_accuracy (continuous)", "fp32 head blocked_accuracy (continuous)",
+          "fp32 head values = PyTorch reference (continuous)")
 # floors the committed weights do not reach on the full held-out set (500 per family, bench/results), with the
 # value measured there: expected failures here, so that reaching one shows up (strict xfail)
 NOT_REACHED = {  # bench/results/eval-tiny-ldp-96-20261130-191700.json
@@ -36,7 +40,7 @@ def trained(trained_artifact):
 @pytest.fixture(scope="module")
 def reduced_eval(trained, tmp_path_factory):
     """60 held-out questions per family (seed never used in training), fp32, both modes, reference beside; the
-    action heads on 120 held-out camera views."""
+    action heads on 120 held-out camera views and one held-out episode through a continuous stream."""
     opts = EvalOptions(precisions=("fp32",), modes=("continuous", "reset"), per_family=60, batch=8, head_views=120)
     doc, path = run_eval(trained, opts, tmp_path_factory.mktemp("results"), say=print)
     assert path.is_file() and path.with_suffix(".md").is_file()

@@ -255,3 +255,48 @@ def test_manifest_image_tokens_must_agree_with_positions_and_shape(head_artifact
         (bad / "manifest.json").write_text(json.dumps(raw))
         with pytest.raises(ManifestError, match=match):
             Runtime.load(bad)
+
+
+def test_continuous_hidden_states_for_training_equal_the_runtimes_continuous_act(head_artifact, tiny_model, heads):
+    """Heads for continuous streams train on export/train_heads.py's hidden_states_continuous: frame after frame
+    from the state the previous one left. Through those hidden states the PyTorch heads must give what a
+    continuous stream's act gives on the same frames, frame by frame (two episodes of different lengths in one
+    batch)."""
+    from edge.sim.examples import approach
+    from export.train_heads import at_positions, hidden_states_continuous
+
+    rt = Runtime.load(head_artifact)
+    episodes = [approach(3, 0)[:4], approach(3, 1)[:2]]
+    hidden = hidden_states_continuous(tiny_model, rt.tokenizer, episodes)
+    with torch.no_grad():
+        want = {h.cfg.name: h(at_positions(h.cfg, hidden)) for h in heads}
+    row = 0
+    for k, episode in enumerate(episodes):
+        s = rt.open_stream(f"cont{k}", mode="continuous")
+        for example in episode:
+            got = s.act(example.frame, example.prompt).outputs
+            for h in heads:
+                for c, o in enumerate(h.cfg.outputs):
+                    assert abs(got[o.name] - float(want[h.cfg.name][row, c])) <= FP32_TOL, (k, row, o.name)
+            row += 1
+    assert row == hidden["image"].shape[0] == 6
+
+
+def test_train_heads_quick_writes_heads_that_export_and_act(tmp_path, capsys):
+    """`cobra-edge train --heads --quick`: reset views and continuous episodes, a few steps; the file loads with
+    its record, exports with the embedded model and acts in both stream modes."""
+    from edge.cli import main
+
+    out = tmp_path / "h.safetensors"
+    assert main(["train", "--heads", "--quick", "--out", str(out)]) == 0
+    loaded, record = load_heads(out)
+    assert [h.cfg.name for h in loaded] == ["target", "path"] and loaded[0].cfg.positions == ("image", "last")
+    assert record["data"]["views"] == 64 and record["data"]["continuous"]["episodes"] == 2
+    assert record["examples"] == 64 + record["data"]["continuous"]["frames"] > 64
+    assert main(["export", "--trained", "--heads", str(out), "--out", str(tmp_path / "art")]) == 0
+    rt = Runtime.load(tmp_path / "art")
+    item = make_item("position", (11, 0, 0))
+    for mode in ("reset", "continuous"):
+        got = rt.open_stream(mode, mode=mode).act(item.frames()[0], "Where is the red circle?").outputs
+        assert set(got) == {"bearing", "distance", "visible", "blocked"} and -1 <= got["bearing"] <= 1
+    capsys.readouterr()
