@@ -24,7 +24,7 @@ from edge.profile import STAGES
 from edge.runtime import Runtime
 from edge.sim.examples import head_examples
 
-from .lm import RESULTS_DIR, machine_info
+from .timing import RESULTS_DIR, machine_info
 
 CONTENDERS = ("act", "ask")
 

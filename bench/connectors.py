@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .lm import RESULTS_DIR, BenchOptions, _artifact, machine_info, timed
+from .lm import BenchOptions, _artifact
+from .timing import RESULTS_DIR, machine_info, timed
 
 SCHEMA = "cobra-edge-bench-connectors/1"
 

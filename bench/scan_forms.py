@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .lm import RESULTS_DIR, machine_info, side_by_side
+from .timing import RESULTS_DIR, machine_info, side_by_side
 
 
 def run(preset: str, length: int, forms: list[str], threads: int = 2, repeats: int = 3, say=print) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 from edge.world.items import make_item
 from edge.world.questions import SINGLE_FRAME
 
-from .lm import RESULTS_DIR, machine_info
+from .timing import RESULTS_DIR, machine_info
 
 TOKENS = 4
 ROBOT_CAMERAS = 4  # serve-robots: each client sends 4 cameras' frames in one POST /v1/frames
