@@ -90,7 +90,9 @@ def cmd_train(args) -> int:
     from export.train import TrainOptions, train
 
     steps = {"steps": args.steps} if args.steps else {}
-    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **steps)
+    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **steps,
+                                                                 dense_weight=args.dense_weight,
+                                                                 pretrain_steps=args.pretrain_steps)
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
     train(opts, out, say=lambda m: print(m, flush=True))
     print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")

@@ -9,6 +9,10 @@ the state after its image: the image is prefilled once and its state shared by i
 answer, next image, ...). The loss is the cross-entropy of the answer tokens and of the EOS after each answer
 (motion answers weighted ``motion_weight``); the prompt and image positions carry no loss. The sequences are
 laid out exactly as the runtime feeds them, so what is trained is what is served.
+
+Optionally (export/train_dense.py, docs/training.md "Dense supervision"): the vision encoders pretrained on the
+scenes' exact cell labels first (``pretrain_steps``), and training-only heads reading cell, motion and scene labels
+beside the answers (``dense_weight``, ``summary_weight``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from .model import CobraModel, build_random
 from .scan import scan_train, selective_scan
 from .tokenizer import build_tiny_tokenizer
 from .train_data import Batch, BatchStream, DataRecipe
+from .train_dense import DenseHead, dense_grid
+from .train_plot import plot_curve
 from .weights import save_trained
 
 TRAIN_SCAN = partial(selective_scan, scan=scan_train)
@@ -52,6 +58,12 @@ class TrainOptions:
     clip: float = 1.0
     motion_weight: float = 2.0
     motion_from: int = 500  # the first step with motion items (a curriculum: still scenes alone before it)
+    dense_weight: float = 0.0  # weight of the visual tokens' cell labels (DenseHead); 0: answers alone
+    summary_weight: float = 0.0  # weight of reading the whole scene off the LM at its last visual token (DenseHead)
+    freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
+    pretrain_steps: int = 0  # steps of vision pretraining on cell labels alone before the questions (train_dense)
+    pretrain_scenes: int = 64  # still scenes per pretraining step
+    pretrain_repeats: int = 3  # pretraining steps per drawn batch (every other one mirrored): drawing is the bound
     threads: int = 1  # torch's threads; the data worker takes another core (2 in all; see docs/training.md)
     eval_every: int = 200  # steps between validation runs (PyTorch, held-out validation seed)
     eval_per_family: int = 20
@@ -71,6 +83,7 @@ class TrainOptions:
         kw.setdefault("recipe", DataRecipe(scenes=4, questions=2, sequences=1))
         kw.setdefault("steps", 3)
         kw.setdefault("motion_from", 1)
+        kw.setdefault("pretrain_scenes", 4)
         return cls(eval_every=3, eval_per_family=2, warmup=1, workers=False, log_every=1, **kw)
 
 
@@ -167,7 +180,9 @@ def _targets(length: int, spans: list[tuple[int, list[int], float]]) -> tuple[to
     return target, weight
 
 
-def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float) -> tuple[torch.Tensor, dict]:
+def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
+              dense: DenseHead | None = None, dense_weight: float = 0.0,
+              summary_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The loss of one batch (see the module docstring) and its parts."""
     llm = model.llm
     losses, weights = [], []
@@ -176,14 +191,14 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float) 
     n = len(vis)
     conv = [None] * n
     ssm = [None] * n
+    last = [None] * n  # residual stream at each scene's last visual token
     by_len: dict[int, list[int]] = {}
     for i, v in enumerate(vis):
         by_len.setdefault(v.shape[0], []).append(i)
     for idx in by_len.values():
-        _, c, s = llm.forward_embeds(torch.stack([vis[i] for i in idx]), *llm.empty_state(len(idx)), scan=TRAIN_SCAN,
-                                     last_only=True)
+        resid, c, s = llm.residual(torch.stack([vis[i] for i in idx]), *llm.empty_state(len(idx)), scan=TRAIN_SCAN)
         for j, i in enumerate(idx):
-            conv[i], ssm[i] = c[j], s[j]
+            conv[i], ssm[i], last[i] = c[j], s[j], resid[j, -1]
     seqs = [_encode(tokenizer, p, a) for _, p, a in batch.qa]
     length = max(len(p) + len(a) - 1 for p, a in seqs)
     ids = torch.zeros(len(seqs), length, dtype=torch.long)
@@ -207,15 +222,17 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float) 
         frames = torch.from_numpy(np.concatenate(batch.seq_pixels))
         fboxes = [b for bs in batch.seq_boxes for b in bs] if model.cfg.object_tokens else []
         fvis = _visual(model, frames, fboxes)
-        rows, spans_all, at = [], [], 0
-        for qa in batch.seq_qa:
+        rows, spans_all, at, image_at = [], [], 0, []
+        for r, qa in enumerate(batch.seq_qa):
             parts_, spans, pos = [], [], 0
-            for prompt, answer, family in qa:
+            for k, (prompt, answer, family) in enumerate(qa):
                 v = fvis[at]
                 at += 1
                 p, a = _encode(tokenizer, prompt, answer)
                 tokens = torch.tensor(p + a[:-1])
                 parts_ += [v, llm.embed(tokens[None])[0]]
+                if k:
+                    image_at.append((r, k, pos, v.shape[0]))
                 pos += v.shape[0]
                 spans.append((pos + len(p) - 1, a, motion_weight if family == "motion" else 1.0))
                 pos += len(tokens)
@@ -223,7 +240,15 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float) 
             spans_all.append(spans)
         length = max(r.shape[0] for r in rows)
         x = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
-        logits, _, _ = llm.forward_embeds(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
+        resid, _, _ = llm.residual(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
+        hidden = llm.backbone.norm_f(resid)
+        logits = F.linear(hidden, llm.lm_head.weight)
+        if dense is not None and batch.seq_motion and dense_weight > 0 and image_at:
+            h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
+            labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
+            l_motion = dense.motion_loss(h_img, labels)
+            parts["dense_motion"] = float(l_motion.detach())
+            motion_aux = l_motion
         tw = [_targets(length, s) for s in spans_all]
         l_seq = F.cross_entropy(logits.flatten(0, 1), torch.stack([t for t, _ in tw]).flatten(), reduction="none",
                                 ignore_index=-100)
@@ -232,6 +257,16 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float) 
         weights.append(w_seq)
         parts["sequence"] = float((l_seq * w_seq).sum().detach() / w_seq.sum())
     loss = sum((l * w).sum() for l, w in zip(losses, weights)) / sum(w.sum() for w in weights)
+    if dense is not None and batch.summary and summary_weight > 0:
+        l_summary = dense.summary_loss(llm.backbone.norm_f(torch.stack(last)), batch.summary)
+        parts["summary"] = float(l_summary.detach())
+        loss = loss + summary_weight * l_summary
+    if "dense_motion" in parts:
+        loss = loss + dense_weight * motion_aux
+    if dense is not None and batch.dense and dense_weight > 0:
+        l_dense = dense.loss(torch.stack(vis + (fvis if batch.seq_pixels else [])), batch.dense)
+        parts["dense"] = float(l_dense.detach())
+        loss = loss + dense_weight * l_dense
     return loss, parts
 
 
@@ -275,12 +310,28 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     torch.set_num_threads(opts.threads)
     torch.set_flush_denormal(True)  # the scan's decays underflow to denormals, which are ~100x slower on x86
     cfg = preset_config(opts.preset)
-    recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens})
     model = init_for_training(build_random(cfg, seed=opts.seed))
+    grid = dense_grid(model) if opts.dense_weight > 0 or opts.summary_weight > 0 or opts.pretrain_steps else 0
+    recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens,
+                           "dense_grid": grid})
+    dense = None
+    if grid:
+        from edge.world.dense import PAIRS
+        from edge.world.spec import MOTIONS
+
+        dense = DenseHead(cfg.lm.d_model, len(PAIRS), len(MOTIONS))
     from .train_data import draw_batch
 
     sample = draw_batch(DataRecipe(**{**asdict(recipe), "sequences": 0}), opts.seed, -1)
     share = center_visual_tokens(model, torch.from_numpy(sample.pixels), sample.boxes)
+    pretrained = None
+    if dense is not None and opts.pretrain_steps:
+        from . import train_dense
+
+        pretrained = train_dense.pretrain_vision(model, dense, grid, opts.pretrain_steps, seed=opts.seed,
+                                                 scenes=opts.pretrain_scenes, repeats=opts.pretrain_repeats,
+                                                 workers=opts.workers, say=say,
+                                                 log_every=max(1, min(100, opts.pretrain_steps)))
     model.train()
     tok = build_tiny_tokenizer(cfg.lm.vocab_size)
     tokenizer_json = tok.to_str()
@@ -290,10 +341,15 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     def decays(name, p):  # matrices only: not the embedding, nor the SSM's A_log
         return p.ndim >= 2 and "embedding" not in name and not name.endswith("A_log")
 
-    decay = [p for n, p in model.named_parameters() if decays(n, p)]
-    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
-    optim = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}], lr=opts.lr, betas=(0.9, 0.98))
+    if opts.freeze_vision and model.vision is not None:
+        model.vision.requires_grad_(False)
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if decays(n, p)]
+    no_decay = [p for n, p in trained if not decays(n, p)]
+    groups = [{"params": decay, "weight_decay": opts.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if dense is not None:
+        groups.append({"params": list(dense.parameters()), "weight_decay": 0.0})
+    optim = torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.98))
     load_before = _load_average()
     say(f"train {cfg.name}: {sum(p.numel() for p in model.parameters()):,} parameters, {opts.steps} steps of "
         f"{recipe.scenes} scenes x {recipe.questions} questions + {recipe.sequences} motion items, seed {opts.seed}, "
@@ -307,10 +363,11 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         for step, batch in stream:
             for g in optim.param_groups:
                 g["lr"] = _lr(opts, step)
-            loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight)
+            loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight, dense, opts.dense_weight,
+                                    opts.summary_weight)
             optim.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trained], opts.clip)
             optim.step()
             window.append(float(loss.detach()))
             if (step + 1) % opts.log_every == 0 or step + 1 == opts.steps:
@@ -320,7 +377,10 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                 curve["sequence"].append(parts.get("sequence", float("nan")))
                 window = []
                 say(f"step {step + 1:>5}/{opts.steps}  loss {curve['loss'][-1]:.4f}  lr {_lr(opts, step):.2e}  "
-                    f"{(time.perf_counter() - t0) / 60:.1f} min")
+                    + (f"dense {parts['dense']:.3f}  " if "dense" in parts else "")
+                    + (f"motion aux {parts['dense_motion']:.3f}  " if "dense_motion" in parts else "")
+                    + (f"summary {parts['summary']:.3f}  " if "summary" in parts else "")
+                    + f"{(time.perf_counter() - t0) / 60:.1f} min")
             if (step + 1) % opts.eval_every == 0 or step + 1 == opts.steps:
                 model.eval()
                 acc = validate(model, tokenizer, opts.validation_seed, opts.eval_per_family, opts.max_new_tokens)
@@ -349,6 +409,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         "data_recipe": {**asdict(recipe), "source": "edge.world: training_scene(rng(seed, step)) still scenes and "
                                                     "make_item('motion', (seed, step, 2, j)) sequences"},
         "final_loss": curve["loss"][-1] if curve["loss"] else None,
+        "vision_pretraining": pretrained,
         "validation": {"seed": opts.validation_seed, "per_family": opts.eval_per_family,
                        "accuracy": curve["accuracy"][-1] if curve["accuracy"] else None,
                        "reference": "PyTorch model, continuous mode, greedy"},
@@ -361,33 +422,3 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         png = plot_curve(curve, out.with_suffix(".png"), f"{cfg.name}, seed {opts.seed}")
         say(f"wrote {png}" if png else "(no curve PNG: matplotlib is not installed; pip install 'cobra-edge[plot]')")
     return TrainResult(out, json.loads(out.with_suffix(".json").read_text()), model, tokenizer_json)
-
-
-def plot_curve(curve: dict, path: Path, title: str) -> Path | None:
-    """Loss (left) and validation accuracy per family (right) against steps; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(curve["step"], curve["loss"], label="all")
-    a.plot(curve["step"], curve["single"], label="still scenes", alpha=0.6)
-    a.plot(curve["step"], curve["sequence"], label="motion items", alpha=0.6)
-    a.set_yscale("log")
-    a.set_xlabel("step")
-    a.set_ylabel("loss (answer tokens)")
-    a.legend()
-    for family in (curve["accuracy"][0] if curve["accuracy"] else {}):
-        b.plot(curve["eval_step"], [acc[family] for acc in curve["accuracy"]], marker=".", label=family)
-    b.set_ylim(0, 1.02)
-    b.set_xlabel("step")
-    b.set_ylabel("validation accuracy")
-    b.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.preprocess import preprocess
 from edge.world import make_item, render, training_scene
+from edge.world.dense import cell_labels, motion_labels, scene_summary
 
 
 @dataclass
@@ -29,6 +30,7 @@ class DataRecipe:
     sequences: int = 8  # motion items per step (2 to 4 frames each)
     image_size: int = 112  # the model's input (ModelConfig.image_size)
     boxes: bool = False  # also return each frame's shape boxes (models with object tokens)
+    dense_grid: int = 0  # also return each frame's cell labels on this grid (edge/world/dense.py); 0: none
 
 
 @dataclass
@@ -39,23 +41,33 @@ class Batch:
     seq_pixels: list  # per sequence: uint8 [frames, S, S, 3]
     seq_boxes: list  # per sequence: per frame float32 [k, 4]
     seq_qa: list  # per sequence: [(prompt, answer, family), ...] one per frame
+    dense: list | None = None  # per scene then per sequence frame: (present, centre, offset) (dense_grid > 0)
+    seq_motion: list | None = None  # per sequence: int64 [frames, grid^2, 21] motion labels (dense_grid > 0)
+    summary: list | None = None  # per scene: edge/world/dense.py scene_summary (dense_grid > 0)
 
 
 def draw_batch(recipe: DataRecipe, seed: int, step: int, motion: bool = True) -> Batch:
     rng = np.random.default_rng([seed, step % 2**63, 1])  # step -1: the sample that centres the visual tokens
-    pixels, boxes, qa = [], [], []
+    pixels, boxes, qa, dense, summary = [], [], [], [], []
     for j in range(recipe.scenes):
         scene, questions = training_scene(rng, recipe.questions)
         pixels.append(preprocess(render(scene, rng), recipe.image_size))
         boxes.append(scene.boxes() if recipe.boxes else [])
         qa += [(j, q.prompt, q.answer) for q in questions]
-    seq_pixels, seq_boxes, seq_qa = [], [], []
+        if recipe.dense_grid:
+            dense.append(cell_labels(scene, recipe.dense_grid))
+            summary.append(scene_summary(scene))
+    seq_pixels, seq_boxes, seq_qa, seq_motion = [], [], [], []
     for j in range(recipe.sequences if motion else 0):
         item = make_item("motion", (seed, step % 2**63, 2, j))
         seq_pixels.append(np.stack([preprocess(f, recipe.image_size) for f in item.frames()]))
         seq_boxes.append(item.boxes() if recipe.boxes else [])
         seq_qa.append([(q.prompt, q.answer, q.family) for q in item.questions])
-    return Batch(np.stack(pixels), boxes, qa, seq_pixels, seq_boxes, seq_qa)
+        if recipe.dense_grid:
+            dense += [cell_labels(s, recipe.dense_grid) for s in item.scenes]
+            seq_motion.append(motion_labels(list(item.scenes), recipe.dense_grid))
+    return Batch(np.stack(pixels), boxes, qa, seq_pixels, seq_boxes, seq_qa, dense or None, seq_motion or None,
+                 summary or None)
 
 
 def _worker(recipe: DataRecipe, seed: int, steps: range, motion_from: int, queue) -> None:
