@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import preset as preset_config
+from .mamba import linear
 from .model import CobraModel, build_random
 from .scan import scan_train, selective_scan
 from .tokenizer import build_tiny_tokenizer
@@ -186,6 +187,7 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
     """The loss of one batch (see the module docstring) and its parts."""
     llm = model.llm
     losses, weights = [], []
+    aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
     # 1. still scenes: image prefix once, its state shared by the scene's questions
     vis = _visual(model, torch.from_numpy(batch.pixels), batch.boxes)
     n = len(vis)
@@ -242,13 +244,11 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         x = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
         resid, _, _ = llm.residual(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
         hidden = llm.backbone.norm_f(resid)
-        logits = F.linear(hidden, llm.lm_head.weight)
+        logits = linear(hidden, llm.lm_head)
         if dense is not None and batch.seq_motion and dense_weight > 0 and image_at:
             h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
             labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
-            l_motion = dense.motion_loss(h_img, labels)
-            parts["dense_motion"] = float(l_motion.detach())
-            motion_aux = l_motion
+            aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
         tw = [_targets(length, s) for s in spans_all]
         l_seq = F.cross_entropy(logits.flatten(0, 1), torch.stack([t for t, _ in tw]).flatten(), reduction="none",
                                 ignore_index=-100)
@@ -258,15 +258,12 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         parts["sequence"] = float((l_seq * w_seq).sum().detach() / w_seq.sum())
     loss = sum((l * w).sum() for l, w in zip(losses, weights)) / sum(w.sum() for w in weights)
     if dense is not None and batch.summary and summary_weight > 0:
-        l_summary = dense.summary_loss(llm.backbone.norm_f(torch.stack(last)), batch.summary)
-        parts["summary"] = float(l_summary.detach())
-        loss = loss + summary_weight * l_summary
-    if "dense_motion" in parts:
-        loss = loss + dense_weight * motion_aux
+        aux["summary"] = (summary_weight, dense.summary_loss(llm.backbone.norm_f(torch.stack(last)), batch.summary))
     if dense is not None and batch.dense and dense_weight > 0:
-        l_dense = dense.loss(torch.stack(vis + (fvis if batch.seq_pixels else [])), batch.dense)
-        parts["dense"] = float(l_dense.detach())
-        loss = loss + dense_weight * l_dense
+        aux["dense"] = (dense_weight, dense.loss(torch.stack(vis + (fvis if batch.seq_pixels else [])), batch.dense))
+    for name, (w, term) in aux.items():  # the training-only heads' losses (export/train_dense.py)
+        parts[name] = float(term.detach())
+        loss = loss + w * term
     return loss, parts
 
 
@@ -314,12 +311,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     grid = dense_grid(model) if opts.dense_weight > 0 or opts.summary_weight > 0 or opts.pretrain_steps else 0
     recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens,
                            "dense_grid": grid})
-    dense = None
-    if grid:
-        from edge.world.dense import PAIRS
-        from edge.world.spec import MOTIONS
-
-        dense = DenseHead(cfg.lm.d_model, len(PAIRS), len(MOTIONS))
+    dense = DenseHead(cfg.lm.d_model) if grid else None
     from .train_data import draw_batch
 
     sample = draw_batch(DataRecipe(**{**asdict(recipe), "sequences": 0}), opts.seed, -1)

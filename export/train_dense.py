@@ -16,6 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edge.world.dense import PAIRS
+from edge.world.spec import MOTIONS
+
 from .model import CobraModel
 
 
@@ -24,7 +27,7 @@ class DenseHead(torch.nn.Module):
     kind) pair: is it visible in the token's cell, is its centre there, and where in the cell (edge/world/dense.py).
     Its loss pulls the binding of colour to shape and place into the visual tokens, where the LM can read it."""
 
-    def __init__(self, d_model: int, pairs: int, motions: int):
+    def __init__(self, d_model: int, pairs: int = len(PAIRS), motions: int = len(MOTIONS)):
         super().__init__()
         self.pairs, self.motions = pairs, motions
         self.proj = torch.nn.Linear(d_model, 4 * pairs)
@@ -88,7 +91,6 @@ def dense_metrics(model: CobraModel, dense: DenseHead, grid: int, seed: int = 99
     highest is its colour: the colour family's question, read off the tokens) and ``centre_cell`` (each shape's
     centre cell is its pair's best cell for the centre output)."""
     from .train_data import DataRecipe, draw_batch
-    from edge.world.dense import PAIRS
 
     batch = draw_batch(DataRecipe(scenes=scenes, questions=1, sequences=0, image_size=model.cfg.image_size,
                                   dense_grid=grid), seed, -2, motion=False)

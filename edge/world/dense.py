@@ -14,13 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import spec
-from .scene import Scene, Shape
+from .scene import Scene, Shape, path_blocked, third
 
 PAIRS = tuple((colour, kind) for colour in spec.COLOURS for kind in spec.SHAPES)  # 21, colour-major
 
 
 def pair_index(shape: Shape) -> int:
     return PAIRS.index((shape.colour, shape.kind))
+
+
+def centre_cell(shape: Shape, grid: int) -> tuple[int, float, float]:
+    """-> (the index of the cell holding the shape's centre, the centre's x and y within that cell, 0..1)."""
+    gx, gy = min(max(shape.cx, 0.0), 1 - 1e-6) * grid, min(max(shape.cy, 0.0), 1 - 1e-6) * grid
+    return int(gy) * grid + int(gx), gx - int(gx), gy - int(gy)
 
 
 def inside(shape: Shape, x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -63,12 +69,11 @@ def cell_labels(scene: Scene, grid: int, points: int = 6, min_cover: float = 0.0
     for p in np.unique(top[top >= 0]):
         present[:, p] = (cells == p).mean(axis=1) >= min_cover
     for s in scene.shapes:
-        gx, gy = min(max(s.cx, 0.0), 1 - 1e-6) * grid, min(max(s.cy, 0.0), 1 - 1e-6) * grid
-        c = int(gy) * grid + int(gx)
+        c, fx, fy = centre_cell(s, grid)
         p = pair_index(s)
         centre[c, p] = 1.0
         present[c, p] = max(present[c, p], float((cells[c] == p).any()))
-        offset[c, p] = (gx - int(gx), gy - int(gy))
+        offset[c, p] = (fx, fy)
     return present, centre, offset
 
 
@@ -79,8 +84,7 @@ def motion_labels(scenes: list[Scene], grid: int) -> np.ndarray:
     out = np.full((len(scenes), grid * grid, len(PAIRS)), -1, np.int64)
     for k, scene in enumerate(scenes[1:], start=1):
         for s in scene.shapes:
-            gx, gy = min(max(s.cx, 0.0), 1 - 1e-6) * grid, min(max(s.cy, 0.0), 1 - 1e-6) * grid
-            out[k, int(gy) * grid + int(gx), pair_index(s)] = spec.MOTIONS.index(s.motion)
+            out[k, centre_cell(s, grid)[0], pair_index(s)] = spec.MOTIONS.index(s.motion)
     return out
 
 
@@ -88,8 +92,6 @@ def scene_summary(scene: Scene) -> tuple[np.ndarray, np.ndarray, int, float]:
     """What a question about ``scene`` can need, as targets: pairs float32 [21] (the pair is in the scene),
     thirds int64 [21] (0 / 1 / 2: left / centre / right of its centre; -1 when absent), the number of shapes minus
     one, and 1.0 when the path is blocked."""
-    from .scene import path_blocked, third
-
     pairs = np.zeros(len(PAIRS), np.float32)
     thirds = np.full(len(PAIRS), -1, np.int64)
     for s in scene.shapes:
