@@ -160,6 +160,10 @@ def selective_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
     return (y + x * D) * F.silu(z), h
 
 
+# selective_scan with the training scan (autograd-friendly; equal to the reference): training and the heads' hidden states
+TRAIN_SCAN = partial(selective_scan, scan=scan_train)
+
+
 def selective_step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor, dt_bias: Tensor,
                    h: Tensor) -> tuple[Tensor, Tensor]:
     """``selective_scan`` for one token (mamba_ssm's ``selective_state_update``), without the token axis.

@@ -24,7 +24,6 @@ import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -35,14 +34,13 @@ import torch.nn.functional as F
 from .config import preset as preset_config
 from .mamba import linear
 from .model import CobraModel, build_random
-from .scan import scan_train, selective_scan
+from .scan import TRAIN_SCAN
 from .tokenizer import build_tiny_tokenizer
 from .train_data import Batch, BatchStream, DataRecipe
 from .train_dense import DenseHead, dense_grid
 from .train_plot import plot_curve
 from .weights import save_trained
 
-TRAIN_SCAN = partial(selective_scan, scan=scan_train)
 DT_RANGE = (0.1, 0.5)  # initial step sizes (mamba_ssm: 1e-3 to 1e-1): see init_for_training
 A_SCALE = 1 / 64  # initial A = -(1 .. d_state) * this (mamba_ssm: -(1 .. d_state)): see init_for_training
 

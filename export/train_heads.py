@@ -21,7 +21,7 @@ import torch
 
 from .heads import ActionHead, HeadConfig, HeadOutput
 from .model import CobraModel
-from .scan import scan_train, selective_scan
+from .scan import TRAIN_SCAN
 
 
 def target_heads(d_model: int, image_tokens: int) -> list[HeadConfig]:
@@ -46,12 +46,10 @@ def hidden_states(model: CobraModel, tokenizer, frames: list[np.ndarray], prompt
     """frames (BGR uint8, any size) and prompts -> the model's final normed hidden states of each example at every
     head position, laid out as the runtime feeds it (image tokens, then the templated prompt): {"image": [n, T,
     d_model], "image_end": [n, 1, d_model], "last": [n, 1, d_model]} float32."""
-    from functools import partial
-
     from edge.preprocess import preprocess
 
     llm = model.llm
-    scan = partial(selective_scan, scan=scan_train)
+    scan = TRAIN_SCAN
     d, T = model.cfg.lm.d_model, model.cfg.num_visual_tokens
     image, last = torch.empty(len(frames), T, d), torch.empty(len(frames), 1, d)
     ids = [tokenizer.encode_prompt(p) for p in prompts]
@@ -80,12 +78,10 @@ def hidden_states_continuous(model: CobraModel, tokenizer, episodes: list[list],
     examples.py ``approach``) runs as one stream that is never reset, each frame's prefill (its image tokens, then
     the prompt) starting from the state the previous one left, as ``Stream.act`` in continuous mode does. -> the
     hidden states of every frame of every episode, episodes in order, in ``hidden_states``' layout."""
-    from functools import partial
-
     from edge.preprocess import preprocess
 
     llm = model.llm
-    scan = partial(selective_scan, scan=scan_train)
+    scan = TRAIN_SCAN
     d, T = model.cfg.lm.d_model, model.cfg.num_visual_tokens
     first = np.cumsum([0] + [len(e) for e in episodes])
     image, last = torch.empty(int(first[-1]), T, d), torch.empty(int(first[-1]), 1, d)
