@@ -24,7 +24,6 @@ import json
 import math
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +38,9 @@ STAGES = ("pixels", "vision", "projector", "lm_tokens", "lm_last")
 def stage_features(model, tokenizer, items) -> tuple[dict[str, torch.Tensor], list[str]]:
     """items (one frame each) -> ({stage: [n, features]}, the model's greedy first answer token per item)."""
     from edge.preprocess import preprocess
-    from export.scan import scan_train, selective_scan
+    from export.scan import TRAIN_SCAN
 
     llm = model.llm
-    scan = partial(selective_scan, scan=scan_train)
     out: dict[str, list[torch.Tensor]] = {s: [] for s in STAGES}
     said = []
     for it in items:
@@ -50,8 +48,8 @@ def stage_features(model, tokenizer, items) -> tuple[dict[str, torch.Tensor], li
         prompt = llm.embed(torch.from_numpy(tokenizer.encode_prompt(it.question.prompt)[None]))
         features = model.vision(pixels)
         features = features if isinstance(features, tuple) else (features,)
-        vis = model.visual_embeds(pixels)
-        logits, hidden, _, _ = llm.forward_hidden(torch.cat([vis, prompt], 1), *llm.empty_state(1), scan=scan)
+        vis = model.visual_embeds(pixels) if model.cfg.object_tokens else model.projector(*features)  # vision once
+        logits, hidden, _, _ = llm.forward_hidden(torch.cat([vis, prompt], 1), *llm.empty_state(1), scan=TRAIN_SCAN)
         small = torch.nn.functional.interpolate(pixels.permute(0, 3, 1, 2).float() / 255, size=(24, 24), mode="area")
         asked = prompt[0].mean(0)
         T = vis.shape[1]
