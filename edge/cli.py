@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dense-weight", type=float, default=0.0,
                    help="weight of the dense cell labels on the visual tokens and of the motion labels on the LM's "
                         "later-frame tokens (docs/training.md, 'Dense supervision'; 0: answers alone)")
+    t.add_argument("--early-answer-weight", type=float, default=0.0,
+                   help="weight of the answer also predicted at the question's last word (docs/training.md; 0: none)")
     t.add_argument("--pretrain-steps", type=non_negative_int, default=0,
                    help="steps of vision pretraining on dense cell labels before the questions (64 scenes each)")
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "

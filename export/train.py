@@ -59,6 +59,7 @@ class TrainOptions:
     motion_from: int = 500  # the first step with motion items (a curriculum: still scenes alone before it)
     dense_weight: float = 0.0  # weight of the visual tokens' cell labels (DenseHead); 0: answers alone
     summary_weight: float = 0.0  # weight of reading the whole scene off the LM at its last visual token (DenseHead)
+    early_answer_weight: float = 0.0  # weight of the answer's first token predicted at the question's last word
     freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
     pretrain_steps: int = 0  # steps of vision pretraining on cell labels alone before the questions (train_dense)
     pretrain_scenes: int = 64  # still scenes per pretraining step
@@ -179,10 +180,22 @@ def _targets(length: int, spans: list[tuple[int, list[int], float]]) -> tuple[to
     return target, weight
 
 
+def query_position(prompt_ids: list[int], question_mark: int) -> int:
+    """The position of the question's last word (the token before its last '?'), in the templated prompt."""
+    at = [i for i, t in enumerate(prompt_ids) if t == question_mark]
+    if not at or at[-1] == 0:
+        raise ValueError(f"templated prompt {prompt_ids} has no '?' after a word: every world question ends with one")
+    return at[-1] - 1
+
+
 def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
               dense: DenseHead | None = None, dense_weight: float = 0.0,
-              summary_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """The loss of one batch (see the module docstring) and its parts."""
+              summary_weight: float = 0.0, early_answer_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """The loss of one batch (see the module docstring) and its parts. ``early_answer_weight``: the still
+    questions' answers (first token) are also predicted at the question's last word ("circle" in "What colour is
+    the circle?"), through the same LM head. Those logits are otherwise free (prompts carry no loss); the term
+    asks the layers to look the answer up in the image's state where the query is read, rather than only 9
+    template tokens later."""
     llm = model.llm
     losses, weights = [], []
     aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
@@ -215,6 +228,11 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
     losses.append(F.cross_entropy(logits.flatten(0, 1), torch.stack(tgt).flatten(), reduction="none",
                                   ignore_index=-100))
     weights.append(torch.stack(wts).flatten())
+    if early_answer_weight > 0:
+        mark = tokenizer.encode_text("?").tolist()[-1]
+        at = torch.tensor([query_position(p, mark) for p, _ in seqs])
+        aux["early_answer"] = (early_answer_weight, F.cross_entropy(logits[torch.arange(len(seqs)), at],
+                                                                    torch.tensor([a[0] for _, a in seqs])))
     single = (losses[0] * weights[0]).sum() / weights[0].sum()
     parts = {"single": float(single.detach())}
     # 2. motion items: [image, prompt, answer] per frame, continuous
@@ -354,7 +372,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
             for g in optim.param_groups:
                 g["lr"] = _lr(opts, step)
             loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight, dense, opts.dense_weight,
-                                    opts.summary_weight)
+                                    opts.summary_weight, opts.early_answer_weight)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trained], opts.clip)
@@ -370,6 +388,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                     + (f"dense {parts['dense']:.3f}  " if "dense" in parts else "")
                     + (f"motion aux {parts['dense_motion']:.3f}  " if "dense_motion" in parts else "")
                     + (f"summary {parts['summary']:.3f}  " if "summary" in parts else "")
+                    + (f"early answer {parts['early_answer']:.3f}  " if "early_answer" in parts else "")
                     + f"{(time.perf_counter() - t0) / 60:.1f} min")
             if (step + 1) % opts.eval_every == 0 or step + 1 == opts.steps:
                 model.eval()

@@ -111,3 +111,37 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="not a cobra-edge trained checkpoint"):
         load_trained(tmp_path / "other.safetensors")
+
+
+def test_early_answer_term_reads_the_question_last_word(tmp_path):
+    """--early-answer-weight: the answer's first token is also asked at the question's last word; the term adds
+    exactly weight x its own cross-entropy, and a --quick run records the option."""
+    from edge.world import TEMPLATES
+    from edge.tokenizer import PromptTokenizer
+    from export.config import preset
+    from export.model import build_random
+    from export.tokenizer import build_tiny_tokenizer
+    from export.train import TrainOptions, query_position, step_loss, train
+    from export.train_data import DataRecipe, draw_batch
+
+    cfg = preset("tiny-ldp-96")
+    (tmp_path / "t.json").write_text(build_tiny_tokenizer(cfg.lm.vocab_size).to_str())
+    tok = PromptTokenizer(tmp_path / "t.json", cfg.prompt_template, cfg.eos_token_id)
+    mark = tok.encode_text("?").tolist()[-1]
+    for family, template in TEMPLATES.items():
+        question = template.format(colour="red", shape="triangle")
+        ids = tok.encode_prompt(question).tolist()
+        last_word = question.rstrip("?").split()[-1]
+        assert tok.decode([ids[query_position(ids, mark)]]).strip() == last_word, family
+    with pytest.raises(ValueError, match="no '\\?'"):
+        query_position(tok.encode_prompt("Say yes").tolist(), mark)
+    torch.manual_seed(0)
+    model = build_random(cfg)
+    batch = draw_batch(DataRecipe(scenes=3, questions=2, sequences=0), seed=1, step=0, motion=False)
+    plain, _ = step_loss(model, tok, batch, 2.0)
+    with_term, parts = step_loss(model, tok, batch, 2.0, early_answer_weight=0.5)
+    assert parts["early_answer"] > 0
+    assert abs(float(with_term - plain) - 0.5 * parts["early_answer"]) < 1e-4
+    result = train(TrainOptions.quick(early_answer_weight=1.0), tmp_path / "e.safetensors", say=lambda m: None,
+                   plot=False)
+    assert result.record["options"]["early_answer_weight"] == 1.0
