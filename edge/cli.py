@@ -265,13 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
                                                ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
     t.add_argument("--quick", action="store_true", help="a few small steps: checks the whole path in seconds")
-    t.add_argument("--dense-weight", type=float, default=0.0,
+    t.add_argument("--dense-weight", type=float, default=None,
                    help="weight of the dense cell labels on the visual tokens and of the motion labels on the LM's "
-                        "later-frame tokens (docs/training.md, 'Dense supervision'; 0: answers alone)")
-    t.add_argument("--early-answer-weight", type=float, default=0.0,
-                   help="weight of the answer also predicted at the question's last word (docs/training.md; 0: none)")
-    t.add_argument("--pretrain-steps", type=non_negative_int, default=0,
-                   help="steps of vision pretraining on dense cell labels before the questions (64 scenes each)")
+                        "later-frame tokens (docs/training.md, 'Dense supervision'; default 0: answers alone)")
+    t.add_argument("--early-answer-weight", type=float, default=None,
+                   help="weight of the answer also predicted at the question's last word (docs/training.md; default "
+                        "0: none)")
+    t.add_argument("--pretrain-steps", type=non_negative_int, default=None,
+                   help="steps of vision pretraining on dense cell labels before the questions, 64 scenes each "
+                        "(default 0; the best recipe so far uses 3000: docs/training.md)")
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
                    "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
     t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")

@@ -89,11 +89,10 @@ def cmd_train(args) -> int:
         return 0
     from export.train import TrainOptions, train
 
-    steps = {"steps": args.steps} if args.steps else {}
-    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **steps,
-                                                                 dense_weight=args.dense_weight,
-                                                                 pretrain_steps=args.pretrain_steps,
-                                                                 early_answer_weight=args.early_answer_weight)
+    given = {k: v for k, v in (("steps", args.steps), ("dense_weight", args.dense_weight),
+                               ("pretrain_steps", args.pretrain_steps),
+                               ("early_answer_weight", args.early_answer_weight)) if v is not None}
+    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **given)
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
     train(opts, out, say=lambda m: print(m, flush=True))
     print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")

@@ -31,8 +31,11 @@ def describe(info: dict) -> str:
     if source == "trained":
         acc = (record.get("validation") or {}).get("accuracy") or {}
         accs = ", ".join(f"{f} {100 * a:.0f}%" for f, a in acc.items())
+        pre = record.get("vision_pretraining") or {}
         return (f"trained: {record.get('model', '?')}, seed {record.get('seed', '?')}, {record.get('steps', '?')} steps, "
-                f"{record.get('minutes', '?')} min" + (f"; validation {accs}" if accs else ""))
+                f"{record.get('minutes', '?')} min"
+                + (f" after {pre.get('steps', '?')} steps / {pre.get('minutes', '?')} min of vision pretraining" if pre else "")
+                + (f"; validation {accs}" if accs else ""))
     if source == "checkpoint":
         return f"checkpoint: {info.get('path', '?')}"
     return "unknown (exported before cobra-edge recorded where weights come from)"

@@ -1,7 +1,7 @@
 """Training the tiny Cobra-shaped model on the synthetic world, end to end: both vision encoders, the projector
 and the Mamba LM, on generated scenes and templated questions in the Zephyr chat format.
 
-    result = train(TrainOptions(preset="tiny-ldp-96", steps=2000, seed=0), "run/tiny.safetensors")
+    result = train(TrainOptions(preset="tiny-ldp-96", seed=0), "run/tiny.safetensors")   # the embedded model's recipe
 
 Each step (export/train_data.py): still scenes with several questions each, in reset mode (every question from
 the state after its image: the image is prefilled once and its state shared by its questions, as
@@ -49,7 +49,7 @@ A_SCALE = 1 / 64  # initial A = -(1 .. d_state) * this (mamba_ssm: -(1 .. d_stat
 class TrainOptions:
     preset: str = "tiny-ldp-96"  # the embedded default's shape (export/config.py: why not tiny)
     seed: int = 0
-    steps: int = 2000
+    steps: int = 2000  # question-answering steps (after any vision pretraining)
     lr: float = 2e-3
     min_lr_ratio: float = 0.05  # cosine decay to lr * this
     warmup: int = 100
@@ -190,17 +190,19 @@ def query_position(prompt_ids: list[int], question_mark: int) -> int:
 
 def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
               dense: DenseHead | None = None, dense_weight: float = 0.0,
-              summary_weight: float = 0.0, early_answer_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+              summary_weight: float = 0.0, early_answer_weight: float = 0.0,
+              tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The loss of one batch (see the module docstring) and its parts. ``early_answer_weight``: the still
     questions' answers (first token) are also predicted at the question's last word ("circle" in "What colour is
     the circle?"), through the same LM head. Those logits are otherwise free (prompts carry no loss); the term
     asks the layers to look the answer up in the image's state where the query is read, rather than only 9
-    template tokens later."""
+    template tokens later. ``tokens`` [n_scenes, T, d_model]: visual tokens to use for the still scenes instead of
+    the encoders' (a diagnostic: bench/lm_recall.py gives the LM the scenes' exact cell labels)."""
     llm = model.llm
     losses, weights = [], []
     aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
     # 1. still scenes: image prefix once, its state shared by the scene's questions
-    vis = _visual(model, torch.from_numpy(batch.pixels), batch.boxes)
+    vis = list(tokens) if tokens is not None else _visual(model, torch.from_numpy(batch.pixels), batch.boxes)
     n = len(vis)
     conv = [None] * n
     ssm = [None] * n
@@ -410,7 +412,8 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed": opts.seed,
         "steps": opts.steps,
-        "minutes": round(minutes, 2),
+        "minutes": round(minutes, 2),  # the question steps; the vision pretraining's own are in its record below
+        "minutes_in_all": round(minutes + (pretrained["minutes"] if pretrained else 0.0), 2),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": opts.threads,
                     "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
                     "torch": torch.__version__},
@@ -426,7 +429,8 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     out = save_trained(model, out, tokenizer_json, record)
-    say(f"trained in {minutes:.1f} min; load average after {load_after}; wrote {out} and {out.with_suffix('.json')}")
+    say(f"trained in {minutes:.1f} min" + (f" after {pretrained['minutes']:.1f} min of vision pretraining" if pretrained else "")
+        + f"; load average after {load_after}; wrote {out} and {out.with_suffix('.json')}")
     if plot:
         png = plot_curve(curve, out.with_suffix(".png"), f"{cfg.name}, seed {opts.seed}")
         say(f"wrote {png}" if png else "(no curve PNG: matplotlib is not installed; pip install 'cobra-edge[plot]')")

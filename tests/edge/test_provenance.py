@@ -1,0 +1,14 @@
+"""edge/provenance.py: the one-line description of where an artifact's weights come from."""
+
+from edge.provenance import describe
+
+
+def test_trained_weights_describe_their_run_and_any_vision_pretraining():
+    record = {"model": "tiny-ldp-96", "seed": 0, "steps": 1200, "minutes": 49.5,
+              "validation": {"accuracy": {"colour": 0.8}}}
+    plain = describe({"source": "trained", "record": record})
+    assert plain == "trained: tiny-ldp-96, seed 0, 1200 steps, 49.5 min; validation colour 80%"
+    pre = describe({"source": "trained", "record": {**record, "vision_pretraining": {"steps": 3000, "minutes": 10.5}}})
+    assert pre == ("trained: tiny-ldp-96, seed 0, 1200 steps, 49.5 min after 3000 steps / 10.5 min of vision "
+                   "pretraining; validation colour 80%")
+    assert describe({"source": "random", "seed": 3}).startswith("random (seed 3)")
