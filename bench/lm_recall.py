@@ -129,7 +129,7 @@ def run(tokens: str, steps: int, weights: str | None, per: int, seed: int, eval_
             model.train()
             curve.append({"step": step + 1, "loss": float(loss.detach()), **got,
                           "minutes": round((time.perf_counter() - t0) / 60, 2)})
-            say(f"{tokens} step {step + 1}: loss {float(loss):.3f}, first-token held-out "
+            say(f"{tokens} step {step + 1}: loss {float(loss.detach()):.3f}, first-token held-out "
                 + ", ".join(f"{f} {100 * a:.1f}" for f, a in got["accuracy"].items())
                 + f"; colour by shapes {got['colour_by_shapes']}")
     return {"tokens": tokens, "steps": steps, "seed": seed, "per_family": per, "weights": str(weights or EMBEDDED),
