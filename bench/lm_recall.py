@@ -1,5 +1,5 @@
 """Is the language model's recall over the image tokens what limits the trained model? (issue 17's diagnostic;
-docs/training.md, "Where the answers are lost: the LM's recall")
+docs/training.md, "The best recipe so far")
 
     python -m bench.lm_recall --tokens oracle [--steps 300] [--weights W] [--out bench/results]
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -79,10 +78,10 @@ def held_out(model, tokenizer, oracle, per: int) -> dict:
 
 def run(tokens: str, steps: int, weights: str | None, per: int, seed: int, eval_every: int,
         say=print) -> dict:
-    from edge.tokenizer import PromptTokenizer
     from export.config import preset
     from export.model import build_random
     from export.train import TrainOptions, _lr, init_for_training, step_loss
+    from export.tokenizer import prompt_tokenizer
     from export.train_data import DataRecipe, draw_batch
     from export.weights import EMBEDDED, load_trained
 
@@ -90,10 +89,7 @@ def run(tokens: str, steps: int, weights: str | None, per: int, seed: int, eval_
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     trained, tokenizer_json, _ = load_trained(weights or EMBEDDED)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
-        tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", trained.cfg.prompt_template, trained.cfg.eos_token_id,
-                                    cache_size=512)
+    tokenizer = prompt_tokenizer(tokenizer_json, trained.cfg, cache_size=512)
     cfg = preset("tiny-ldp-96")
     model = init_for_training(build_random(cfg, seed=seed))
     oracle = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -81,9 +80,9 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 4000,
 
 
 def run(family: str, n_train: int, n_test: int, weights: str | None, steps: int = 4000, say=print) -> dict:
-    from edge.tokenizer import PromptTokenizer
     from edge.world import make_item
     from edge.world.questions import FAMILIES, SINGLE_FRAME
+    from export.tokenizer import prompt_tokenizer
     from export.weights import EMBEDDED, load_trained
 
     if family not in SINGLE_FRAME:
@@ -92,9 +91,7 @@ def run(family: str, n_train: int, n_test: int, weights: str | None, steps: int 
     t0 = time.perf_counter()
     model, tokenizer_json, _ = load_trained(weights or EMBEDDED)
     model.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
-        tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", model.cfg.prompt_template, model.cfg.eos_token_id)
+    tokenizer = prompt_tokenizer(tokenizer_json, model.cfg)
     f = FAMILIES.index(family)
     train = [make_item(family, (0, f, i)) for i in range(n_train)]  # training items' seeds (0, f, i)
     test = [make_item(family, (1000, f, i)) for i in range(n_test)]  # cobra-edge eval's held-out seed

@@ -20,6 +20,18 @@ The camera sees a kitchen, a bottle, a bowl and a knife on the counter.
 """
 
 
+
+def prompt_tokenizer(tokenizer_json: str, cfg, cache_size: int = 64):
+    """The runtime's PromptTokenizer (edge/tokenizer.py) for a checkpoint's tokenizer.json text and its model config
+    (prompt template, EOS id): what training, the heads and the probes use to lay prompts out as the runtime does."""
+    import tempfile
+
+    from edge.tokenizer import PromptTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:  # read at construction: the file is not needed afterwards
+        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
+        return PromptTokenizer(Path(tmp) / "tokenizer.json", cfg.prompt_template, cfg.eos_token_id, cache_size)
+
 def world_corpus() -> str:
     """The synthetic world's questions and answers (edge/world), so that its words are whole tokens: every
     template with every colour and shape, and every answer alone on a line, as the model writes it after the

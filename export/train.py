@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from .config import preset as preset_config
 from .mamba import linear
 from .model import CobraModel, build_random
 from .scan import TRAIN_SCAN
-from .tokenizer import build_tiny_tokenizer
+from .tokenizer import build_tiny_tokenizer, prompt_tokenizer
 from .train_data import Batch, BatchStream, DataRecipe
 from .train_dense import DenseHead, dense_grid
 from .train_plot import plot_curve
@@ -319,8 +318,6 @@ def _load_average() -> list[float] | None:
 def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = print,
           plot: bool = True) -> TrainResult:
     """Train, then write ``out`` (safetensors), its record (``out`` with .json) and its curve (.png)."""
-    from edge.tokenizer import PromptTokenizer
-
     torch.manual_seed(opts.seed)
     torch.set_num_threads(opts.threads)
     torch.set_flush_denormal(True)  # the scan's decays underflow to denormals, which are ~100x slower on x86
@@ -345,9 +342,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     model.train()
     tok = build_tiny_tokenizer(cfg.lm.vocab_size)
     tokenizer_json = tok.to_str()
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
-        tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", cfg.prompt_template, cfg.eos_token_id, cache_size=512)
+    tokenizer = prompt_tokenizer(tokenizer_json, cfg, cache_size=512)
     def decays(name, p):  # matrices only: not the embedding, nor the SSM's A_log
         return p.ndim >= 2 and "embedding" not in name and not name.endswith("A_log")
 

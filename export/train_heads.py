@@ -199,21 +199,18 @@ def train_heads_file(weights: str | None, out: str, views: int = 24000, episodes
     metadata and as JSON beside it) and -> the record. The held-out error is measured by ``cobra-edge eval``
     (another seed, through the runtime)."""
     import json
-    import tempfile
     from pathlib import Path
 
     from edge.sim.examples import APPROACH_TICK_MS, HEAD_PROMPT, approach, head_example
-    from edge.tokenizer import PromptTokenizer
 
     from .heads import save_heads
+    from .tokenizer import prompt_tokenizer
     from .weights import EMBEDDED, load_trained, sha256
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     model, tokenizer_json, _ = load_trained(weights or EMBEDDED)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "tokenizer.json").write_text(tokenizer_json)
-        tokenizer = PromptTokenizer(Path(tmp) / "tokenizer.json", model.cfg.prompt_template, model.cfg.eos_token_id)
+    tokenizer = prompt_tokenizer(tokenizer_json, model.cfg)
     say(f"heads: drawing {views} views of edge/sim's world (seed {seed}) and their hidden states")
     model.eval()
     parts, truths = [], []

@@ -8,16 +8,11 @@ torch = pytest.importorskip("torch")
 
 
 def _embedded():
-    import tempfile
-    from pathlib import Path
-
-    from edge.tokenizer import PromptTokenizer
+    from export.tokenizer import prompt_tokenizer
     from export.weights import EMBEDDED, load_trained
 
     model, tokenizer_json, _ = load_trained(EMBEDDED)
-    tmp = Path(tempfile.mkdtemp()) / "tokenizer.json"
-    tmp.write_text(tokenizer_json)
-    return model, PromptTokenizer(tmp, model.cfg.prompt_template, model.cfg.eos_token_id)
+    return model, prompt_tokenizer(tokenizer_json, model.cfg)
 
 
 def test_held_out_reads_the_trained_model_and_counts_every_colour_answer():
