@@ -274,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pretrain-steps", type=non_negative_int, default=None,
                    help="steps of vision pretraining on dense cell labels before the questions, 64 scenes each "
                         "(default 0; the best recipe so far uses 3000: docs/training.md)")
+    t.add_argument("--init-weights", default=None, metavar="W",
+                   help="continue training a checkpoint of cobra-edge train (its .json record beside it) instead of "
+                        "starting from fresh weights; its record's minutes count in the new minutes_in_all")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    t.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up steps (default 100)")
+    t.add_argument("--motion-from", type=non_negative_int, default=None,
+                   help="first step with motion items (default 500: still scenes alone before it)")
+    t.add_argument("--scenes", type=non_negative_int, default=None,
+                   help="still scenes per step (default 32, 6 questions each; 0: motion items alone)")
+    t.add_argument("--motion-items", type=non_negative_int, default=None, help="motion items per step (default 8)")
+    t.add_argument("--motion-frames", type=positive_int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="frames per motion item (default the world's: 2 4)")
+    t.add_argument("--motion-speed", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="moving shapes' speed per frame, in widths of the view (default the world's: 0.05 0.09; "
+                        "the motion curriculum starts at 0.2 0.3 over 2 frames: docs/training.md)")
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
                    "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
     t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")

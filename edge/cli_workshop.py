@@ -7,6 +7,7 @@ torch (tests/test_no_torch.py).
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from .embedded import default_cache_dir
@@ -91,7 +92,18 @@ def cmd_train(args) -> int:
 
     given = {k: v for k, v in (("steps", args.steps), ("dense_weight", args.dense_weight),
                                ("pretrain_steps", args.pretrain_steps),
-                               ("early_answer_weight", args.early_answer_weight)) if v is not None}
+                               ("early_answer_weight", args.early_answer_weight),
+                               ("init_weights", args.init_weights), ("lr", args.lr), ("warmup", args.warmup),
+                               ("motion_from", args.motion_from)) if v is not None}
+    data = {k: v for k, v in (("scenes", args.scenes), ("sequences", args.motion_items),
+                              ("motion_frames", tuple(args.motion_frames) if args.motion_frames else None),
+                              ("motion_speed", tuple(args.motion_speed) if args.motion_speed else None)) if v is not None}
+    if data:
+        from export.train_data import DataRecipe
+
+        base = TrainOptions.quick().recipe if args.quick else DataRecipe()
+        given["recipe"] = DataRecipe(**{**asdict(base), **data})
+        given["recipe"].motion_range()  # a bad range is an error now, not in the data worker
     opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **given)
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
     train(opts, out, say=lambda m: print(m, flush=True))

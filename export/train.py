@@ -60,6 +60,7 @@ class TrainOptions:
     summary_weight: float = 0.0  # weight of reading the whole scene off the LM at its last visual token (DenseHead)
     early_answer_weight: float = 0.0  # weight of the answer's first token predicted at the question's last word
     freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
+    init_weights: str | None = None  # continue from a checkpoint of cobra-edge train (no init, centring, pretraining)
     pretrain_steps: int = 0  # steps of vision pretraining on cell labels alone before the questions (train_dense)
     pretrain_scenes: int = 64  # still scenes per pretraining step
     pretrain_repeats: int = 3  # pretraining steps per drawn batch (every other one mirrored): drawing is the bound
@@ -201,41 +202,43 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
     losses, weights = [], []
     aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
     # 1. still scenes: image prefix once, its state shared by the scene's questions
-    vis = list(tokens) if tokens is not None else _visual(model, torch.from_numpy(batch.pixels), batch.boxes)
-    n = len(vis)
-    conv = [None] * n
-    ssm = [None] * n
-    last = [None] * n  # residual stream at each scene's last visual token
-    by_len: dict[int, list[int]] = {}
-    for i, v in enumerate(vis):
-        by_len.setdefault(v.shape[0], []).append(i)
-    for idx in by_len.values():
-        resid, c, s = llm.residual(torch.stack([vis[i] for i in idx]), *llm.empty_state(len(idx)), scan=TRAIN_SCAN)
-        for j, i in enumerate(idx):
-            conv[i], ssm[i], last[i] = c[j], s[j], resid[j, -1]
-    seqs = [_encode(tokenizer, p, a) for _, p, a in batch.qa]
-    length = max(len(p) + len(a) - 1 for p, a in seqs)
-    ids = torch.zeros(len(seqs), length, dtype=torch.long)
-    tgt, wts = [], []
-    for r, (p, a) in enumerate(seqs):
-        row = p + a[:-1]  # EOS is predicted, never fed
-        ids[r, :len(row)] = torch.tensor(row)
-        t, w = _targets(length, [(len(p) - 1, a, 1.0)])
-        tgt.append(t)
-        wts.append(w)
-    scene = [j for j, _, _ in batch.qa]
-    logits, _, _ = llm.forward_embeds(llm.embed(ids), torch.stack([conv[j] for j in scene]),
-                                      torch.stack([ssm[j] for j in scene]), scan=TRAIN_SCAN)
-    losses.append(F.cross_entropy(logits.flatten(0, 1), torch.stack(tgt).flatten(), reduction="none",
-                                  ignore_index=-100))
-    weights.append(torch.stack(wts).flatten())
-    if early_answer_weight > 0:
-        mark = tokenizer.encode_text("?").tolist()[-1]
-        at = torch.tensor([query_position(p, mark) for p, _ in seqs])
-        aux["early_answer"] = (early_answer_weight, F.cross_entropy(logits[torch.arange(len(seqs)), at],
-                                                                    torch.tensor([a[0] for _, a in seqs])))
-    single = (losses[0] * weights[0]).sum() / weights[0].sum()
-    parts = {"single": float(single.detach())}
+    vis = list(tokens) if tokens is not None else (
+        _visual(model, torch.from_numpy(batch.pixels), batch.boxes) if len(batch.pixels) else [])
+    parts: dict[str, float] = {}
+    if vis:
+        n = len(vis)
+        conv = [None] * n
+        ssm = [None] * n
+        last = [None] * n  # residual stream at each scene's last visual token
+        by_len: dict[int, list[int]] = {}
+        for i, v in enumerate(vis):
+            by_len.setdefault(v.shape[0], []).append(i)
+        for idx in by_len.values():
+            resid, c, s = llm.residual(torch.stack([vis[i] for i in idx]), *llm.empty_state(len(idx)), scan=TRAIN_SCAN)
+            for j, i in enumerate(idx):
+                conv[i], ssm[i], last[i] = c[j], s[j], resid[j, -1]
+        seqs = [_encode(tokenizer, p, a) for _, p, a in batch.qa]
+        length = max(len(p) + len(a) - 1 for p, a in seqs)
+        ids = torch.zeros(len(seqs), length, dtype=torch.long)
+        tgt, wts = [], []
+        for r, (p, a) in enumerate(seqs):
+            row = p + a[:-1]  # EOS is predicted, never fed
+            ids[r, :len(row)] = torch.tensor(row)
+            t, w = _targets(length, [(len(p) - 1, a, 1.0)])
+            tgt.append(t)
+            wts.append(w)
+        scene = [j for j, _, _ in batch.qa]
+        logits, _, _ = llm.forward_embeds(llm.embed(ids), torch.stack([conv[j] for j in scene]),
+                                          torch.stack([ssm[j] for j in scene]), scan=TRAIN_SCAN)
+        losses.append(F.cross_entropy(logits.flatten(0, 1), torch.stack(tgt).flatten(), reduction="none",
+                                      ignore_index=-100))
+        weights.append(torch.stack(wts).flatten())
+        if early_answer_weight > 0:
+            mark = tokenizer.encode_text("?").tolist()[-1]
+            at = torch.tensor([query_position(p, mark) for p, _ in seqs])
+            aux["early_answer"] = (early_answer_weight, F.cross_entropy(logits[torch.arange(len(seqs)), at],
+                                                                        torch.tensor([a[0] for _, a in seqs])))
+        parts["single"] = float(((losses[0] * weights[0]).sum() / weights[0].sum()).detach())
     # 2. motion items: [image, prompt, answer] per frame, continuous
     if batch.seq_pixels:
         frames = torch.from_numpy(np.concatenate(batch.seq_pixels))
@@ -273,6 +276,9 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         losses.append(l_seq)
         weights.append(w_seq)
         parts["sequence"] = float((l_seq * w_seq).sum().detach() / w_seq.sum())
+    if not losses:
+        raise ValueError("a training batch with no still scenes and no motion items (recipe scenes 0 before "
+                         "motion_from?): nothing to learn from")
     loss = sum((l * w).sum() for l, w in zip(losses, weights)) / sum(w.sum() for w in weights)
     if dense is not None and batch.summary and summary_weight > 0:
         aux["summary"] = (summary_weight, dense.summary_loss(llm.backbone.norm_f(torch.stack(last)), batch.summary))
@@ -282,6 +288,30 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         parts[name] = float(term.detach())
         loss = loss + w * term
     return loss, parts
+
+
+def _continued(opts: TrainOptions) -> tuple[CobraModel, dict]:
+    """The model of ``opts.init_weights`` (a checkpoint of cobra-edge train, of ``opts.preset``'s shape) in train
+    mode, and what the new record says of it."""
+    from .weights import load_trained, sha256
+
+    model, tokenizer_json, record = load_trained(opts.init_weights)
+    if tokenizer_json != build_tiny_tokenizer(model.cfg.lm.vocab_size).to_str():
+        raise ValueError(f"{opts.init_weights}: its tokenizer is not the tiny models' (cobra-edge train builds that one)")
+    if model.cfg.name != opts.preset:
+        raise ValueError(f"--init-weights {opts.init_weights} is a {model.cfg.name!r} model; --preset is {opts.preset!r}")
+    if opts.pretrain_steps:
+        raise ValueError("--init-weights continues a trained model: its vision is trained already (no --pretrain-steps)")
+    minutes = record.get("minutes_in_all")
+    if minutes is None and "minutes" in record:  # records written before minutes_in_all
+        minutes = record["minutes"] + ((record.get("vision_pretraining") or {}).get("minutes") or 0.0)
+    if minutes is None:
+        raise ValueError(f"{opts.init_weights}: no training record with its minutes beside it (.json)")
+    # the batches it was trained on end here (a continuation of a continuation counts from its parent's end)
+    data_end = (record.get("data_recipe") or {}).get("data_steps", [0, record.get("steps") or 0])[1]
+    return model.train(), {"file": Path(opts.init_weights).name, "sha256": sha256(opts.init_weights),
+                           "steps": record.get("steps"), "data_end": int(data_end), "minutes_in_all": float(minutes),
+                           "options": record.get("options")}
 
 
 def _lr(opts: TrainOptions, step: int) -> float:
@@ -322,17 +352,24 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     torch.set_num_threads(opts.threads)
     torch.set_flush_denormal(True)  # the scan's decays underflow to denormals, which are ~100x slower on x86
     cfg = preset_config(opts.preset)
-    model = init_for_training(build_random(cfg, seed=opts.seed))
+    parent = None
+    if opts.init_weights:
+        model, parent = _continued(opts)
+        cfg = model.cfg
+    else:
+        model = init_for_training(build_random(cfg, seed=opts.seed))
     grid = dense_grid(model) if opts.dense_weight > 0 or opts.summary_weight > 0 or opts.pretrain_steps else 0
     recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens,
                            "dense_grid": grid})
     dense = DenseHead(cfg.lm.d_model) if grid else None
     from .train_data import draw_batch
 
-    sample = draw_batch(DataRecipe(**{**asdict(recipe), "sequences": 0}), opts.seed, -1)
-    share = center_visual_tokens(model, torch.from_numpy(sample.pixels), sample.boxes)
+    share = float("nan")
+    if parent is None:
+        sample = draw_batch(DataRecipe(**{**asdict(recipe), "sequences": 0, "scenes": recipe.scenes or 32}), opts.seed, -1)
+        share = center_visual_tokens(model, torch.from_numpy(sample.pixels), sample.boxes)
     pretrained = None
-    if dense is not None and opts.pretrain_steps:
+    if dense is not None and opts.pretrain_steps and parent is None:
         from . import train_dense
 
         pretrained = train_dense.pretrain_vision(model, dense, grid, opts.pretrain_steps, seed=opts.seed,
@@ -359,13 +396,18 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     say(f"train {cfg.name}: {sum(p.numel() for p in model.parameters()):,} parameters, {opts.steps} steps of "
         f"{recipe.scenes} scenes x {recipe.questions} questions + {recipe.sequences} motion items, seed {opts.seed}, "
         f"{opts.threads} torch thread(s) + {int(opts.workers)} data worker; load average before {load_before}; "
-        f"visual tokens centred (their mean was {100 * share:.0f} % of a token's norm)")
+        + (f"continuing {opts.init_weights} ({parent['steps']} steps)" if parent else
+           f"visual tokens centred (their mean was {100 * share:.0f} % of a token's norm)"))
     curve = {"step": [], "loss": [], "single": [], "sequence": [], "eval_step": [], "accuracy": []}
-    stream = BatchStream(recipe, opts.seed, range(opts.steps), workers=opts.workers, motion_from=opts.motion_from)
+    # a continuation draws the batches after its parent's (new scenes, not the ones it was trained on)
+    first = int(parent["data_end"]) if parent else 0
+    stream = BatchStream(recipe, opts.seed, range(first, first + opts.steps), workers=opts.workers,
+                         motion_from=first + opts.motion_from)
     t0 = time.perf_counter()
     window: list[float] = []
     try:
-        for step, batch in stream:
+        for data_step, batch in stream:
+            step = data_step - first
             for g in optim.param_groups:
                 g["lr"] = _lr(opts, step)
             loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight, dense, opts.dense_weight,
@@ -378,7 +420,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
             if (step + 1) % opts.log_every == 0 or step + 1 == opts.steps:
                 curve["step"].append(step + 1)
                 curve["loss"].append(float(np.mean(window)))
-                curve["single"].append(parts["single"])
+                curve["single"].append(parts.get("single", float("nan")))
                 curve["sequence"].append(parts.get("sequence", float("nan")))
                 window = []
                 say(f"step {step + 1:>5}/{opts.steps}  loss {curve['loss'][-1]:.4f}  lr {_lr(opts, step):.2e}  "
@@ -408,13 +450,17 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         "seed": opts.seed,
         "steps": opts.steps,
         "minutes": round(minutes, 2),  # the question steps; the vision pretraining's own are in its record below
-        "minutes_in_all": round(minutes + (pretrained["minutes"] if pretrained else 0.0), 2),
+        # with init_weights, the parent's own minutes_in_all too: what the weights cost from scratch
+        "minutes_in_all": round(minutes + (pretrained["minutes"] if pretrained else 0.0)
+                                + (parent["minutes_in_all"] if parent else 0.0), 2),
+        "initialised_from": parent,
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": opts.threads,
                     "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
                     "torch": torch.__version__},
         "options": {k: v for k, v in asdict(opts).items() if k != "recipe"},
         "data_recipe": {**asdict(recipe), "source": "edge.world: training_scene(rng(seed, step)) still scenes and "
-                                                    "make_item('motion', (seed, step, 2, j)) sequences"},
+                                                    "make_item('motion', (seed, step, 2, j)) sequences",
+                        "data_steps": [first, first + opts.steps]},
         "final_loss": curve["loss"][-1] if curve["loss"] else None,
         "vision_pretraining": pretrained,
         "validation": {"seed": opts.validation_seed, "per_family": opts.eval_per_family,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.preprocess import preprocess
-from edge.world import make_item, render, training_scene
+from edge.world import MotionRange, make_item, render, spec, training_scene
 from edge.world.dense import cell_labels, motion_labels, scene_summary
 
 
@@ -31,6 +31,13 @@ class DataRecipe:
     image_size: int = 112  # the model's input (ModelConfig.image_size)
     boxes: bool = False  # also return each frame's shape boxes (models with object tokens)
     dense_grid: int = 0  # also return each frame's cell labels on this grid (edge/world/dense.py); 0: none
+    motion_frames: tuple[int, int] | None = None  # frames per motion item (None: the world's, 2 to 4)
+    motion_speed: tuple[float, float] | None = None  # moving shapes' speed per frame (None: the world's, 0.05 to 0.09)
+
+    def motion_range(self) -> MotionRange | None:
+        if self.motion_frames is None and self.motion_speed is None:
+            return None
+        return MotionRange(tuple(self.motion_frames or spec.SEQUENCE_FRAMES), tuple(self.motion_speed or spec.SPEED_RANGE))
 
 
 @dataclass
@@ -58,15 +65,17 @@ def draw_batch(recipe: DataRecipe, seed: int, step: int, motion: bool = True) ->
             dense.append(cell_labels(scene, recipe.dense_grid))
             summary.append(scene_summary(scene))
     seq_pixels, seq_boxes, seq_qa, seq_motion = [], [], [], []
+    motion_range = recipe.motion_range()
     for j in range(recipe.sequences if motion else 0):
-        item = make_item("motion", (seed, step % 2**63, 2, j))
+        item = make_item("motion", (seed, step % 2**63, 2, j), motion_range)
         seq_pixels.append(np.stack([preprocess(f, recipe.image_size) for f in item.frames()]))
         seq_boxes.append(item.boxes() if recipe.boxes else [])
         seq_qa.append([(q.prompt, q.answer, q.family) for q in item.questions])
         if recipe.dense_grid:
             dense += [cell_labels(s, recipe.dense_grid) for s in item.scenes]
             seq_motion.append(motion_labels(list(item.scenes), recipe.dense_grid))
-    return Batch(np.stack(pixels), boxes, qa, seq_pixels, seq_boxes, seq_qa, dense or None, seq_motion or None,
+    still = np.stack(pixels) if pixels else np.zeros((0, recipe.image_size, recipe.image_size, 3), np.uint8)
+    return Batch(still, boxes, qa, seq_pixels, seq_boxes, seq_qa, dense or None, seq_motion or None,
                  summary or None)
 
 

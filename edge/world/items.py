@@ -46,26 +46,46 @@ def _some_question(rng: np.random.Generator, scene: Scene, families=SINGLE_FRAME
             return q
 
 
-def sample_scene_for(family: str, rng: np.random.Generator) -> tuple[list[Scene], str | None]:
+@dataclass(frozen=True)
+class MotionRange:
+    """Frames per motion item and the moving shapes' speeds (normalised units per frame); the defaults are the
+    world's (spec.SEQUENCE_FRAMES, spec.SPEED_RANGE), which evaluation always uses."""
+
+    frames: tuple[int, int] = spec.SEQUENCE_FRAMES
+    speed: tuple[float, float] = spec.SPEED_RANGE
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.frames[0] <= self.frames[1]):
+            raise ValueError(f"motion frames {self.frames}: need 2 <= first <= last (one frame cannot tell a motion)")
+        if not (0 < self.speed[0] <= self.speed[1]) or (self.frames[1] - 1) * self.speed[1] > 0.4:
+            raise ValueError(f"motion speed {self.speed} per frame over {self.frames[1]} frames: need 0 < low <= high "
+                             "and a longest travel of at most 0.4 of the frame (the moving shape must stay inside)")
+
+
+def sample_scene_for(family: str, rng: np.random.Generator, motion: MotionRange | None = None
+                     ) -> tuple[list[Scene], str | None]:
     """The frames an item of ``family`` is asked about, drawn so that its answers are balanced, and the kind of
-    the shape it names when that shape must be the only one of its kind (colour, motion)."""
+    the shape it names when that shape must be the only one of its kind (colour, motion). ``motion``: frames and
+    speeds of motion items other than the world's (a training curriculum)."""
     kind = spec.SHAPES[rng.integers(len(spec.SHAPES))]
     if family == "colour":
         return sample_sequence(rng, anchor_kind=kind), kind
     if family == "path":
         return sample_sequence(rng, path=bool(rng.random() < 0.5)), None
     if family == "motion":
-        frames = int(rng.integers(spec.SEQUENCE_FRAMES[0], spec.SEQUENCE_FRAMES[1] + 1))
-        return sample_sequence(rng, frames=frames, anchor_kind=kind), kind
+        m = motion or MotionRange()
+        frames = int(rng.integers(m.frames[0], m.frames[1] + 1))
+        return sample_sequence(rng, frames=frames, anchor_kind=kind, speed_range=m.speed), kind
     if family in SINGLE_FRAME:
         return sample_sequence(rng), None
     raise ValueError(f"unknown question family {family!r}; known: {FAMILIES}")
 
 
-def make_item(family: str, seed: tuple[int, ...]) -> Item:
-    """One item of ``family``, determined by ``seed`` (a tuple of ints)."""
+def make_item(family: str, seed: tuple[int, ...], motion: MotionRange | None = None) -> Item:
+    """One item of ``family``, determined by ``seed`` (a tuple of ints); ``motion``: a motion item's frames and
+    speeds other than the world's (training curricula; the default draws exactly what evaluation draws)."""
     rng = np.random.default_rng([*seed, 7])
-    scenes, kind = sample_scene_for(family, rng)
+    scenes, kind = sample_scene_for(family, rng, motion)
     if family == "motion":
         questions = [_some_question(rng, s) for s in scenes[:-1]] + [motion_of(scenes, kind)]
     else:

@@ -123,15 +123,16 @@ def _inside(s: Shape, width: int, height: int, margin: float = 0.0) -> bool:
 
 def sample_shapes(rng: np.random.Generator, width: int, height: int, n: int, frames: int = 1,
                   path: bool | None = None, moving: bool = False, anchor_kind: str | None = None,
-                  tries: int = 200) -> tuple[Shape, ...] | None:
+                  tries: int = 200, speed_range: tuple[float, float] = spec.SPEED_RANGE) -> tuple[Shape, ...] | None:
     """n shapes with distinct (colour, kind), every pair within MAX_OVERLAP and inside the frame in each of
     ``frames`` frames (the shapes given are where they are in the LAST frame), centres outside the label bands in
     the last frame. ``path``: True / False forces the path region occupied / clear in the last frame.
     ``moving``: draw a motion per shape; ``anchor_kind``: the first shape is the only one of this kind (the shape
     a colour or motion question names), and its last position keeps the longest possible travel away from every
-    edge, whatever its motion. None when no layout was found in ``tries`` draws (the caller draws again)."""
+    edge, whatever its motion. ``speed_range``: the moving shapes' speeds (a training curriculum may draw larger
+    moves than the world's). None when no layout was found in ``tries`` draws (the caller draws again)."""
     colours, kinds = list(spec.COLOURS), spec.SHAPES
-    travel = (frames - 1) * spec.SPEED_RANGE[1]
+    travel = (frames - 1) * speed_range[1]
     for _ in range(tries):
         combos = [(colours[c // len(kinds)], kinds[c % len(kinds)]) for c in rng.permutation(len(colours) * len(kinds))]
         if anchor_kind is not None:
@@ -141,7 +142,7 @@ def sample_shapes(rng: np.random.Generator, width: int, height: int, n: int, fra
         for i, (colour, kind) in enumerate(combos[:n]):
             size = float(rng.uniform(*spec.SIZE_RANGE))
             motion = spec.MOTIONS[rng.integers(len(spec.MOTIONS))] if moving else "still"
-            speed = float(rng.uniform(*spec.SPEED_RANGE)) if motion != "still" else 0.0
+            speed = float(rng.uniform(*speed_range)) if motion != "still" else 0.0
             s = Shape(kind, colour, 0.0, 0.0, size, _fill(rng, colour), motion, speed)
             hx, hy = s.half(width, height)
             margin = travel if (i == 0 and anchor_kind is not None) else 0.0
@@ -168,7 +169,7 @@ def sample_size(rng: np.random.Generator) -> tuple[int, int]:
 
 
 def sample_sequence(rng: np.random.Generator, frames: int = 1, n: int | None = None, path: bool | None = None,
-                    anchor_kind: str | None = None) -> list[Scene]:
+                    anchor_kind: str | None = None, speed_range: tuple[float, float] = spec.SPEED_RANGE) -> list[Scene]:
     """``frames`` scenes of one camera (1: a still scene): same background and distractors, shapes moving at
     constant velocity. ``n``: number of shapes (default uniform in 1..MAX_SHAPES); ``path``: force the last
     frame's path region occupied / clear; ``anchor_kind``: a kind that must occur exactly once (the shape a
@@ -176,7 +177,8 @@ def sample_sequence(rng: np.random.Generator, frames: int = 1, n: int | None = N
     while True:
         width, height = sample_size(rng)
         count = n or int(rng.integers(1, spec.MAX_SHAPES + 1))
-        shapes = sample_shapes(rng, width, height, count, frames, path, moving=frames > 1, anchor_kind=anchor_kind)
+        shapes = sample_shapes(rng, width, height, count, frames, path, moving=frames > 1, anchor_kind=anchor_kind,
+                               speed_range=speed_range)
         if shapes is None:
             continue
         background, distractors = sample_background(rng), sample_distractors(rng)

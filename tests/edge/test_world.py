@@ -108,6 +108,30 @@ def test_motion_items_hide_the_direction_in_their_last_frame():
         assert hy + travel - 1e-9 <= shape.cy <= 1 - hy - travel + 1e-9
 
 
+def test_motion_range_draws_larger_moves_and_the_default_draws_the_world():
+    """A training curriculum's MotionRange: its frames and speeds are drawn, the answers still match the geometry
+    and the direction stays hidden in the last frame; with no range (or the world's own) the items are exactly
+    cobra-edge eval's."""
+    from edge.world import MotionRange
+
+    big = MotionRange(frames=(2, 2), speed=(0.2, 0.3))
+    for i in range(30):
+        plain = make_item("motion", (7, i))
+        assert make_item("motion", (7, i), MotionRange()) == plain
+        it = make_item("motion", (7, i), big)
+        assert len(it.scenes) == 2 and it.question.answer == _expected(it)
+        (last,), _, kind = _named(it.scenes[-1], it.question.prompt)
+        first = next(s for s in it.scenes[0].shapes if s.kind == kind)
+        moved = max(abs(last.cx - first.cx), abs(last.cy - first.cy))
+        assert moved == 0.0 if it.question.answer == "still" else 0.2 - 1e-9 <= moved <= 0.3 + 1e-9
+        hx, hy = last.half(it.scenes[-1].width, it.scenes[-1].height)
+        assert hx + 0.3 - 1e-9 <= last.cx <= 1 - hx - 0.3 + 1e-9 and hy + 0.3 - 1e-9 <= last.cy <= 1 - hy - 0.3 + 1e-9
+    with pytest.raises(ValueError, match="one frame cannot tell"):
+        MotionRange(frames=(1, 2))
+    with pytest.raises(ValueError, match="stay inside"):
+        MotionRange(frames=(2, 4), speed=(0.2, 0.3))
+
+
 def test_docs_state_the_distribution():
     doc = (REPO / "docs" / "world.md").read_text()
     for name, rgb in spec.COLOURS.items():

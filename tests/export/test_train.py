@@ -145,3 +145,40 @@ def test_early_answer_term_reads_the_question_last_word(tmp_path):
     result = train(TrainOptions.quick(early_answer_weight=1.0), tmp_path / "e.safetensors", say=lambda m: None,
                    plot=False)
     assert result.record["options"]["early_answer_weight"] == 1.0
+
+
+def test_continuing_a_checkpoint_on_a_motion_curriculum(quick_checkpoint, tmp_path):
+    """--init-weights: training continues from the checkpoint's weights (not fresh ones) on batches after the ones
+    it saw, its minutes count in minutes_in_all, and a motion-only curriculum (no still scenes, larger moves over
+    two frames) trains; a preset that is not the checkpoint's, or pretraining on top, is a clear error."""
+    from edge.world import MotionRange
+    from export.train import TrainOptions, train
+    from export.train_data import DataRecipe, draw_batch
+    from export.weights import load_trained
+
+    parent, parent_result = quick_checkpoint
+    recipe = DataRecipe(scenes=0, questions=2, sequences=2, motion_frames=(2, 2), motion_speed=(0.2, 0.3))
+    batch = draw_batch(recipe, seed=0, step=5)
+    assert batch.pixels.shape[0] == 0 and all(len(p) == 2 for p in batch.seq_pixels)
+    assert recipe.motion_range() == MotionRange((2, 2), (0.2, 0.3)) and DataRecipe().motion_range() is None
+    # seed 1: fresh weights would be build_random's of seed 1, far from the parent's (seed 0)
+    opts = TrainOptions.quick(init_weights=str(parent), seed=1, motion_from=0, steps=1, recipe=recipe)
+    result = train(opts, tmp_path / "c.safetensors", say=lambda m: None, plot=False)
+    rec = result.record
+    assert rec["initialised_from"]["sha256"] == parent_result.record["weights"]["sha256"]
+    assert rec["data_recipe"]["data_steps"] == [3, 4]  # the parent trained on steps 0..2
+    assert rec["minutes_in_all"] >= parent_result.record["minutes_in_all"]
+    model, _, _ = load_trained(tmp_path / "c.safetensors")
+    before = dict(parent_result.model.state_dict())
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    near = [k for k, v in model.state_dict().items() if float((v - before[k]).abs().max()) < 0.05]
+    assert changed and len(near) == len(before)  # one small step from the parent, not fresh weights
+    grand = train(TrainOptions.quick(init_weights=str(tmp_path / "c.safetensors"), steps=1),
+                  tmp_path / "g.safetensors", say=lambda m: None, plot=False)
+    assert grand.record["data_recipe"]["data_steps"] == [4, 5]
+    with pytest.raises(ValueError, match="'tiny-ldp-96' model; --preset is 'tiny'"):
+        train(TrainOptions.quick(init_weights=str(parent), preset="tiny"), tmp_path / "x.safetensors",
+              say=lambda m: None, plot=False)
+    with pytest.raises(ValueError, match="no --pretrain-steps"):
+        train(TrainOptions.quick(init_weights=str(parent), pretrain_steps=2), tmp_path / "y.safetensors",
+              say=lambda m: None, plot=False)
