@@ -260,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the tiny model on the synthetic world (needs the export extra)")
     t.add_argument("--preset", default="tiny-ldp-96", help="tiny-ldp-96 (the embedded model's shape), tiny, or a tiny "
                                                             "connector preset (tiny-ldp, tiny-sva, tiny-mg, tiny-abstractor)")
-    t.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the embedded model's recipe)")
+    t.add_argument("--steps", type=positive_int, default=None,
+                   help="question-answering steps (default: the embedded model's recipe, 2000)")
+    t.add_argument("--curriculum", action="store_true",
+                   help="the three-stage recipe (vision pretraining + questions, motion with large moves, mixed; "
+                        "106 min here), the best so far: docs/training.md")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
                                                ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
@@ -295,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--views", type=positive_int, default=24000, help="with --heads: training views (reset streams)")
     t.add_argument("--episodes", type=non_negative_int, default=224,
                    help="with --heads: whole approach episodes seen as continuous streams (~110 frames each)")
+    t.add_argument("--wide-episodes", type=non_negative_int, default=0,
+                   help="with --heads: more approaches steered further off the target (docs/loop.md)")
+    t.add_argument("--overshoot-episodes", type=non_negative_int, default=0,
+                   help="with --heads: more approaches that never stop, driving on into the target (docs/loop.md)")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("eval", help="accuracy per question family through the runtime, beside the PyTorch reference")

@@ -84,6 +84,8 @@ def cmd_train(args) -> int:
         out = args.out or str(default_cache_dir() / "runs" / "heads" / "tiny-heads.safetensors")
         train_heads_file(args.weights, out, views=args.views if not args.quick else 64,
                          episodes=args.episodes if not args.quick else 2,
+                         wide_episodes=args.wide_episodes if not args.quick else min(args.wide_episodes, 1),
+                         overshoot_episodes=args.overshoot_episodes if not args.quick else min(args.overshoot_episodes, 1),
                          steps=args.steps or (20 if args.quick else 8000), seed=args.seed,
                          say=lambda m: print(m, flush=True))
         print(f"export with them: cobra-edge export --weights MODEL --heads {out} --out artifacts/with-heads")
@@ -104,9 +106,17 @@ def cmd_train(args) -> int:
         base = TrainOptions.quick().recipe if args.quick else DataRecipe()
         given["recipe"] = DataRecipe(**{**asdict(base), **data})
         given["recipe"].motion_range()  # a bad range is an error now, not in the data worker
-    opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **given)
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
-    train(opts, out, say=lambda m: print(m, flush=True))
+    if args.curriculum:  # the three-stage recipe in one command (export/train_recipe.py)
+        if given:
+            raise ValueError(f"--curriculum runs its own stages' options; not with {sorted(given)}")
+        from export.train_recipe import CURRICULUM, train_stages
+
+        train_stages(CURRICULUM, out, preset=args.preset, seed=args.seed, quick=args.quick,
+                     say=lambda m: print(m, flush=True))
+    else:  # one stage: TrainOptions' defaults (the embedded default's recipe) with what was given
+        opts = (TrainOptions.quick if args.quick else TrainOptions)(preset=args.preset, seed=args.seed, **given)
+        train(opts, out, say=lambda m: print(m, flush=True))
     print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")
     return 0
 

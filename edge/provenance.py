@@ -32,6 +32,12 @@ def describe(info: dict) -> str:
         acc = (record.get("validation") or {}).get("accuracy") or {}
         accs = ", ".join(f"{f} {100 * a:.0f}%" for f, a in acc.items())
         pre = record.get("vision_pretraining") or {}
+        stages = record.get("stages") or []
+        if stages:  # a staged recipe (export/train_recipe.py): the last stage continued the ones before it
+            return (f"trained: {record.get('model', '?')}, seed {record.get('seed', '?')}, {len(stages)} stages "
+                    f"({', '.join(stages)}), {record.get('minutes_in_all', '?')} min in all; the last "
+                    f"{record.get('steps', '?')} steps / {record.get('minutes', '?')} min"
+                    + (f"; validation {accs}" if accs else ""))
         return (f"trained: {record.get('model', '?')}, seed {record.get('seed', '?')}, {record.get('steps', '?')} steps, "
                 f"{record.get('minutes', '?')} min"
                 + (f" after {pre.get('steps', '?')} steps / {pre.get('minutes', '?')} min of vision pretraining" if pre else "")

@@ -190,12 +190,23 @@ def _values(heads: list[ActionHead], hidden: dict[str, torch.Tensor]) -> list[di
     return out
 
 
+WIDE_BIAS, WIDE_NOISE = 0.5, 0.25  # wide approaches: the steering further off (edge/sim/examples.py approach)
+WIDE_INDEX = 1_000_000  # their episode indices start here: other worlds than the plain approaches'
+OVERSHOOT_INDEX = 2_000_000  # the overshooting approaches' first episode index (other worlds again)
+
+
 def train_heads_file(weights: str | None, out: str, views: int = 24000, episodes: int = 224, steps: int = 8000,
-                     seed: int = 0, say: Callable[[str], None] = print) -> dict:
+                     seed: int = 0, wide_episodes: int = 0, overshoot_episodes: int = 0,
+                     say: Callable[[str], None] = print) -> dict:
     """``cobra-edge train --heads``: the embedded heads' recipe on a checkpoint of ``cobra-edge train`` (default: the
     embedded model), the backbone frozen: ``views`` camera views of edge/sim's world as a reset stream sees them,
     and every frame of ``episodes`` approaches as a continuous stream sees them (about 110 frames each), both of
-    seed ``seed``, so that one head serves both modes. Writes the heads (safetensors, with the record in its
+    seed ``seed``, so that one head serves both modes; ``wide_episodes`` more approaches steered further off the
+    target (bias up to WIDE_BIAS, noise WIDE_NOISE), so that continuous streams also see the target far to the side
+    late in an approach; ``overshoot_episodes`` more approaches that never stop and drive on into the target, so
+    that continuous streams also see the target blocking the way closer than the stop gap (a plain approach stops
+    at its first such frame; a backbone whose state remembers its frames then learns "never blocked" for
+    continuous streams, and a robot whose stop comes a tick late never stops: docs/loop.md). Writes the heads (safetensors, with the record in its
     metadata and as JSON beside it) and -> the record. The held-out error is measured by ``cobra-edge eval``
     (another seed, through the runtime)."""
     import json
@@ -225,12 +236,30 @@ def train_heads_file(weights: str | None, out: str, views: int = 24000, episodes
         truths += [e.truth for episode in chunk for e in episode]
         say(f"heads: {min(episodes, start + 32)}/{episodes} continuous episodes, {len(truths) - views} frames, "
             f"{time.perf_counter() - t0:.0f} s")
+    for start in range(0, wide_episodes, 32):
+        chunk = [approach(seed, WIDE_INDEX + i, bias=WIDE_BIAS, noise=WIDE_NOISE)
+                 for i in range(start, min(wide_episodes, start + 32))]
+        parts.append(hidden_states_continuous(model, tokenizer, chunk))
+        truths += [e.truth for episode in chunk for e in episode]
+        say(f"heads: {min(wide_episodes, start + 32)}/{wide_episodes} wide continuous episodes, {len(truths) - views} "
+            f"frames in all, {time.perf_counter() - t0:.0f} s")
+    for start in range(0, overshoot_episodes, 32):
+        chunk = [approach(seed, OVERSHOOT_INDEX + i, overshoot=True)
+                 for i in range(start, min(overshoot_episodes, start + 32))]
+        parts.append(hidden_states_continuous(model, tokenizer, chunk))
+        truths += [e.truth for episode in chunk for e in episode]
+        say(f"heads: {min(overshoot_episodes, start + 32)}/{overshoot_episodes} overshooting continuous episodes, "
+            f"{len(truths) - views} frames in all, {time.perf_counter() - t0:.0f} s")
     hidden = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     configs = target_heads(model.cfg.lm.d_model, model.cfg.num_visual_tokens)
     heads, record = fit_heads(hidden, truths, configs, steps=steps, seed=seed, say=say)
     weights_path = Path(weights or EMBEDDED)
     record.update({"data": {"source": "edge.sim.examples.head_examples", "seed": seed, "views": views,
                             "continuous": {"source": "edge.sim.examples.approach", "episodes": episodes,
+                                           "wide_episodes": wide_episodes, "wide_bias": WIDE_BIAS,
+                                           "wide_noise": WIDE_NOISE, "wide_first_index": WIDE_INDEX,
+                                           "overshoot_episodes": overshoot_episodes,
+                                           "overshoot_first_index": OVERSHOOT_INDEX,
                                            "frames": len(truths) - views, "tick_ms": APPROACH_TICK_MS},
                             "prompt": HEAD_PROMPT},
                    "backbone": {"file": weights_path.name, "sha256": sha256(weights_path), "frozen": True},

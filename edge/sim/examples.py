@@ -84,10 +84,11 @@ class _PerturbedOracle:
     name = "perturbed-oracle"
     needs_frame = True
 
-    def __init__(self, rng: np.random.Generator, bias: float, noise: float):
+    def __init__(self, rng: np.random.Generator, bias: float, noise: float, overshoot: bool = False):
         from .policies import Controller
 
         self.controller, self.rng, self.bias, self.noise = Controller(), rng, bias, noise
+        self.overshoot = overshoot  # never stop: drive on into the target (frames of a stop that came too late)
         self.frames: list[tuple[np.ndarray, dict]] = []
         self.v_max = 0.0
 
@@ -99,6 +100,8 @@ class _PerturbedOracle:
                                     "distance": float(truth.distance), "visible": float(truth.visible),
                                     "blocked": float(truth.blocked)}))
         bearing = truth.bearing + self.bias + float(self.rng.normal(0, self.noise))
+        if self.overshoot:
+            return self.controller.command(bearing, max(truth.distance, 1.0), self.v_max, False, truth.visible)
         return self.controller.command(bearing, truth.distance, self.v_max, truth.blocked, truth.visible)
 
     def summary(self) -> dict:
@@ -106,14 +109,16 @@ class _PerturbedOracle:
 
 
 def approach(seed: int, index: int, bias: float = 0.15, noise: float = 0.1, camera: CameraConfig | None = None,
-             world: WorldConfig | None = None) -> list[HeadExample]:
+             world: WorldConfig | None = None, overshoot: bool = False) -> list[HeadExample]:
     """Every frame of one episode in the world of ``make_world`` seed ``seed * 100_003 + index`` (other seeds than
     the loop's episodes 0 .. n), ticks of ``APPROACH_TICK_MS``, the oracle's bearing biased by up to ``bias`` and
-    noisy by ``noise`` (standard deviation) -> the frames in order, each with the episode's prompt and its truth."""
+    noisy by ``noise`` (standard deviation) -> the frames in order, each with the episode's prompt and its truth.
+    ``overshoot``: the robot never stops (it drives on into the target), so the episode also has the frames of a
+    stop that came too late: the target blocking the path, closer than the stop gap."""
     from .loop import LoopSettings, run_episode
 
     rng = np.random.default_rng([int(seed), int(index), 0xA9909])
-    policy = _PerturbedOracle(rng, float(rng.uniform(-bias, bias)), noise)
+    policy = _PerturbedOracle(rng, float(rng.uniform(-bias, bias)), noise, overshoot)
     world_seed = int(seed) * 100_003 + int(index)
     run_episode(policy, world_seed, LoopSettings(APPROACH_TICK_MS, 1.0, world or WorldConfig(),
                                                  camera or CameraConfig()))

@@ -11,4 +11,8 @@ def test_trained_weights_describe_their_run_and_any_vision_pretraining():
     pre = describe({"source": "trained", "record": {**record, "vision_pretraining": {"steps": 3000, "minutes": 10.5}}})
     assert pre == ("trained: tiny-ldp-96, seed 0, 1200 steps, 49.5 min after 3000 steps / 10.5 min of vision "
                    "pretraining; validation colour 80%")
+    staged = describe({"source": "trained", "record": {**record, "steps": 900, "minutes": 40.1, "minutes_in_all": 105.7,
+                                                       "stages": ["questions", "motion-large", "mixed"]}})
+    assert staged == ("trained: tiny-ldp-96, seed 0, 3 stages (questions, motion-large, mixed), 105.7 min in all; "
+                      "the last 900 steps / 40.1 min; validation colour 80%")
     assert describe({"source": "random", "seed": 3}).startswith("random (seed 3)")

@@ -288,10 +288,12 @@ def test_train_heads_quick_writes_heads_that_export_and_act(tmp_path, capsys):
     from edge.cli import main
 
     out = tmp_path / "h.safetensors"
-    assert main(["train", "--heads", "--quick", "--out", str(out)]) == 0
+    assert main(["train", "--heads", "--quick", "--wide-episodes", "1", "--overshoot-episodes", "1",
+                 "--out", str(out)]) == 0
     loaded, record = load_heads(out)
     assert [h.cfg.name for h in loaded] == ["target", "path"] and loaded[0].cfg.positions == ("image", "last")
     assert record["data"]["views"] == 64 and record["data"]["continuous"]["episodes"] == 2
+    assert record["data"]["continuous"]["wide_episodes"] == record["data"]["continuous"]["overshoot_episodes"] == 1
     assert record["examples"] == 64 + record["data"]["continuous"]["frames"] > 64
     assert main(["export", "--trained", "--heads", str(out), "--out", str(tmp_path / "art")]) == 0
     rt = Runtime.load(tmp_path / "art")
@@ -300,3 +302,33 @@ def test_train_heads_quick_writes_heads_that_export_and_act(tmp_path, capsys):
         got = rt.open_stream(mode, mode=mode).act(item.frames()[0], "Where is the red circle?").outputs
         assert set(got) == {"bearing", "distance", "visible", "blocked"} and -1 <= got["bearing"] <= 1
     capsys.readouterr()
+
+
+def test_wide_approaches_keep_the_target_further_to_the_side():
+    """--wide-episodes: approaches steered off by up to WIDE_BIAS see the target further from the centre than the
+    plain approaches do (what continuous heads must learn besides "ahead")."""
+    import numpy as np
+
+    from edge.sim.examples import approach
+    from export.train_heads import WIDE_BIAS, WIDE_INDEX, WIDE_NOISE
+
+    def spread(episodes):
+        return float(np.mean([abs(e.truth["bearing"]) for ep in episodes for e in ep if e.truth["visible"] > 0.5]))
+
+    plain = spread([approach(0, i) for i in range(4)])
+    wide = spread([approach(0, WIDE_INDEX + i, bias=WIDE_BIAS, noise=WIDE_NOISE) for i in range(4)])
+    assert wide > 1.5 * plain, (plain, wide)
+
+
+def test_overshooting_approaches_drive_past_the_stop():
+    """--overshoot-episodes: an approach that never stops has the frames a plain one ends before: the target
+    blocking the way closer than the controller's stop gap."""
+    from edge.sim.examples import approach
+    from edge.sim.policies import Controller
+
+    for i in range(3):
+        plain, over = approach(0, i), approach(0, i, overshoot=True)
+        assert sum(e.truth["blocked"] > 0.5 for e in plain) <= 1
+        assert sum(e.truth["blocked"] > 0.5 for e in over) >= 3
+        assert min(e.truth["distance"] for e in over) < Controller().stop_gap < min(e.truth["distance"]
+                                                                                     for e in plain) + 0.05

@@ -182,3 +182,38 @@ def test_continuing_a_checkpoint_on_a_motion_curriculum(quick_checkpoint, tmp_pa
     with pytest.raises(ValueError, match="no --pretrain-steps"):
         train(TrainOptions.quick(init_weights=str(parent), pretrain_steps=2), tmp_path / "y.safetensors",
               say=lambda m: None, plot=False)
+
+
+def test_staged_recipe_chains_its_checkpoints(tmp_path):
+    """train_stages: every stage continues the one before (its record names the parent's sha256), the data steps
+    follow on, the last stage's weights are written as the output with the stage names in its record."""
+    from export.train_recipe import CURRICULUM, train_stages
+    from export.weights import sha256
+
+    out = tmp_path / "tiny.safetensors"
+    result = train_stages(CURRICULUM, out, quick=True, say=lambda m: None)
+    paths = [tmp_path / f"tiny-{k}-{s.name}.safetensors" for k, s in enumerate(CURRICULUM, 1)]
+    records = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
+    assert records[0]["initialised_from"] is None and records[0]["vision_pretraining"]["steps"] == 2
+    for parent, path, rec in zip(paths, paths[1:], records[1:]):
+        assert rec["initialised_from"]["sha256"] == sha256(parent)
+        assert rec["data_recipe"]["data_steps"][0] == json.loads(parent.with_suffix(".json").read_text())[
+            "data_recipe"]["data_steps"][1]
+    assert records[1]["data_recipe"]["scenes"] == 0 and records[1]["data_recipe"]["motion_speed"] == [0.2, 0.3]
+    assert sha256(out) == sha256(paths[-1]) == result.record["weights"]["sha256"]
+    assert result.record["stages"] == [s.name for s in CURRICULUM] and result.record["weights"]["file"] == out.name
+    assert result.record["minutes_in_all"] >= sum(r["minutes"] for r in records)
+
+
+def test_cli_train_runs_the_staged_recipe_or_one_stage(tmp_path):
+    """cobra-edge train --curriculum runs the three stages; without it, one stage with the options given."""
+    from edge.cli import main
+
+    assert main(["train", "--quick", "--curriculum", "--out", str(tmp_path / "a.safetensors")]) == 0
+    staged = json.loads((tmp_path / "a.json").read_text())
+    assert staged["stages"] == ["questions", "motion-large", "mixed"] and staged["initialised_from"]
+    assert main(["train", "--quick", "--steps", "2", "--motion-speed", "0.1", "0.12",
+                 "--out", str(tmp_path / "b.safetensors")]) == 0
+    single = json.loads((tmp_path / "b.json").read_text())
+    assert "stages" not in single and single["steps"] == 2 and single["data_recipe"]["motion_speed"] == [0.1, 0.12]
+    assert main(["train", "--quick", "--curriculum", "--steps", "2", "--out", str(tmp_path / "c.safetensors")]) == 2

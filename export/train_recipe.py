@@ -1,0 +1,78 @@
+"""Training in stages: each stage continues the previous stage's checkpoint (TrainOptions.init_weights) with its
+own options, so a recipe of several stages is one command and one seed.
+
+    result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
+                                                                    # runs/tiny.safetensors (the last stage's)
+
+``CURRICULUM`` (docs/training.md, "The motion curriculum"): the vision pretrained on cell labels and 1200 question
+steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
+learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from .train import TrainOptions, TrainResult, train
+from .train_data import DataRecipe
+from .weights import record_path
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # a word for its checkpoint's file name
+    options: dict = field(default_factory=dict)  # TrainOptions fields (``recipe``: a DataRecipe)
+
+
+CURRICULUM: tuple[Stage, ...] = (
+    Stage("questions", {"pretrain_steps": 3000, "dense_weight": 1.0, "early_answer_weight": 1.0, "steps": 1200}),
+    Stage("motion-large", {"steps": 300, "lr": 1e-3, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                           "recipe": DataRecipe(scenes=0, sequences=24, motion_frames=(2, 2),
+                                                motion_speed=(0.2, 0.3))}),
+    Stage("mixed", {"steps": 900, "lr": 1e-3, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                    "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
+)
+
+
+def quick_stages(stages: tuple[Stage, ...]) -> tuple[Stage, ...]:
+    """The same stages at TrainOptions.quick's size (a few small steps each): the whole chain in seconds."""
+    out = []
+    for s in stages:
+        recipe = s.options.get("recipe")
+        small = TrainOptions.quick().recipe
+        if recipe is not None:
+            small = replace(recipe, scenes=min(recipe.scenes, small.scenes), questions=small.questions,
+                            sequences=min(recipe.sequences, 2))
+        opts = {k: v for k, v in s.options.items() if k not in ("steps", "recipe", "warmup")}
+        if "pretrain_steps" in opts:
+            opts["pretrain_steps"] = 2
+        out.append(Stage(s.name, {**opts, "recipe": small}))
+    return tuple(out)
+
+
+def train_stages(stages: tuple[Stage, ...], out: str | Path, preset: str = "tiny-ldp-96", seed: int = 0,
+                 quick: bool = False, say: Callable[[str], None] = print) -> TrainResult:
+    """Run ``stages`` in order, stage k + 1 from stage k's checkpoint (``out``'s stem + -k-name, beside ``out``);
+    the last one's weights, record and curve are also written as ``out``. Its record's ``initialised_from`` chain
+    names every stage, and ``minutes_in_all`` counts them all."""
+    out = Path(out)
+    make = TrainOptions.quick if quick else TrainOptions
+    previous: Path | None = None
+    result = None
+    for k, stage in enumerate(quick_stages(stages) if quick else stages, 1):
+        opts = make(preset=preset, seed=seed, init_weights=str(previous) if previous else None, **stage.options)
+        path = out.with_name(f"{out.stem}-{k}-{stage.name}{out.suffix}")
+        say(f"stage {k}/{len(stages)} ({stage.name}): {path}")
+        result = train(opts, path, say=say)
+        previous = path
+    shutil.copyfile(previous, out)
+    if previous.with_suffix(".png").exists():
+        shutil.copyfile(previous.with_suffix(".png"), out.with_suffix(".png"))
+    record = {**result.record, "weights": {**result.record["weights"], "file": out.name},
+              "stages": [s.name for s in stages]}
+    record_path(out).write_text(json.dumps(record, indent=2) + "\n")
+    return TrainResult(out, record, result.model, result.tokenizer_json)
