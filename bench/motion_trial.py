@@ -15,11 +15,10 @@ A trial whose continuous accuracy stays at the reset one has not taught the stat
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from .timing import RESULTS_DIR, machine_info
+from .timing import RESULTS_DIR, machine_info, write_result
 
 VALIDATION_SEED = 999  # export/train.py's validation seed: never a training batch, never cobra-edge eval's
 
@@ -91,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
            "weights": result.record["initialised_from"],
            "trained_weights": str(weights_out), "args": vars(args), "minutes": round(minutes, 2),
            "curve": result.record["curve"], "accuracy": accuracy, "machine": machine_info(1), "date": stamp}
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"motion-trial{'-' + args.name if args.name else ''}-{stamp}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(out, f"motion-trial{'-' + args.name if args.name else ''}", doc)
     return 0
 
 

@@ -20,15 +20,13 @@ in a form this probe can use (the pixels control shows how far the probe itself 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .timing import RESULTS_DIR, machine_info
+from .timing import RESULTS_DIR, machine_info, write_result
 
 STAGES = ("pixels", "vision", "projector", "lm_tokens", "lm_last")
 
@@ -132,11 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS_DIR), help="where the JSON goes")
     a = p.parse_args(argv)
     doc = run(a.family, a.train, a.test, a.weights, a.steps)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"probe-{a.family}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(a.out, f"probe-{a.family}", doc)
     return 0
 
 

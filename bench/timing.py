@@ -7,6 +7,7 @@ machine is (written into each JSON beside the figures), and where results go.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -65,6 +66,16 @@ def measure_read_bandwidth(threads: int, mbytes: int = 1024, repeats: int = 10) 
     read, nbytes = read_probe(threads, mbytes)
     runs = timed(read, repeats=repeats, warmup=1)
     return {"median": nbytes / (runs["median_ms"] / 1e3) / 1e9, "best": nbytes / (runs["min_ms"] / 1e3) / 1e9}
+
+
+def write_result(out_dir: str | Path, name: str, doc: dict) -> Path:
+    """``doc`` as ``out_dir/name-<date>-<time>.json`` (the folder made if missing); -> its path, printed."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 def machine_info(threads: int) -> dict:
