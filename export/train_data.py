@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.preprocess import preprocess
-from edge.world import MotionRange, make_item, render, spec, training_scene
+from edge.world import MotionRange, make_item, render, training_scene
 from edge.world.dense import cell_labels, motion_labels, scene_summary
 
 
@@ -35,9 +35,9 @@ class DataRecipe:
     motion_speed: tuple[float, float] | None = None  # moving shapes' speed per frame (None: the world's, 0.05 to 0.09)
 
     def motion_range(self) -> MotionRange | None:
-        if self.motion_frames is None and self.motion_speed is None:
-            return None
-        return MotionRange(tuple(self.motion_frames or spec.SEQUENCE_FRAMES), tuple(self.motion_speed or spec.SPEED_RANGE))
+        """The motion items' range when the recipe sets one (what it leaves out is the world's), else None."""
+        given = {k: tuple(v) for k, v in (("frames", self.motion_frames), ("speed", self.motion_speed)) if v is not None}
+        return MotionRange(**given) if given else None
 
 
 @dataclass

@@ -230,26 +230,16 @@ def train_heads_file(weights: str | None, out: str, views: int = 24000, episodes
         parts.append(hidden_states(model, tokenizer, [e.frame for e in chunk], [e.prompt for e in chunk]))
         truths += [e.truth for e in chunk]
         say(f"heads: {len(truths)}/{views} views, {time.perf_counter() - t0:.0f} s")
-    for start in range(0, episodes, 32):  # 32 continuous streams side by side
-        chunk = [approach(seed, i) for i in range(start, min(episodes, start + 32))]
-        parts.append(hidden_states_continuous(model, tokenizer, chunk))
-        truths += [e.truth for episode in chunk for e in episode]
-        say(f"heads: {min(episodes, start + 32)}/{episodes} continuous episodes, {len(truths) - views} frames, "
-            f"{time.perf_counter() - t0:.0f} s")
-    for start in range(0, wide_episodes, 32):
-        chunk = [approach(seed, WIDE_INDEX + i, bias=WIDE_BIAS, noise=WIDE_NOISE)
-                 for i in range(start, min(wide_episodes, start + 32))]
-        parts.append(hidden_states_continuous(model, tokenizer, chunk))
-        truths += [e.truth for episode in chunk for e in episode]
-        say(f"heads: {min(wide_episodes, start + 32)}/{wide_episodes} wide continuous episodes, {len(truths) - views} "
-            f"frames in all, {time.perf_counter() - t0:.0f} s")
-    for start in range(0, overshoot_episodes, 32):
-        chunk = [approach(seed, OVERSHOOT_INDEX + i, overshoot=True)
-                 for i in range(start, min(overshoot_episodes, start + 32))]
-        parts.append(hidden_states_continuous(model, tokenizer, chunk))
-        truths += [e.truth for episode in chunk for e in episode]
-        say(f"heads: {min(overshoot_episodes, start + 32)}/{overshoot_episodes} overshooting continuous episodes, "
-            f"{len(truths) - views} frames in all, {time.perf_counter() - t0:.0f} s")
+    kinds = (("", episodes, 0, {}),  # (label, how many, first episode index, approach's options)
+             ("wide ", wide_episodes, WIDE_INDEX, {"bias": WIDE_BIAS, "noise": WIDE_NOISE}),
+             ("overshooting ", overshoot_episodes, OVERSHOOT_INDEX, {"overshoot": True}))
+    for label, n, first, kw in kinds:
+        for start in range(0, n, 32):  # 32 continuous streams side by side
+            chunk = [approach(seed, first + i, **kw) for i in range(start, min(n, start + 32))]
+            parts.append(hidden_states_continuous(model, tokenizer, chunk))
+            truths += [e.truth for episode in chunk for e in episode]
+            say(f"heads: {min(n, start + 32)}/{n} {label}continuous episodes, {len(truths) - views} frames in all, "
+                f"{time.perf_counter() - t0:.0f} s")
     hidden = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     configs = target_heads(model.cfg.lm.d_model, model.cfg.num_visual_tokens)
     heads, record = fit_heads(hidden, truths, configs, steps=steps, seed=seed, say=say)

@@ -4,7 +4,7 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The motion curriculum"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: three stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
 learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range.
 """
