@@ -80,7 +80,8 @@ def run(tokens: str, steps: int, weights: str | None, per: int, seed: int, eval_
         say=print) -> dict:
     from export.config import preset
     from export.model import build_random
-    from export.train import TrainOptions, _lr, init_for_training, step_loss
+    from export.train import TrainOptions, _lr, init_for_training
+    from export.train_loss import step_loss
     from export.tokenizer import prompt_tokenizer
     from export.train_data import DataRecipe, draw_batch
     from export.weights import EMBEDDED, load_trained

@@ -42,7 +42,7 @@ def test_oracle_features_and_a_short_run_repeat():
 
 
 def test_step_loss_with_the_encoders_own_tokens_is_the_plain_loss():
-    from export.train import step_loss
+    from export.train_loss import step_loss
     from export.train_data import DataRecipe, draw_batch
 
     model, tok = _embedded()

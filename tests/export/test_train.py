@@ -121,7 +121,8 @@ def test_early_answer_term_reads_the_question_last_word(tmp_path):
     from export.config import preset
     from export.model import build_random
     from export.tokenizer import build_tiny_tokenizer
-    from export.train import TrainOptions, query_position, step_loss, train
+    from export.train import TrainOptions, train
+    from export.train_loss import query_position, step_loss
     from export.train_data import DataRecipe, draw_batch
 
     cfg = preset("tiny-ldp-96")

@@ -1,0 +1,160 @@
+"""The loss of one training step (export/train.py's module docstring says what a step sees): the still scenes'
+questions in reset mode from their image's shared state, the motion items in continuous mode laid out exactly as
+the runtime feeds them, and the training-only terms (dense labels, scene summaries, the early answer).
+
+    loss, parts = step_loss(model, tokenizer, batch, motion_weight=2.0)     # parts: {"single": ..., ...}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .mamba import linear
+from .model import CobraModel
+from .scan import TRAIN_SCAN
+from .train_data import Batch
+from .train_dense import DenseHead
+
+
+def visual_tokens(model: CobraModel, pixels: torch.Tensor, boxes: list) -> list[torch.Tensor]:
+    """pixels uint8 [n, S, S, 3] -> n visual token tensors [T (+ k), d_model] (object tokens: one per box)."""
+    if not model.cfg.object_tokens:
+        return list(model.visual_embeds(pixels))
+    out: list = [None] * len(pixels)
+    by_k: dict[int, list[int]] = {}
+    for i, b in enumerate(boxes):
+        by_k.setdefault(len(b), []).append(i)
+    for k, idx in by_k.items():
+        b = torch.as_tensor(np.stack([boxes[i] for i in idx]).reshape(len(idx), k, 4))
+        for i, v in zip(idx, model.visual_embeds(pixels[idx], b)):
+            out[i] = v
+    return out
+
+
+def _encode(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """-> (templated prompt ids, answer ids + EOS)."""
+    ids = tokenizer.encode_prompt(prompt).tolist()
+    return ids, tokenizer.encode_text(answer).tolist() + [tokenizer.eos_token_id]
+
+
+def _targets(length: int, spans: list[tuple[int, list[int], float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets [length] (-100: no loss) and weights [length]: each span (position of the last prompt token, answer
+    ids + EOS, weight): position p + j predicts answer[j]."""
+    target = torch.full((length,), -100, dtype=torch.long)
+    weight = torch.zeros(length)
+    for p, ans, w in spans:
+        target[p:p + len(ans)] = torch.tensor(ans)
+        weight[p:p + len(ans)] = w
+    return target, weight
+
+
+def query_position(prompt_ids: list[int], question_mark: int) -> int:
+    """The position of the question's last word (the token before its last '?'), in the templated prompt."""
+    at = [i for i, t in enumerate(prompt_ids) if t == question_mark]
+    if not at or at[-1] == 0:
+        raise ValueError(f"templated prompt {prompt_ids} has no '?' after a word: every world question ends with one")
+    return at[-1] - 1
+
+
+def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
+              dense: DenseHead | None = None, dense_weight: float = 0.0,
+              summary_weight: float = 0.0, early_answer_weight: float = 0.0,
+              tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The loss of one batch (see the module docstring) and its parts. ``early_answer_weight``: the still
+    questions' answers (first token) are also predicted at the question's last word ("circle" in "What colour is
+    the circle?"), through the same LM head. Those logits are otherwise free (prompts carry no loss); the term
+    asks the layers to look the answer up in the image's state where the query is read, rather than only 9
+    template tokens later. ``tokens`` [n_scenes, T, d_model]: visual tokens to use for the still scenes instead of
+    the encoders' (a diagnostic: bench/lm_recall.py gives the LM the scenes' exact cell labels)."""
+    llm = model.llm
+    losses, weights = [], []
+    aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
+    # 1. still scenes: image prefix once, its state shared by the scene's questions
+    vis = list(tokens) if tokens is not None else (
+        visual_tokens(model, torch.from_numpy(batch.pixels), batch.boxes) if len(batch.pixels) else [])
+    parts: dict[str, float] = {}
+    if vis:
+        n = len(vis)
+        conv = [None] * n
+        ssm = [None] * n
+        last = [None] * n  # residual stream at each scene's last visual token
+        by_len: dict[int, list[int]] = {}
+        for i, v in enumerate(vis):
+            by_len.setdefault(v.shape[0], []).append(i)
+        for idx in by_len.values():
+            resid, c, s = llm.residual(torch.stack([vis[i] for i in idx]), *llm.empty_state(len(idx)), scan=TRAIN_SCAN)
+            for j, i in enumerate(idx):
+                conv[i], ssm[i], last[i] = c[j], s[j], resid[j, -1]
+        seqs = [_encode(tokenizer, p, a) for _, p, a in batch.qa]
+        length = max(len(p) + len(a) - 1 for p, a in seqs)
+        ids = torch.zeros(len(seqs), length, dtype=torch.long)
+        tgt, wts = [], []
+        for r, (p, a) in enumerate(seqs):
+            row = p + a[:-1]  # EOS is predicted, never fed
+            ids[r, :len(row)] = torch.tensor(row)
+            t, w = _targets(length, [(len(p) - 1, a, 1.0)])
+            tgt.append(t)
+            wts.append(w)
+        scene = [j for j, _, _ in batch.qa]
+        logits, _, _ = llm.forward_embeds(llm.embed(ids), torch.stack([conv[j] for j in scene]),
+                                          torch.stack([ssm[j] for j in scene]), scan=TRAIN_SCAN)
+        losses.append(F.cross_entropy(logits.flatten(0, 1), torch.stack(tgt).flatten(), reduction="none",
+                                      ignore_index=-100))
+        weights.append(torch.stack(wts).flatten())
+        if early_answer_weight > 0:
+            mark = tokenizer.encode_text("?").tolist()[-1]
+            at = torch.tensor([query_position(p, mark) for p, _ in seqs])
+            aux["early_answer"] = (early_answer_weight, F.cross_entropy(logits[torch.arange(len(seqs)), at],
+                                                                        torch.tensor([a[0] for _, a in seqs])))
+        parts["single"] = float(((losses[0] * weights[0]).sum() / weights[0].sum()).detach())
+    # 2. motion items: [image, prompt, answer] per frame, continuous
+    if batch.seq_pixels:
+        frames = torch.from_numpy(np.concatenate(batch.seq_pixels))
+        fboxes = [b for bs in batch.seq_boxes for b in bs] if model.cfg.object_tokens else []
+        fvis = visual_tokens(model, frames, fboxes)
+        rows, spans_all, at, image_at = [], [], 0, []
+        for r, qa in enumerate(batch.seq_qa):
+            parts_, spans, pos = [], [], 0
+            for k, (prompt, answer, family) in enumerate(qa):
+                v = fvis[at]
+                at += 1
+                p, a = _encode(tokenizer, prompt, answer)
+                tokens = torch.tensor(p + a[:-1])
+                parts_ += [v, llm.embed(tokens[None])[0]]
+                if k:
+                    image_at.append((r, k, pos, v.shape[0]))
+                pos += v.shape[0]
+                spans.append((pos + len(p) - 1, a, motion_weight if family == "motion" else 1.0))
+                pos += len(tokens)
+            rows.append(torch.cat(parts_))
+            spans_all.append(spans)
+        length = max(r.shape[0] for r in rows)
+        x = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
+        resid, _, _ = llm.residual(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
+        hidden = llm.backbone.norm_f(resid)
+        logits = linear(hidden, llm.lm_head)
+        if dense is not None and batch.seq_motion and dense_weight > 0 and image_at:
+            h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
+            labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
+            aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
+        tw = [_targets(length, s) for s in spans_all]
+        l_seq = F.cross_entropy(logits.flatten(0, 1), torch.stack([t for t, _ in tw]).flatten(), reduction="none",
+                                ignore_index=-100)
+        w_seq = torch.stack([w for _, w in tw]).flatten()
+        losses.append(l_seq)
+        weights.append(w_seq)
+        parts["sequence"] = float((l_seq * w_seq).sum().detach() / w_seq.sum())
+    if not losses:
+        raise ValueError("a training batch with no still scenes and no motion items (recipe scenes 0 before "
+                         "motion_from?): nothing to learn from")
+    loss = sum((l * w).sum() for l, w in zip(losses, weights)) / sum(w.sum() for w in weights)
+    if dense is not None and batch.summary and summary_weight > 0:
+        aux["summary"] = (summary_weight, dense.summary_loss(llm.backbone.norm_f(torch.stack(last)), batch.summary))
+    if dense is not None and batch.dense and dense_weight > 0:
+        aux["dense"] = (dense_weight, dense.loss(torch.stack(vis + (fvis if batch.seq_pixels else [])), batch.dense))
+    for name, (w, term) in aux.items():  # the training-only heads' losses (export/train_dense.py)
+        parts[name] = float(term.detach())
+        loss = loss + w * term
+    return loss, parts
