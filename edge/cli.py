@@ -277,11 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: none)")
     t.add_argument("--pretrain-steps", type=non_negative_int, default=None,
                    help="steps of vision pretraining on dense cell labels before the questions, 64 scenes each "
-                        "(default 0; the best recipe so far uses 3000: docs/training.md)")
+                        "(default 0; the embedded recipe, --curriculum, uses 3000: docs/training.md)")
     t.add_argument("--init-weights", default=None, metavar="W",
                    help="continue training a checkpoint of cobra-edge train (its .json record beside it) instead of "
                         "starting from fresh weights; its record's minutes count in the new minutes_in_all")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default 2e-3; with --heads: the heads', default 1e-3)")
     t.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up steps (default 100)")
     t.add_argument("--motion-from", type=non_negative_int, default=None,
                    help="first step with motion items (default 500: still scenes alone before it)")
@@ -296,13 +297,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
                    "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
     t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")
-    t.add_argument("--views", type=positive_int, default=24000, help="with --heads: training views (reset streams)")
-    t.add_argument("--episodes", type=non_negative_int, default=224,
-                   help="with --heads: whole approach episodes seen as continuous streams (~110 frames each)")
-    t.add_argument("--wide-episodes", type=non_negative_int, default=0,
-                   help="with --heads: more approaches steered further off the target (docs/loop.md)")
-    t.add_argument("--overshoot-episodes", type=non_negative_int, default=0,
-                   help="with --heads: more approaches that never stop, driving on into the target (docs/loop.md)")
+    # --heads options: None takes export/train_heads.py train_heads_file's default (the embedded heads' recipe)
+    t.add_argument("--views", type=positive_int, default=None,
+                   help="with --heads: training views as reset streams see them (default 48000)")
+    t.add_argument("--episodes", type=non_negative_int, default=None,
+                   help="with --heads: approach episodes per tick seen as continuous streams (default 224)")
+    t.add_argument("--wide-episodes", type=non_negative_int, default=None,
+                   help="with --heads: approaches per tick steered further off the target (default 0; docs/loop.md)")
+    t.add_argument("--overshoot-episodes", type=non_negative_int, default=None,
+                   help="with --heads: approaches per tick that never stop, driving on into the target (default 224)")
+    t.add_argument("--approach-ticks", type=float, nargs="+", default=None, metavar="MS",
+                   help="with --heads: drive every kind of approach at each of these ticks (default 20 30 40 60 80 "
+                        "120: a slower loop's continuous stream sees frames further apart)")
+    t.add_argument("--near-weight", type=float, default=None,
+                   help="with --heads: draw continuous frames within 0.5 m of the target this many times as often "
+                        "(default 4)")
+    t.add_argument("--head-dropout", type=float, default=None,
+                   help="with --heads: share of the heads' input values zeroed while fitting (default 0)")
+    t.add_argument("--head-hidden", type=positive_int, nargs=2, default=None, metavar=("H1", "H2"),
+                   help="with --heads: the heads' MLP widths (default 192 96)")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("eval", help="accuracy per question family through the runtime, beside the PyTorch reference")

@@ -82,12 +82,19 @@ def cmd_train(args) -> int:
         from export.train_heads import train_heads_file
 
         out = args.out or str(default_cache_dir() / "runs" / "heads" / "tiny-heads.safetensors")
-        train_heads_file(args.weights, out, views=args.views if not args.quick else 64,
-                         episodes=args.episodes if not args.quick else 2,
-                         wide_episodes=args.wide_episodes if not args.quick else min(args.wide_episodes, 1),
-                         overshoot_episodes=args.overshoot_episodes if not args.quick else min(args.overshoot_episodes, 1),
-                         steps=args.steps or (20 if args.quick else 8000), seed=args.seed,
-                         say=lambda m: print(m, flush=True))
+        given = {k: v for k, v in (("views", args.views), ("episodes", args.episodes),
+                                   ("wide_episodes", args.wide_episodes),
+                                   ("overshoot_episodes", args.overshoot_episodes), ("ticks", args.approach_ticks),
+                                   ("near_weight", args.near_weight), ("dropout", args.head_dropout),
+                                   ("head_hidden", tuple(args.head_hidden) if args.head_hidden else None),
+                                   ("lr", args.lr))
+                 if v is not None}
+        if args.quick:  # a few of each, at one tick unless told
+            given.update(views=64, episodes=2, wide_episodes=min(given.get("wide_episodes", 0), 1),
+                         overshoot_episodes=min(given.get("overshoot_episodes", 1), 1),
+                         ticks=given.get("ticks", (20.0,)))
+        train_heads_file(args.weights, out, steps=args.steps or (20 if args.quick else 8000), seed=args.seed,
+                         say=lambda m: print(m, flush=True), **given)
         print(f"export with them: cobra-edge export --weights MODEL --heads {out} --out artifacts/with-heads")
         return 0
     from export.train import TrainOptions, train

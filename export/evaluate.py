@@ -203,17 +203,22 @@ def eval_heads(directory, manifest: Manifest, model: CobraModel | None, tokenize
     """The action heads' error on held-out camera views of edge/sim's world, through the runtime's batched act at
     each precision, and the PyTorch reference's (the heads file the manifest names) beside it: views of reset
     streams (``head_views`` of them), and, when the options' modes hold continuous, whole held-out episodes through
-    continuous streams (one per 100 views, at least one; edge/sim/examples.py ``approach``)."""
+    continuous streams (one per 100 views, at least one; edge/sim/examples.py ``approach``), as many again that
+    drive on past the stop (``overshoot``: the frames where a stop that comes late must still fire, which plain
+    approaches end before)."""
     from edge.sim.examples import approach, head_examples
     from edge.sim.head_eval import HEAD_BOUNDS, act_values, act_values_continuous, agreement, errors
 
+    from .train_heads import OVERSHOOT_INDEX
+
     views = head_examples(opts.head_seed, opts.head_views)
     out: dict = {"views": opts.head_views, "seed": opts.head_seed, "bounds": HEAD_BOUNDS, "runs": {}}
-    episodes = ([approach(opts.head_seed, i) for i in range(max(1, opts.head_views // 100))]
-                if "continuous" in opts.modes else [])
+    k = max(1, opts.head_views // 100) if "continuous" in opts.modes else 0
+    episodes = ([approach(opts.head_seed, i) for i in range(k)]
+                + [approach(opts.head_seed, OVERSHOOT_INDEX + i, overshoot=True) for i in range(k)])
     frames = [e for episode in episodes for e in episode]
     if episodes:
-        out["continuous"] = {"episodes": len(episodes), "frames": len(frames), "runs": {}}
+        out["continuous"] = {"episodes": len(episodes), "overshooting": k, "frames": len(frames), "runs": {}}
     ref = {}
     heads_file = manifest.heads_source.get("path")
     if model is not None and heads_file and Path(heads_file).is_file():
@@ -267,9 +272,10 @@ def markdown(doc: dict) -> str:
                               f"{h['seed']}; bearing and distance where the target is visible):", h, h["bounds"])
         if "continuous" in h:
             c = h["continuous"]
-            lines += _heads_table(f"Action heads on continuous streams: {c['episodes']} held-out episodes, "
-                                  f"{c['frames']} frames, each episode one stream (edge/sim approach, seed "
-                                  f"{h['seed']}):", c, h["bounds"])
+            lines += _heads_table(f"Action heads on continuous streams: {c['episodes']} held-out episodes "
+                                  f"({c.get('overshooting', 0)} of them driving on past the stop), {c['frames']} "
+                                  f"frames, each episode one stream (edge/sim approach, seed {h['seed']}):", c,
+                                  h["bounds"])
     return "\n".join(lines)
 
 

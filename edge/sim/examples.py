@@ -109,9 +109,11 @@ class _PerturbedOracle:
 
 
 def approach(seed: int, index: int, bias: float = 0.15, noise: float = 0.1, camera: CameraConfig | None = None,
-             world: WorldConfig | None = None, overshoot: bool = False) -> list[HeadExample]:
+             world: WorldConfig | None = None, overshoot: bool = False, tick_ms: float = APPROACH_TICK_MS
+             ) -> list[HeadExample]:
     """Every frame of one episode in the world of ``make_world`` seed ``seed * 100_003 + index`` (other seeds than
-    the loop's episodes 0 .. n), ticks of ``APPROACH_TICK_MS``, the oracle's bearing biased by up to ``bias`` and
+    the loop's episodes 0 .. n), ticks of ``tick_ms`` (a robot at twice the latency sees every other frame: a state
+    that remembers its frames sees larger moves between them), the oracle's bearing biased by up to ``bias`` and
     noisy by ``noise`` (standard deviation) -> the frames in order, each with the episode's prompt and its truth.
     ``overshoot``: the robot never stops (it drives on into the target), so the episode also has the frames of a
     stop that came too late: the target blocking the path, closer than the stop gap."""
@@ -120,7 +122,7 @@ def approach(seed: int, index: int, bias: float = 0.15, noise: float = 0.1, came
     rng = np.random.default_rng([int(seed), int(index), 0xA9909])
     policy = _PerturbedOracle(rng, float(rng.uniform(-bias, bias)), noise, overshoot)
     world_seed = int(seed) * 100_003 + int(index)
-    run_episode(policy, world_seed, LoopSettings(APPROACH_TICK_MS, 1.0, world or WorldConfig(),
+    run_episode(policy, world_seed, LoopSettings(float(tick_ms), 1.0, world or WorldConfig(),
                                                  camera or CameraConfig()))
     target = make_world(world_seed, world).target
     prompt = head_prompt(target.colour, target.kind)

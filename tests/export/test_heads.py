@@ -289,11 +289,18 @@ def test_train_heads_quick_writes_heads_that_export_and_act(tmp_path, capsys):
 
     out = tmp_path / "h.safetensors"
     assert main(["train", "--heads", "--quick", "--wide-episodes", "1", "--overshoot-episodes", "1",
+                 "--approach-ticks", "20", "60", "--near-weight", "4", "--head-dropout", "0.05",
+                 "--head-hidden", "24", "12", "--lr", "0.002",
                  "--out", str(out)]) == 0
     loaded, record = load_heads(out)
-    assert [h.cfg.name for h in loaded] == ["target", "path"] and loaded[0].cfg.positions == ("image", "last")
+    assert [h.cfg.name for h in loaded] == ["target", "path"]
+    assert loaded[0].cfg.positions == loaded[1].cfg.positions == ("image", "last")
+    assert loaded[0].cfg.hidden == loaded[1].cfg.hidden == (24, 12)
     assert record["data"]["views"] == 64 and record["data"]["continuous"]["episodes"] == 2
     assert record["data"]["continuous"]["wide_episodes"] == record["data"]["continuous"]["overshoot_episodes"] == 1
+    assert record["data"]["continuous"]["tick_ms"] == [20.0, 60.0] and record["dropout"] == 0.05
+    assert record["lr"] == 0.002 and set(record["constant_loss"]) == {"target", "path"}
+    assert record["data"]["continuous"]["near_weight"] == 4 and record["data"]["continuous"]["near_frames"] >= 1
     assert record["examples"] == 64 + record["data"]["continuous"]["frames"] > 64
     assert main(["export", "--trained", "--heads", str(out), "--out", str(tmp_path / "art")]) == 0
     rt = Runtime.load(tmp_path / "art")
@@ -332,3 +339,67 @@ def test_overshooting_approaches_drive_past_the_stop():
         assert sum(e.truth["blocked"] > 0.5 for e in over) >= 3
         assert min(e.truth["distance"] for e in over) < Controller().stop_gap < min(e.truth["distance"]
                                                                                      for e in plain) + 0.05
+
+
+def test_approaches_at_a_slower_tick_see_frames_further_apart():
+    """--approach-ticks: an approach driven at 60 ms ticks has about a third of the 20 ms approach's frames, each
+    kind and tick in worlds of its own (approach_index), the plain 20 ms indices unchanged."""
+    from edge.sim.examples import approach
+    from export.train_heads import OVERSHOOT_INDEX, WIDE_INDEX, approach_index
+
+    fast, slow = approach(0, 3), approach(0, 3, tick_ms=60)
+    assert fast[0].prompt == slow[0].prompt and 2 <= len(fast) / len(slow) <= 4.5, (len(fast), len(slow))
+    assert approach_index(0, 20, 5) == 5 and approach_index(OVERSHOOT_INDEX, 20, 5) == OVERSHOOT_INDEX + 5
+    indices = {approach_index(first, tick, i) for first in (0, WIDE_INDEX, OVERSHOOT_INDEX)
+               for tick in (20, 30, 40, 60, 80, 99) for i in range(500)}
+    assert len(indices) == 3 * 6 * 500
+
+
+def test_fit_heads_draws_weighted_examples_more_often():
+    """fit_heads(weights=...): an example weighted 0 is never fitted (its target stays unlearnt), and weights of
+    the wrong shape or all zero are a clear error."""
+    from export.train_heads import fit_heads, target_heads
+
+    n, d = 64, 8
+    g = torch.Generator().manual_seed(0)
+    hidden = {"image": torch.randn(n, 4, d, generator=g), "last": torch.randn(n, 1, d, generator=g)}
+    hidden["image_end"] = hidden["image"][:, -1:]
+    truths = [{"bearing": 0.9 if i < n // 2 else -0.9, "distance": 1.0, "visible": 1.0, "blocked": 0.0}
+              for i in range(n)]
+    hidden["last"][: n // 2] += 3.0  # the two halves are easy to tell apart
+    weights = torch.tensor([1.0] * (n // 2) + [0.0] * (n // 2))
+    heads, _ = fit_heads(hidden, truths, target_heads(d, 4), steps=300, dropout=0.0, weights=weights,
+                         say=lambda m: None)
+    with torch.no_grad():
+        bearing = heads[0](torch.cat([hidden["image"], hidden["last"]], dim=1))[:, 0]
+    assert float(bearing[: n // 2].mean()) > 0.7  # fitted
+    assert float(bearing[n // 2:].mean()) > 0.0  # never drawn: not pulled to -0.9
+    for bad in (torch.ones(n - 1), torch.zeros(n)):
+        with pytest.raises(ValueError, match="weights"):
+            fit_heads(hidden, truths, target_heads(d, 4), steps=1, weights=bad, say=lambda m: None)
+
+
+@pytest.mark.parametrize("kw, match", [({"ticks": (20, 0)}, "ticks"), ({"ticks": (20, 20)}, "ticks"),
+                                       ({"near_weight": 0}, "near_weight"), ({"dropout": 1.0}, "dropout")])
+def test_train_heads_file_rejects_bad_options_before_work(tmp_path, kw, match):
+    from export.train_heads import train_heads_file
+
+    with pytest.raises(ValueError, match=match):
+        train_heads_file(None, str(tmp_path / "h.safetensors"), views=1, episodes=0, **kw)
+    assert not (tmp_path / "h.safetensors").exists()
+
+
+def test_fit_heads_names_a_head_that_did_not_fit():
+    """A head whose loss stays at a constant's (here: inputs that carry nothing about the values) is named in the
+    record's not_fitted and in a warning, not passed off as trained."""
+    from export.train_heads import fit_heads, target_heads
+
+    n, d = 128, 8
+    g = torch.Generator().manual_seed(1)
+    hidden = {"image": torch.zeros(n, 4, d), "last": torch.zeros(n, 1, d)}
+    hidden["image_end"] = hidden["image"][:, -1:]
+    truths = [{"bearing": float(b), "distance": 2.0, "visible": 1.0, "blocked": float(b > 0)}
+              for b in torch.rand(n, generator=g) * 2 - 1]
+    said = []
+    _, record = fit_heads(hidden, truths, target_heads(d, 4), steps=50, dropout=0.0, say=said.append)
+    assert record["not_fitted"] == ["target", "path"] and sum("did not fit" in m for m in said) == 2
