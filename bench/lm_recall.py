@@ -1,5 +1,5 @@
 """Is the language model's recall over the image tokens what limits the trained model? (issue 17's diagnostic;
-docs/training.md, "The best recipe so far")
+docs/training.md, "Stage 1 of the curriculum")
 
     python -m bench.lm_recall --tokens oracle [--steps 300] [--weights W] [--out bench/results]
 

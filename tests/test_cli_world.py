@@ -39,7 +39,13 @@ def test_trained_weights_round_trip_through_inspect(trained_artifact):
     assert weights["record"]["seed"] == record["seed"] and weights["record"]["steps"] == record["steps"]
     r = _cli("inspect", str(trained_artifact))
     assert r.returncode == 0, r.stderr
-    assert f"weights    trained: {record['model']}, seed {record['seed']}, {record['steps']} steps" in r.stdout
+    stages = record.get("stages")
+    if stages:  # the curriculum (export/train_recipe.py): the last stage continued the ones before it
+        assert (f"weights    trained: {record['model']}, seed {record['seed']}, {len(stages)} stages "
+                f"({', '.join(stages)}), {record['minutes_in_all']} min in all; the last {record['steps']} steps"
+                in r.stdout), r.stdout
+    else:
+        assert f"weights    trained: {record['model']}, seed {record['seed']}, {record['steps']} steps" in r.stdout
     heads = json.loads((trained_artifact / "manifest.json").read_text())["heads"]
     assert heads["source"]["source"] == "trained" and "head target" in r.stdout and "distance [0, 4] m" in r.stdout
     assert "random weights" not in r.stderr
