@@ -143,7 +143,8 @@ def fit_heads(hidden: dict[str, torch.Tensor], truths: list[dict], configs: list
     ``dropout`` zeroes that share of each head's input values while training (the concatenated heads read P x
     d_model values and overfit without it); ``weights`` [n] (None: uniform): how often each example is drawn
     into a batch, relative to the others; ``lr``: one peak learning rate, or one per head name; -> (heads in eval
-    mode, a training record)."""
+    mode, a training record). A head whose final loss is over half a constant's (each output's mean) did not fit:
+    a warning names it, and so does the record's ``not_fitted``."""
     torch.manual_seed(seed)
     n = len(truths)
     if weights is not None and (weights.shape != (n,) or not bool((weights >= 0).all())
@@ -245,7 +246,7 @@ def train_heads_file(weights: str | None, out: str, views: int = 48000, episodes
     that continuous streams also see the target blocking the way closer than the stop gap (a plain approach stops
     at its first such frame; a backbone whose state remembers its frames then learns "never blocked" for
     continuous streams, and a robot whose stop comes a tick late never stops: docs/loop.md). ``ticks`` (ms; None:
-    the plain 20 ms alone): every kind's approaches are driven at each of these ticks (that many episodes per
+    the plain 20 ms alone; default HEAD_TICKS): every kind's approaches are driven at each of these ticks (that many episodes per
     tick), so that continuous streams see frames as far apart as a slower loop's. ``near_weight``: continuous
     frames whose target is closer than NEAR_M are drawn that many times as often while fitting (the stop is
     decided there, and they are few); ``dropout``: ``fit_heads``'; ``head_hidden``: ``target_heads``' ``hidden``;
