@@ -87,14 +87,13 @@ def cmd_train(args) -> int:
                                    ("overshoot_episodes", args.overshoot_episodes), ("ticks", args.approach_ticks),
                                    ("near_weight", args.near_weight), ("dropout", args.head_dropout),
                                    ("head_hidden", tuple(args.head_hidden) if args.head_hidden else None),
-                                   ("lr", args.lr))
+                                   ("lr", args.lr), ("steps", args.steps))
                  if v is not None}
-        if args.quick:  # a few of each, at one tick unless told
+        if args.quick:  # a few of each, at one tick (None: the plain 20 ms) unless told
             given.update(views=64, episodes=2, wide_episodes=min(given.get("wide_episodes", 0), 1),
                          overshoot_episodes=min(given.get("overshoot_episodes", 1), 1),
-                         ticks=given.get("ticks", (20.0,)))
-        train_heads_file(args.weights, out, steps=args.steps or (20 if args.quick else 8000), seed=args.seed,
-                         say=lambda m: print(m, flush=True), **given)
+                         ticks=given.get("ticks"), steps=given.get("steps", 20))
+        train_heads_file(args.weights, out, seed=args.seed, say=lambda m: print(m, flush=True), **given)
         print(f"export with them: cobra-edge export --weights MODEL --heads {out} --out artifacts/with-heads")
         return 0
     from export.train import TrainOptions, train

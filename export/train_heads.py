@@ -155,6 +155,7 @@ def fit_heads(hidden: dict[str, torch.Tensor], truths: list[dict], configs: list
                          "batch": batch, "dropout": dropout, "examples": n, "backbone": "frozen", "loss": {}}
     g = torch.Generator().manual_seed(seed)
     drop = torch.nn.Dropout(dropout)
+    w = torch.ones(n) if weights is None else weights / weights.sum() * n  # for each head's constant loss
     for cfg in configs:
         head = ActionHead(cfg)
         x = at_positions(cfg, hidden)
@@ -175,7 +176,6 @@ def fit_heads(hidden: dict[str, torch.Tensor], truths: list[dict], configs: list
         head.eval()
         record["loss"][cfg.name] = float(np.mean(losses[-50:]))
         # the loss of the best constant (each output's weighted mean): a head near it learnt nothing
-        w = torch.ones(n) if weights is None else weights / weights.sum() * n
         mean = (w[:, None] * y).sum(0) / w.sum()
         record.setdefault("constant_loss", {})[cfg.name] = constant = float(
             ((w[:, None] * (y - mean) ** 2).sum(0) / w.sum()).mean())
