@@ -1,7 +1,8 @@
 """Build hook: the native kernels as two optional shared libraries that ONNX Runtime loads with
 SessionOptions.register_custom_ops_library. Everything else is in pyproject.toml.
 
-- engines.kernels._cobra_kernels: the CPU kernels (engines/kernels, C++ without dependencies).
+- engines.kernels._cobra_kernels: the CPU kernels (engines/kernels, C++ without dependencies), and the training
+  recurrence's forward and backward (scan_grad.h) that export/ calls through ctypes.
 - engines.kernels._cobra_cuda: the CUDA provider's ops, the GPU launch code and the host harness of the GPU kernels.
   Also plain C++: it declares the CUDA driver API itself and opens libcuda at first use, so it builds (and its
   harness runs) on machines without CUDA. The device code (gpu_kernels.cu) is compiled by NVRTC: here, when NVRTC is
@@ -42,8 +43,10 @@ setup(
     ext_modules=[
         Extension(
             "engines.kernels._cobra_kernels",
-            sources=[f"{KERNELS}/{f}" for f in ("selective_scan.cc", "conv_step.cc", "ort_op.cc", "ort_cpu.cc")],
-            depends=[f"{KERNELS}/{h}" for h in ("selective_scan.h", "conv_step.h", "scan_impl.h", "conv_impl.h",
+            sources=[f"{KERNELS}/{f}" for f in ("selective_scan.cc", "scan_grad.cc", "conv_step.cc", "ort_op.cc",
+                                                         "ort_cpu.cc")],
+            depends=[f"{KERNELS}/{h}" for h in ("selective_scan.h", "scan_grad.h", "scan_grad_impl.h", "conv_step.h",
+                                                "scan_impl.h", "conv_impl.h",
                                                 "vecmath.h", "per_isa.h", "isa.h", "ort_abi.h", "ort_run.h")],
             language="c++",
             extra_compile_args=FLAGS,

@@ -44,7 +44,7 @@ def held_out(model, tokenizer, oracle, per: int) -> dict:
     from edge.preprocess import preprocess
     from edge.world import SINGLE_FRAME, eval_items
     from export.evaluate import EVAL_SEED
-    from export.scan import TRAIN_SCAN
+    from export.train_scan import TRAIN_SCAN
 
     torch.set_flush_denormal(True)  # the scan's decays underflow to denormals, ~100x slower on x86
     llm = model.llm

@@ -35,7 +35,7 @@ STAGES = ("pixels", "vision", "projector", "lm_tokens", "lm_last")
 def stage_features(model, tokenizer, items) -> tuple[dict[str, torch.Tensor], list[str]]:
     """items (one frame each) -> ({stage: [n, features]}, the model's greedy first answer token per item)."""
     from edge.preprocess import preprocess
-    from export.scan import TRAIN_SCAN
+    from export.train_scan import TRAIN_SCAN
 
     llm = model.llm
     out: dict[str, list[torch.Tensor]] = {s: [] for s in STAGES}

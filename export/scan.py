@@ -134,7 +134,8 @@ def scan_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tens
 
 
 def scan_train(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-    """Same contract as ``scan_ref``, for training (export/train.py): the tokens are taken apart with one
+    """Same contract as ``scan_ref``, for training where the kernel library is not built (export/train_scan.py
+    runs the fused recurrence otherwise): the tokens are taken apart with one
     ``unbind`` instead of l ``select``s (whose backward writes a full-size zero gradient per token: O(l^2)), and
     the outputs are read from all states in one matmul."""
     dA, dBx = discretize(x, dt, A, B)
@@ -158,10 +159,6 @@ def selective_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
     """
     y, h = scan(x, softplus(dt + dt_bias), A, B, C, h)
     return (y + x * D) * F.silu(z), h
-
-
-# selective_scan with the training scan (autograd-friendly; equal to the reference): training and the heads' hidden states
-TRAIN_SCAN = partial(selective_scan, scan=scan_train)
 
 
 def selective_step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor, dt_bias: Tensor,

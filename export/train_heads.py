@@ -21,7 +21,7 @@ import torch
 
 from .heads import ActionHead, HeadConfig, HeadOutput
 from .model import CobraModel
-from .scan import TRAIN_SCAN
+from .train_scan import TRAIN_SCAN
 
 
 def target_heads(d_model: int, image_tokens: int, hidden: tuple[int, int] = (0, 0)) -> list[HeadConfig]:

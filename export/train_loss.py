@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .mamba import linear
 from .model import CobraModel
-from .scan import TRAIN_SCAN
+from .train_scan import TRAIN_SCAN
 from .train_data import Batch
 from .train_dense import DenseHead
 
