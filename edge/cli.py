@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     e.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "int8", "int4"),
                    help="also write these variants of the prefill and step graphs (fp32 is always written)")
+    e.add_argument("--keep-float", nargs="+", default=(), metavar="NAME",
+                   help="int8 / int4 variants: leave the projections whose weight names contain NAME in float32 "
+                        "(e.g. out_proj: docs/evaluation.md, which weights int8 loses on; default: none)")
     e.add_argument("--trained", action="store_true",
                    help="the embedded trained tiny model (export/trained/tiny.safetensors) instead of random weights")
     e.add_argument("--weights", help="a checkpoint written by 'cobra-edge train' (.safetensors)")

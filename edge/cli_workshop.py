@@ -30,16 +30,16 @@ def _export(export_cli, args) -> int:
         if args.checkpoint or args.preset:
             raise ValueError("--trained / --weights export a checkpoint of cobra-edge train; not with --checkpoint or --preset")
         result = export_cli.export_trained(args.out, args.weights, overwrite=args.overwrite, precisions=args.precision,
-                                           heads=args.heads)
+                                           heads=args.heads, keep_float=args.keep_float)
     elif args.checkpoint:
         result = export_cli.export_checkpoint(args.checkpoint, args.out, args.vision_weights, args.preset,
                                               args.tokenizer, overwrite=args.overwrite, precisions=args.precision,
-                                              heads=args.heads)
+                                              heads=args.heads, keep_float=args.keep_float)
     elif args.vision_weights or args.tokenizer:
         raise ValueError("--vision-weights and --tokenizer go with --checkpoint")
     else:
         result = export_cli.export_preset(args.preset or "tiny", args.out, seed=args.seed, overwrite=args.overwrite,
-                                          precisions=args.precision, heads=args.heads)
+                                          precisions=args.precision, heads=args.heads, keep_float=args.keep_float)
     print(f"wrote {result.out_dir}")
     for graph, outputs in result.parity.items():
         worst = max(outputs.values(), key=lambda v: v["max_abs_err"])["max_abs_err"]  # export refuses NaN

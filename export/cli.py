@@ -11,7 +11,7 @@ from .onnx_export import ExportResult, export_model
 
 def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, show_progress: bool,
                           precisions=("fp32",), weights_source: dict | None = None,
-                          heads: str | Path | None = None) -> ExportResult:
+                          heads: str | Path | None = None, keep_float: tuple[str, ...] = ()) -> ExportResult:
     say = ProgressLines(f"export {model.cfg.name}", enabled=show_progress)
     loaded, heads_source = (), None
     if heads is not None:
@@ -25,13 +25,14 @@ def _export_with_progress(model: CobraModel, out, tokenizer, overwrite: bool, sh
                         "record": {k: v for k, v in record.items() if k != "curve"}}
         say(f"heads: {', '.join(h.cfg.name for h in loaded)} from {heads}")
     result = export_model(model, out, tokenizer=tokenizer, progress=say, overwrite=overwrite, precisions=precisions,
-                          weights_source=weights_source, heads=tuple(loaded), heads_source=heads_source)
+                          weights_source=weights_source, heads=tuple(loaded), heads_source=heads_source,
+                          keep_float=keep_float)
     say(f"done: {result.out_dir}")
     return result
 
 
 def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = False,
-                  show_progress: bool = True, precisions=("fp32",), heads=None) -> ExportResult:
+                  show_progress: bool = True, precisions=("fp32",), heads=None, keep_float=()) -> ExportResult:
     import sys
 
     from edge.provenance import RANDOM_WARNING
@@ -44,19 +45,19 @@ def export_preset(name: str, out: str | Path, seed: int = 0, overwrite: bool = F
     say = ProgressLines(f"export {name}", enabled=show_progress)
     say("building the model (random weights)")
     return _export_with_progress(build_random(cfg, seed=seed), out, None, overwrite, show_progress, precisions,
-                                 weights_source={"source": "random", "seed": seed}, heads=heads)
+                                 weights_source={"source": "random", "seed": seed}, heads=heads, keep_float=keep_float)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, vision_weights: list[str] | None = None,
                       preset_name: str | None = None, tokenizer: str | Path | None = None,
                       overwrite: bool = False, show_progress: bool = True, precisions=("fp32",),
-                      heads=None) -> ExportResult:
+                      heads=None, keep_float=()) -> ExportResult:
     from .loaders import build_from_checkpoint
 
     model, tok = build_from_checkpoint(checkpoint, vision_weights, preset_name, tokenizer)
     return _export_with_progress(model, out, tok, overwrite, show_progress, precisions,
                                  weights_source={"source": "checkpoint", "path": str(Path(checkpoint).resolve())},
-                                 heads=heads)
+                                 heads=heads, keep_float=keep_float)
 
 
 def embedded_heads() -> Path | None:
@@ -80,7 +81,7 @@ def trained_weights_entry(path: str | Path | None, record: dict) -> dict:
 
 
 def export_trained(out: str | Path, weights: str | Path | None = None, overwrite: bool = False,
-                   show_progress: bool = True, precisions=("fp32",), heads=None) -> ExportResult:
+                   show_progress: bool = True, precisions=("fp32",), heads=None, keep_float=()) -> ExportResult:
     """Export a checkpoint written by ``cobra-edge train`` (export/weights.py), or the embedded default (with its
     embedded action heads unless ``heads`` names others)."""
     import tempfile
@@ -93,4 +94,5 @@ def export_trained(out: str | Path, weights: str | Path | None = None, overwrite
         tok.write_text(tokenizer_json)
         return _export_with_progress(model, out, tok, overwrite, show_progress, precisions,
                                      weights_source=trained_weights_entry(weights, record),
-                                     heads=heads if heads is not None or weights is not None else embedded_heads())
+                                     heads=heads if heads is not None or weights is not None else embedded_heads(),
+                                     keep_float=keep_float)

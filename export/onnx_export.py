@@ -243,15 +243,17 @@ def check_parity(model: CobraModel, gdef: GraphDef, path: Path, cases=((1, 1), (
     return report
 
 
-def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precision: str, store: WeightStore) -> dict:
+def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precision: str, store: WeightStore,
+                    keep_float: tuple[str, ...] = ()) -> dict:
     """Write one precision variant of the prefill and step graphs into ``tmp``, its weights into ``store`` (only
-    the tensors it changes are new there); -> its manifest entry."""
+    the tensors it changes are new there); int8 / int4 leave the projections named by ``keep_float`` in float32;
+    -> its manifest entry."""
     from engines import load_engine
 
     lm_defs = [g for g in defs if g.name in VARIANT_GRAPHS]
     if precision in ("int8", "int4"):
         for g in lm_defs:
-            quantize_graph(tmp / g.file, tmp / variant_file(g.name, precision), precision, store)
+            quantize_graph(tmp / g.file, tmp / variant_file(g.name, precision), precision, store, keep_float)
     else:
         export_fp16(model, lm_defs, tmp, _export_graph, store)
     files = {g.name: {"fp32": g.file, "variant": variant_file(g.name, precision)} for g in lm_defs}
@@ -271,22 +273,47 @@ def _export_variant(model: CobraModel, defs: list[GraphDef], tmp: Path, precisio
         return engine
 
     parity = variant_parity(open_engine)
-    return {"graphs": {g.name: {"file": variant_file(g.name, precision)} for g in lm_defs},
-            "weights": WEIGHTS[precision], "parity": parity}
+    entry = {"graphs": {g.name: {"file": variant_file(g.name, precision)} for g in lm_defs},
+             "weights": WEIGHTS[precision], "parity": parity}
+    if keep_float and precision in ("int8", "int4"):
+        entry["weights"] += f"; kept float32: {', '.join(keep_float)}"
+        entry["float32_weights"] = kept_float_weights(model, keep_float)
+    return entry
+
+
+def kept_float_weights(model: CobraModel, keep_float: tuple[str, ...]) -> list[str]:
+    """The quantizable weights (the LM's projections and head: 2-D, not the embedding) whose names contain one of
+    ``keep_float``; a ValueError naming any entry that matches none of them."""
+    names = [n for n, p in model.named_parameters(remove_duplicate=False)  # the head may share the embedding's
+             if n.startswith("llm.") and n.endswith(".weight") and p.ndim == 2 and "embedding" not in n]
+    for k in keep_float:
+        if not any(k in n for n in names):
+            kinds = sorted({n.split(".")[-2] for n in names})
+            raise ValueError(f"--keep-float {k!r} names none of the quantized weights; their names contain "
+                             f"{', '.join(kinds)} (e.g. {names[0]})")
+    return [n for n in names if any(k in n for k in keep_float)]
 
 
 def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path | None = None,
                  progress: Callable[[str], None] | None = None, overwrite: bool = False,
                  precisions: tuple[str, ...] = ("fp32",), weights_source: dict | None = None,
-                 heads: tuple = (), heads_source: dict | None = None) -> ExportResult:
+                 heads: tuple = (), heads_source: dict | None = None,
+                 keep_float: tuple[str, ...] = ()) -> ExportResult:
     """Write every graph, check parity, write tokenizer.json and manifest.json. Atomic: the directory
     appears only when everything passed (written to a temporary sibling, then renamed).
     ``precisions``: fp32 always; "fp16" and "int8" add variants of the prefill and step graphs
     (export/precision.py) with their error against fp32 in the manifest. ``weights_source``: where the weights came from,
     recorded in the manifest (edge/provenance.py: random, trained, checkpoint); unknown when not given.
     ``heads``: action heads (export/heads.py): the prefill graph then also outputs hidden_states, each head is a
-    graph of its own, and the manifest lists them under "heads" (with ``heads_source``)."""
+    graph of its own, and the manifest lists them under "heads" (with ``heads_source``). ``keep_float``: the
+    int8 / int4 variants leave the projections whose weight names contain one of these (e.g. "out_proj") in
+    float32, listed in the manifest (docs/evaluation.md: which weights int8 loses on)."""
     variants = check_precisions(precisions)
+    keep_float = tuple(keep_float)
+    if keep_float:
+        if not {"int8", "int4"} & set(variants):
+            raise ValueError("--keep-float applies to the int8 and int4 variants: add --precision int8 (or int4)")
+        kept_float_weights(model, keep_float)  # names nothing: an error before any export work
     cfg = model.cfg
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -331,7 +358,7 @@ def export_model(model: CobraModel, out_dir: str | Path, tokenizer: str | Path |
         for precision in sorted(variants, key=lambda p: p != "fp16"):  # fp16 reads the model; int8 only files
             say(f"variant {precision}")
             store.release()  # the fp32 pages leave this process's memory; files are read again as needed
-            variant_entries[precision] = _export_variant(model, defs, tmp, precision, store)
+            variant_entries[precision] = _export_variant(model, defs, tmp, precision, store, keep_float)
             gc.collect()
         variant_entries = {p: variant_entries[p] for p in variants}  # the manifest lists them as asked
         dropped = store.compact(sorted(tmp.glob("*.onnx")))

@@ -25,8 +25,9 @@ import numpy as np
 INT4_BLOCK = 32
 
 
-def _gemm_weight(node, initializers) -> np.ndarray | None:
-    """W [N, K] of ``Gemm(x, W, [b], transB=1)`` with default alpha / beta / transA, when W is a stored weight."""
+def _gemm_weight(node, initializers, keep: tuple[str, ...] = ()) -> np.ndarray | None:
+    """W [N, K] of ``Gemm(x, W, [b], transB=1)`` with default alpha / beta / transA, when W is a stored weight
+    whose name contains none of ``keep``."""
     if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx"):
         return None
     attrs = {k: a.value for k, a in node.attributes.items()}
@@ -34,7 +35,7 @@ def _gemm_weight(node, initializers) -> np.ndarray | None:
             or attrs.get("beta", 1.0) != 1.0:
         return None
     w = node.inputs[1]
-    if w is None or w.name not in initializers or w.const_value is None:
+    if w is None or w.name not in initializers or w.const_value is None or any(k in w.name for k in keep):
         return None
     array = w.const_value.numpy()
     return array if array.dtype == np.float32 and array.ndim == 2 else None
@@ -70,8 +71,9 @@ def _bias(graph, node, y, name: str):
     return [add], add.outputs[0]
 
 
-def int8_gemms(graph) -> int:
-    """Rewrite every quantizable Gemm of ``graph`` as quantize_dynamic does; -> how many."""
+def int8_gemms(graph, keep: tuple[str, ...] = ()) -> int:
+    """Rewrite every quantizable Gemm of ``graph`` as quantize_dynamic does (those whose weight's name contains one
+    of ``keep`` stay float32); -> how many."""
     import onnx_ir as ir
     from onnx import TensorProto
     from onnxruntime.quantization.quant_utils import quantize_data
@@ -80,7 +82,7 @@ def int8_gemms(graph) -> int:
     quantized_inputs = {}  # one DynamicQuantizeLinear per activation, however many Gemms read it
     count = 0
     for node in list(graph):
-        w = _gemm_weight(node, initializers)
+        w = _gemm_weight(node, initializers, keep)
         if w is None:
             continue
         wname = node.inputs[1].name + "_Transposed"
@@ -110,15 +112,16 @@ def int8_gemms(graph) -> int:
     return count
 
 
-def int4_gemms(graph, block_size: int = INT4_BLOCK, accuracy_level: int = 4) -> int:
-    """Rewrite every quantizable Gemm of ``graph`` as MatMulNBits (4 bits, symmetric blocks); -> how many."""
+def int4_gemms(graph, keep: tuple[str, ...] = (), block_size: int = INT4_BLOCK, accuracy_level: int = 4) -> int:
+    """Rewrite every quantizable Gemm of ``graph`` as MatMulNBits (4 bits, symmetric blocks; those whose weight's
+    name contains one of ``keep`` stay float32); -> how many."""
     import onnx_ir as ir
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits
 
     initializers = graph.initializers
     count = 0
     for node in list(graph):
-        w = _gemm_weight(node, initializers)
+        w = _gemm_weight(node, initializers, keep)
         if w is None:
             continue
         n, k = w.shape
@@ -143,14 +146,23 @@ def int4_gemms(graph, block_size: int = INT4_BLOCK, accuracy_level: int = 4) -> 
     return count
 
 
-def quantize_graph(src: Path, dst: Path, precision: str, store=None) -> int:
-    """Write ``dst``: the graph ``src`` with its weights quantized (``precision`` int8 or int4); its new tensors go
-    to ``store`` (the artifact's weights file; inside ``dst`` when None). -> how many weights were quantized."""
+def gemm_weight_names(src: Path) -> list[str]:
+    """The names of the stored weights of ``src``'s quantizable Gemms (what ``keep`` selects among)."""
+    import onnx_ir as ir
+
+    graph = ir.load(str(src)).graph
+    return sorted({node.inputs[1].name for node in graph if _gemm_weight(node, graph.initializers) is not None})
+
+
+def quantize_graph(src: Path, dst: Path, precision: str, store=None, keep: tuple[str, ...] = ()) -> int:
+    """Write ``dst``: the graph ``src`` with its weights quantized (``precision`` int8 or int4), except the
+    projections whose weight's name contains one of ``keep`` (e.g. "out_proj"), which stay float32; its new tensors
+    go to ``store`` (the artifact's weights file; inside ``dst`` when None). -> how many weights were quantized."""
     import onnx_ir as ir
 
     model = ir.load(str(src))
     rewrite = {"int8": int8_gemms, "int4": int4_gemms}[precision]
-    count = rewrite(model.graph)
+    count = rewrite(model.graph, tuple(keep))
     for name, value in list(model.graph.initializers.items()):  # the float32 weights the graph no longer reads
         if not value.uses() and value not in model.graph.outputs:
             del model.graph.initializers[name]

@@ -171,3 +171,36 @@ def test_int8_is_what_onnxruntimes_quantizer_writes(variants, tmp_path):
         theirs = load_engine("onnxruntime", tmp_path / f"{graph}.ort.onnx").run(feeds[graph])
         for k in ours:
             assert np.array_equal(ours[k], theirs[k]), (graph, k, float(np.abs(ours[k] - theirs[k]).max()))
+
+
+def test_keep_float_leaves_the_named_projections_float32(tiny_model, tmp_path):
+    """--keep-float out_proj: the int8 graphs keep every out_proj Gemm reading its float32 weight, quantize the
+    rest, and the manifest lists what stayed (the mixed variant docs/evaluation.md measures)."""
+    from export.onnx_export import export_model
+
+    out = tmp_path / "tiny"
+    export_model(tiny_model, out, precisions=("fp32", "int8"), keep_float=("out_proj",))
+    entry = json.loads((out / "manifest.json").read_text())["variants"]["int8"]
+    layers = tiny_model.cfg.lm.n_layer
+    assert entry["float32_weights"] == [f"llm.backbone.layers.{i}.mixer.out_proj.weight" for i in range(layers)]
+    assert entry["weights"].endswith("kept float32: out_proj")
+    for graph in ("prefill", "step"):
+        g = onnx.load(str(out / f"{graph}.int8.onnx"), load_external_data=False).graph
+        gemms = sorted(n.input[1] for n in g.node if n.op_type == "Gemm")
+        assert gemms == entry["float32_weights"], graph
+        quantized = {n.input[1] for n in g.node if n.op_type == "MatMulInteger"}
+        assert quantized and not any("out_proj" in q for q in quantized)
+        assert any("x_proj" in q for q in quantized) and any("in_proj" in q for q in quantized)
+    rt = Runtime.load(out, precision="int8")  # and it runs
+    assert rt.precision == "int8"
+
+
+def test_keep_float_that_names_nothing_is_an_error(tiny_model, tmp_path):
+    from export.onnx_export import export_model
+
+    with pytest.raises(ValueError, match="'outproj' names none of the quantized weights; their names contain "
+                                         r"dt_proj, in_proj, lm_head, out_proj, x_proj"):
+        export_model(tiny_model, tmp_path / "a", precisions=("fp32", "int8"), keep_float=("outproj",))
+    with pytest.raises(ValueError, match="applies to the int8 and int4 variants"):
+        export_model(tiny_model, tmp_path / "b", precisions=("fp32", "fp16"), keep_float=("out_proj",))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
