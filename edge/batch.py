@@ -102,7 +102,7 @@ def _start_row(req: Request, with_boxes: bool) -> _Row:
 
 def _check_start_state(rt: "Runtime", req: Request) -> None:
     """A continuous stream's state (or a fork's snapshot) must be finite before it enters a batch: one NaN row
-    would otherwise reach the batch's graphs (where a per-tensor quantized matmul would spread it to every row)."""
+    would otherwise reach the batch's graphs (no variant mixes rows today, but a NaN must never be batched)."""
     s = req.stream
     if req.start is not None:
         conv, ssm = req.start

@@ -4,8 +4,9 @@ to the artifact's one weights file, where only what a variant changes is new (ex
     fp32  the default graphs (export/onnx_export.py)
     fp16  the weights in float16 (exported from a float16 copy of the model); for backends with fast half
           precision (TensorRT and CUDA on a Jetson). ONNX Runtime's CPU provider runs it, slowly.
-    int8  dynamic int8 quantization of the weights of every projection and the head (what ONNX Runtime's
-          quantize_dynamic writes, node for node: export/quantize.py), for CPUs with int8 dot products
+    int8  W8A8 of every projection and the head: int8 weights with a scale per output channel, activations
+          quantized per row (per token, per stream: a stream's answer never depends on its batch; export/quantize.py),
+          for CPUs with int8 dot products
     int4  4-bit block-wise weight-only quantization (ONNX Runtime's MatMulNBits): the variant that fits an Orin Nano
 
 Every variant keeps the fp32 graphs' tensor contract (names, dtypes, shapes: inputs are cast to the weights'
@@ -27,8 +28,8 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 VARIANT_GRAPHS = ("prefill", "step")  # the graphs that hold the LM's weights; vision, projector, embed stay fp32
 WEIGHTS = {
     "fp16": "float16 weights; activations float16 between the float32 islands (norms, softplus, scan)",
-    "int8": "int8 weights of every projection and the head (per tensor, symmetric), activations quantized "
-            "dynamically; embedding gather float32",
+    "int8": "int8 weights of every projection and the head (per output channel, symmetric), activations quantized "
+            "per row (per token and stream, symmetric); embedding gather float32",
     "int4": "4-bit weights of every projection and the head (MatMulNBits, blocks of 32 along the input axis, "
             "symmetric, one float32 scale per block), activations float32; embedding gather float32",
 }
