@@ -78,4 +78,6 @@ def test_precision_variants_keep_the_answers(trained):
                for p in ("fp32", "fp16", "int8")}
     same = {p: agreement(answers["fp32"], answers[p])["last"] for p in ("fp16", "int8")}
     print(same)
-    assert same["fp16"] >= 0.99 and same["int8"] >= 0.9  # 94.8 to 95.2 % of 3000 in the full run
+    # full run (3000 questions per mode): int8 99.2 / 99.1 % since its activations are quantized per row (94.8 / 95.2 %
+    # with one scale per tensor), fp16 100 / 99.9 %
+    assert same["fp16"] >= 0.99 and same["int8"] >= 0.97
