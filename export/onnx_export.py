@@ -41,7 +41,7 @@ from .weight_store import ALIGN, WEIGHTS_FILE, WeightStore
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2)}
 # how the graphs are built (not what they compute): caches of exports are stale when it changes
 EXPORT_REVISION = (f"prefill-scan={PREFILL_SCAN}(body chunked:{DEFAULT_CHUNK}:state-major);step=fused;lm-head=last;"
-                   "next-token;weights=shared-file;linear=gemm")
+                   "next-token;weights=shared-file;linear=gemm;int8=per-row")
 EXTERNAL_DATA_BYTES = 1 << 30  # past this a graph's weights go to '<graph>.onnx.data' (protobuf's 2 GB limit)
 
 
