@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="question-answering steps (default: the embedded model's recipe, 2000)")
     t.add_argument("--curriculum", action="store_true",
                    help="the three-stage recipe (vision pretraining + questions, motion with large moves, mixed; "
-                        "106 min here), the best so far: docs/training.md")
+                        "59 min here), the best so far: docs/training.md")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
                                                ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
