@@ -52,9 +52,10 @@ class _Recurrence(torch.autograd.Function):
     def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor):
         from engines.kernels.recurrence import recurrence
 
-        arrays = [_np(t) for t in (x, delta, A, B, C, h0)]
-        y, h_out = recurrence(_library(), *arrays)
-        ctx.arrays = arrays  # float32 copies (or views) of the inputs: what the backward recomputes from
+        inputs = [t.detach().to(torch.float32).contiguous() for t in (x, delta, A, B, C, h0)]
+        y, h_out = recurrence(_library(), *(t.numpy() for t in inputs))
+        # saved as tensors, so that autograd refuses a backward after any of them was changed in place
+        ctx.save_for_backward(*inputs)
         ctx.dtypes = [t.dtype for t in (x, delta, A, B, C, h0)]
         return torch.from_numpy(y).to(x.dtype), torch.from_numpy(h_out).to(h0.dtype)
 
@@ -62,10 +63,9 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, gy: Tensor | None, gh: Tensor | None):
         from engines.kernels.recurrence import recurrence_grad
 
-        x = ctx.arrays[0]
-        gy_np = _np(gy) if gy is not None else torch.zeros(x.shape).numpy()
-        grads = recurrence_grad(_library(), *ctx.arrays, gy_np, None if gh is None else _np(gh))
-        ctx.arrays = None
+        inputs = [t.numpy() for t in ctx.saved_tensors]
+        gy_np = _np(gy) if gy is not None else torch.zeros(inputs[0].shape).numpy()
+        grads = recurrence_grad(_library(), *inputs, gy_np, None if gh is None else _np(gh))
         return tuple(torch.from_numpy(g).to(dt) if need else None
                      for g, dt, need in zip(grads, ctx.dtypes, ctx.needs_input_grad))
 
