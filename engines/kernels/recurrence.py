@@ -28,6 +28,10 @@ class _GradArgs(ctypes.Structure):  # CobraScanGradArgs of scan_grad.h
 
 def _checked(arrays: dict[str, np.ndarray]) -> tuple[int, int, int, int]:
     """-> (b, l, d, n), or a ValueError naming the array whose shape or dtype is not the contract's."""
+    if arrays["x"].ndim != 3 or arrays["A"].ndim != 2:
+        bad = "x" if arrays["x"].ndim != 3 else "A"
+        raise ValueError(f"scan recurrence: {bad!r} has shape {arrays[bad].shape}, expected "
+                         + ("[b, l, d]" if bad == "x" else "[d, n]"))
     b, l, d = arrays["x"].shape
     n = arrays["A"].shape[-1]
     want = {"x": (b, l, d), "delta": (b, l, d), "A": (d, n), "B": (b, l, n), "C": (b, l, n), "h0": (b, d, n),

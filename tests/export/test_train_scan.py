@@ -93,6 +93,8 @@ def test_bad_arrays_are_named():
         recurrence(LIB, *args[:4], f["C"][:, :4].copy(), args[5])
     with pytest.raises(ValueError, match="'delta' must be C-contiguous float32, got float64"):
         recurrence(LIB, args[0], args[1].astype(np.float64), *args[2:])
+    with pytest.raises(ValueError, match=r"'x' has shape \(5, 16\), expected \[b, l, d\]"):
+        recurrence(LIB, args[0][0], *args[1:])
     with pytest.raises(ValueError, match="'gy' has shape"):
         recurrence_grad(LIB, *args, f["gy"][:1].copy(), None)
     with pytest.raises(ValueError, match="d_state 65 is outside 1..64"):
