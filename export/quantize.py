@@ -77,15 +77,18 @@ INT8_ZERO_POINT = 128  # activations: round(x / scale) + 128 in [1, 255]
 
 
 def _quantize_rows(graph, x, name: str):
-    """Nodes quantizing a Gemm's activation ``x`` [M, K] per row: (nodes, x_q uint8 [M, K], scale [M, 1]).
+    """Nodes quantizing a Gemm's activation ``x`` [M, K] per row: (nodes, x_q uint8 [M, K], scale [M, 1], the
+    scalar zero point for MatMulInteger).
     One QuantizeLinear along axis 0 (a scale and the zero point 128 per row) does the divide, round and shift."""
     import onnx_ir as ir
 
     consts = {"axes": np.array([-1], np.int64), "eps": np.array(1e-30, np.float32),
               "inv_qmax": np.array(1 / 127, np.float32), "zp": np.array([INT8_ZERO_POINT], np.uint8),
-              "unsqueeze": np.array([1], np.int64)}
-    c = {k: graph.initializers[f"int8_rows_{k}"] if f"int8_rows_{k}" in graph.initializers
-         else _initializer(graph, f"int8_rows_{k}", v) for k, v in consts.items()}
+              "unsqueeze": np.array([1], np.int64), "zp_scalar": np.array(INT8_ZERO_POINT, np.uint8)}
+    c = {}  # shared by every activation of the graph: registered once
+    for k, v in consts.items():
+        const = f"int8_rows_{k}"
+        c[k] = graph.initializers[const] if const in graph.initializers else _initializer(graph, const, v)
     absx = ir.Node("", "Abs", [x], name=f"{name}_abs")
     amax = ir.Node("", "ReduceMax", [absx.outputs[0], c["axes"]], attributes=[ir.AttrInt64("keepdims", 0)],
                    name=f"{name}_absmax")
@@ -97,9 +100,7 @@ def _quantize_rows(graph, x, name: str):
                     name=f"{name}_quantize")
     column = ir.Node("", "Unsqueeze", [scale.outputs[0], c["unsqueeze"]], name=f"{name}_scale_column")  # [M, 1]
     nodes = [absx, amax, floor, scale, shape, zp, quant, column]
-    return nodes, quant.outputs[0], column.outputs[0], graph.initializers["int8_rows_zp_scalar"] \
-        if "int8_rows_zp_scalar" in graph.initializers \
-        else _initializer(graph, "int8_rows_zp_scalar", np.array(INT8_ZERO_POINT, np.uint8))
+    return nodes, quant.outputs[0], column.outputs[0], c["zp_scalar"]
 
 
 def quantize_weight_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -177,14 +178,6 @@ def int4_gemms(graph, keep: tuple[str, ...] = (), block_size: int = INT4_BLOCK, 
     if count:
         graph.opset_imports.setdefault("com.microsoft", 1)
     return count
-
-
-def gemm_weight_names(src: Path) -> list[str]:
-    """The names of the stored weights of ``src``'s quantizable Gemms (what ``keep`` selects among)."""
-    import onnx_ir as ir
-
-    graph = ir.load(str(src)).graph
-    return sorted({node.inputs[1].name for node in graph if _gemm_weight(node, graph.initializers) is not None})
 
 
 def quantize_graph(src: Path, dst: Path, precision: str, store=None, keep: tuple[str, ...] = ()) -> int:
