@@ -266,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=positive_int, default=None,
                    help="question-answering steps (default: the embedded model's recipe, 2000)")
     t.add_argument("--curriculum", action="store_true",
-                   help="the three-stage recipe (vision pretraining + questions, motion with large moves, mixed; "
-                        "59 min here), the best so far: docs/training.md")
+                   help="the four-stage recipe (vision pretraining + questions, motion with large moves, mixed, "
+                        "mixed at half the rate; about 80 min here), the best so far: docs/training.md")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
                                                ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--motion-speed", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="moving shapes' speed per frame, in widths of the view (default the world's: 0.05 0.09; "
                         "the motion curriculum starts at 0.2 0.3 over 2 frames: docs/training.md)")
+    t.add_argument("--question-weights", nargs="+", default=None, metavar="FAMILY=W",
+                   help="weigh the single-frame families in the still scenes' questions, e.g. presence=3 colour=2 "
+                        "(a family not named: 1; default: uniform)")
     t.add_argument("--heads", action="store_true", help="train action heads (bearing, distance, visible, blocked) on "
                    "--weights (default: the embedded model), its backbone frozen, from camera views of the loop's world")
     t.add_argument("--weights", help="with --heads: the trained checkpoint the heads read")

@@ -105,7 +105,8 @@ def cmd_train(args) -> int:
                                ("motion_from", args.motion_from)) if v is not None}
     data = {k: v for k, v in (("scenes", args.scenes), ("sequences", args.motion_items),
                               ("motion_frames", tuple(args.motion_frames) if args.motion_frames else None),
-                              ("motion_speed", tuple(args.motion_speed) if args.motion_speed else None)) if v is not None}
+                              ("motion_speed", tuple(args.motion_speed) if args.motion_speed else None),
+                              ("question_weights", _question_weights(args.question_weights))) if v is not None}
     if data:
         from export.train_data import DataRecipe
 
@@ -113,7 +114,7 @@ def cmd_train(args) -> int:
         given["recipe"] = DataRecipe(**{**asdict(base), **data})
         given["recipe"].motion_range()  # a bad range is an error now, not in the data worker
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
-    if args.curriculum:  # the three-stage recipe in one command (export/train_recipe.py)
+    if args.curriculum:  # the four-stage recipe in one command (export/train_recipe.py)
         if given:
             raise ValueError(f"--curriculum runs its own stages' options; not with {sorted(given)}")
         from export.train_recipe import CURRICULUM, train_stages
@@ -125,6 +126,25 @@ def cmd_train(args) -> int:
         train(opts, out, say=lambda m: print(m, flush=True))
     print(f"export it: cobra-edge export --weights {out} --out artifacts/{args.preset}-trained --precision int8 fp16")
     return 0
+
+
+def _question_weights(given: list[str] | None) -> tuple[float, ...] | None:
+    """["presence=3", "colour=2"] -> the weights in SINGLE_FRAME order (edge.world.question_weights); a term that is
+    not FAMILY=NUMBER is an error that names it."""
+    if not given:
+        return None
+    from .world import question_weights
+
+    pairs = {}
+    for term in given:
+        name, eq, value = term.partition("=")
+        try:
+            pairs[name] = float(value) if eq else float("nan")
+        except ValueError:
+            pairs[name] = float("nan")
+        if not eq or pairs[name] != pairs[name]:
+            raise ValueError(f"--question-weights: {term!r} is not FAMILY=WEIGHT (e.g. presence=3)")
+    return question_weights(pairs)
 
 
 def cmd_eval(args) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.preprocess import preprocess
-from edge.world import MotionRange, make_item, render, training_scene
+from edge.world import SINGLE_FRAME, MotionRange, make_item, question_weights, render, training_scene
 from edge.world.dense import cell_labels, motion_labels, scene_summary
 
 
@@ -33,6 +33,15 @@ class DataRecipe:
     dense_grid: int = 0  # also return each frame's cell labels on this grid (edge/world/dense.py); 0: none
     motion_frames: tuple[int, int] | None = None  # frames per motion item (None: the world's, 2 to 4)
     motion_speed: tuple[float, float] | None = None  # moving shapes' speed per frame (None: the world's, 0.05 to 0.09)
+    question_weights: tuple[float, ...] | None = None  # single-frame families' weights (edge.world.question_weights)
+
+    def __post_init__(self):
+        if self.question_weights is not None:  # a bad weight is an error here, not in the data worker
+            w = tuple(self.question_weights)
+            if len(w) != len(SINGLE_FRAME):
+                raise ValueError(f"DataRecipe.question_weights: {len(w)} given, one per single-frame family "
+                                 f"expected ({', '.join(SINGLE_FRAME)})")
+            self.question_weights = question_weights(dict(zip(SINGLE_FRAME, w)))
 
     def motion_range(self) -> MotionRange | None:
         """The motion items' range when the recipe sets one (what it leaves out is the world's), else None."""
@@ -57,7 +66,7 @@ def draw_batch(recipe: DataRecipe, seed: int, step: int, motion: bool = True) ->
     rng = np.random.default_rng([seed, step % 2**63, 1])  # step -1: the sample that centres the visual tokens
     pixels, boxes, qa, dense, summary = [], [], [], [], []
     for j in range(recipe.scenes):
-        scene, questions = training_scene(rng, recipe.questions)
+        scene, questions = training_scene(rng, recipe.questions, recipe.question_weights)
         pixels.append(preprocess(render(scene, rng), recipe.image_size))
         boxes.append(scene.boxes() if recipe.boxes else [])
         qa += [(j, q.prompt, q.answer) for q in questions]

@@ -101,10 +101,39 @@ def eval_items(seed: int, per_family: int, families=FAMILIES) -> list[Item]:
     return [make_item(f, (seed, FAMILIES.index(f), i)) for f in families for i in range(per_family)]
 
 
-def training_scene(rng: np.random.Generator, questions: int) -> tuple[Scene, list[Question]]:
+def question_weights(given: dict[str, float]) -> tuple[float, ...]:
+    """{family: weight} -> the single-frame families' weights in SINGLE_FRAME order (a family not named: 1); a name
+    that is not a single-frame family, or a weight that is negative or not finite, is an error that names it."""
+    unknown = sorted(set(given) - set(SINGLE_FRAME))
+    if unknown:
+        raise ValueError(f"question weights: unknown single-frame famil{'ies' if len(unknown) > 1 else 'y'} "
+                         f"{', '.join(map(repr, unknown))}; known: {', '.join(SINGLE_FRAME)}")
+    weights = tuple(float(given.get(f, 1.0)) for f in SINGLE_FRAME)
+    for f, w in zip(SINGLE_FRAME, weights):
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"question weights: {f}={w} must be a finite weight >= 0")
+    if sum(weights) <= 0:
+        raise ValueError("question weights: at least one single-frame family needs a weight > 0")
+    return weights
+
+
+def training_scene(rng: np.random.Generator, questions: int,
+                   weights: tuple[float, ...] | None = None) -> tuple[Scene, list[Question]]:
     """One still scene (balanced for a family drawn at random) and up to ``questions`` distinct questions about
-    it from the single-frame families."""
-    family = SINGLE_FRAME[rng.integers(len(SINGLE_FRAME))]
+    it from the single-frame families. ``weights`` (``question_weights``; None: uniform) weigh the families drawn,
+    for the scene's balance and for each question; None keeps the uniform draws (and so every batch) as they were."""
+    if weights is None:
+        def draw() -> str:
+            return SINGLE_FRAME[rng.integers(len(SINGLE_FRAME))]
+    else:
+        if len(weights) != len(SINGLE_FRAME):
+            raise ValueError(f"question weights: {len(weights)} given, one per single-frame family expected "
+                             f"({', '.join(SINGLE_FRAME)})")
+        p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+
+        def draw() -> str:
+            return SINGLE_FRAME[int(rng.choice(len(SINGLE_FRAME), p=p))]
+    family = draw()
     (scene,), _ = sample_scene_for(family, rng)
     first = None
     while first is None:
@@ -113,7 +142,7 @@ def training_scene(rng: np.random.Generator, questions: int) -> tuple[Scene, lis
     for _ in range(questions * 3):
         if len(out) == questions:
             break
-        q = ask(SINGLE_FRAME[rng.integers(len(SINGLE_FRAME))], scene, rng)
+        q = ask(draw(), scene, rng)
         if q is not None and q.prompt not in out:
             out[q.prompt] = q
     return scene, list(out.values())

@@ -144,3 +144,38 @@ def test_docs_state_the_distribution():
 
     for template in TEMPLATES.values():
         assert f"`{template}`" in doc
+
+
+def _family_of(prompt):
+    from edge.world import TEMPLATES
+    return next(f for f, t in TEMPLATES.items() if prompt.split()[:2] == t.split()[:2])
+
+
+def test_question_weights_tilt_the_training_questions_and_name_bad_weights():
+    """training_scene(weights=...): a family of weight 0 is never asked, a heavier family is asked more often than
+    with the uniform draws; weights that are not one finite weight >= 0 per single-frame family are named."""
+    from edge.world import SINGLE_FRAME, question_weights, training_scene
+
+    def drawn(weights, n=60):
+        rng = np.random.default_rng(7)
+        return [training_scene(rng, 6, weights) for _ in range(n)]
+
+    uniform = drawn(None)
+    assert [q.prompt for q in training_scene(np.random.default_rng(7), 6)[1]] == [q.prompt for q in uniform[0][1]]
+    only_count = drawn(question_weights({f: 0 for f in SINGLE_FRAME if f != "count"}))
+    assert all([q.family for q in qs] == ["count"] for _, qs in only_count)  # count has a single prompt
+    no_presence = drawn(question_weights({"presence": 0}))
+    assert not any(q.family == "presence" for _, qs in no_presence for q in qs)
+    share = {name: sum(q.family == "presence" for _, qs in d for q in qs) / sum(len(qs) for _, qs in d)
+             for name, d in (("uniform", uniform), ("heavy", drawn(question_weights({"presence": 4}))))}
+    assert share["heavy"] > share["uniform"] + 0.1, share
+    assert {_family_of(q.prompt) for _, qs in uniform for q in qs} == set(SINGLE_FRAME)
+    assert question_weights({"presence": 3}) == (1.0, 1.0, 1.0, 3.0, 1.0)
+    with pytest.raises(ValueError, match="unknown single-frame family 'motion'"):
+        question_weights({"motion": 2})
+    with pytest.raises(ValueError, match="presence=-1.0 must be a finite weight >= 0"):
+        question_weights({"presence": -1})
+    with pytest.raises(ValueError, match="at least one single-frame family"):
+        question_weights({f: 0 for f in SINGLE_FRAME})
+    with pytest.raises(ValueError, match="3 given, one per single-frame family"):
+        training_scene(np.random.default_rng(0), 6, (1.0, 2.0, 3.0))

@@ -207,14 +207,28 @@ def test_staged_recipe_chains_its_checkpoints(tmp_path):
 
 
 def test_cli_train_runs_the_staged_recipe_or_one_stage(tmp_path):
-    """cobra-edge train --curriculum runs the three stages; without it, one stage with the options given."""
+    """cobra-edge train --curriculum runs the four stages; without it, one stage with the options given."""
     from edge.cli import main
 
     assert main(["train", "--quick", "--curriculum", "--out", str(tmp_path / "a.safetensors")]) == 0
     staged = json.loads((tmp_path / "a.json").read_text())
-    assert staged["stages"] == ["questions", "motion-large", "mixed"] and staged["initialised_from"]
+    assert staged["stages"] == ["questions", "motion-large", "mixed", "mixed-more"] and staged["initialised_from"]
     assert main(["train", "--quick", "--steps", "2", "--motion-speed", "0.1", "0.12",
                  "--out", str(tmp_path / "b.safetensors")]) == 0
     single = json.loads((tmp_path / "b.json").read_text())
     assert "stages" not in single and single["steps"] == 2 and single["data_recipe"]["motion_speed"] == [0.1, 0.12]
     assert main(["train", "--quick", "--curriculum", "--steps", "2", "--out", str(tmp_path / "c.safetensors")]) == 2
+
+
+def test_cli_train_weighs_question_families(tmp_path, capsys):
+    """--question-weights FAMILY=W reaches the data recipe and its record; a bad term or family is named."""
+    from edge.cli import main
+
+    assert main(["train", "--quick", "--steps", "1", "--question-weights", "presence=3", "path=0.5",
+                 "--out", str(tmp_path / "w.safetensors")]) == 0
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert record["data_recipe"]["question_weights"] == [1.0, 1.0, 1.0, 3.0, 0.5]
+    assert main(["train", "--quick", "--question-weights", "presence", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "'presence' is not FAMILY=WEIGHT" in capsys.readouterr().err
+    assert main(["train", "--quick", "--question-weights", "motion=2", "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "unknown single-frame family 'motion'" in capsys.readouterr().err
