@@ -4,9 +4,10 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The curriculum: three stages"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: four stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
-learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range.
+learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range;
+then 900 more of the same at half the learning rate.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CURRICULUM: tuple[Stage, ...] = (
                                                 motion_speed=(0.2, 0.3))}),
     Stage("mixed", {"steps": 900, "lr": 1e-3, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
                     "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
+    Stage("mixed-more", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                         "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
 )
 
 
