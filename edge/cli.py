@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=positive_int, default=None,
                    help="question-answering steps (default: the embedded model's recipe, 2000)")
     t.add_argument("--curriculum", action="store_true",
-                   help="the four-stage recipe (vision pretraining + questions, motion with large moves, mixed, "
-                        "mixed at half the rate; about 80 min here), the best so far: docs/training.md")
+                   help="the six-stage recipe (vision pretraining + questions, motion with large moves, mixed, "
+                        "mixed at half the rate twice, questions weighted; about 125 min here), the best so far: "
+                        "docs/training.md")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "
                                                ".png beside it; default: $COBRA_EDGE_CACHE/runs/PRESET-seedSEED)")
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--early-answer-weight", type=float, default=None,
                    help="weight of the answer also predicted at the question's last word (docs/training.md; default "
                         "0: none)")
+    t.add_argument("--recall-weight", type=float, default=None,
+                   help="weight of recalling the frame before's cell labels at a motion item's later frames "
+                        "(default 0: off; docs/training.md, \"Recalling the frame before\")")
     t.add_argument("--pretrain-steps", type=non_negative_int, default=None,
                    help="steps of vision pretraining on dense cell labels before the questions, 64 scenes each "
                         "(default 0; the embedded recipe, --curriculum, uses 3000: docs/training.md)")

@@ -101,6 +101,7 @@ def cmd_train(args) -> int:
     given = {k: v for k, v in (("steps", args.steps), ("dense_weight", args.dense_weight),
                                ("pretrain_steps", args.pretrain_steps),
                                ("early_answer_weight", args.early_answer_weight),
+                               ("recall_weight", args.recall_weight),
                                ("init_weights", args.init_weights), ("lr", args.lr), ("warmup", args.warmup),
                                ("motion_from", args.motion_from)) if v is not None}
     data = {k: v for k, v in (("scenes", args.scenes), ("sequences", args.motion_items),
@@ -114,7 +115,7 @@ def cmd_train(args) -> int:
         given["recipe"] = DataRecipe(**{**asdict(base), **data})
         given["recipe"].motion_range()  # a bad range is an error now, not in the data worker
     out = Path(args.out) if args.out else default_cache_dir() / "runs" / f"{args.preset}-seed{args.seed}" / f"{args.preset}.safetensors"
-    if args.curriculum:  # the four-stage recipe in one command (export/train_recipe.py)
+    if args.curriculum:  # the staged recipe in one command (export/train_recipe.py)
         if given:
             raise ValueError(f"--curriculum runs its own stages' options; not with {sorted(given)}")
         from export.train_recipe import CURRICULUM, train_stages

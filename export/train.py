@@ -57,6 +57,7 @@ class TrainOptions:
     dense_weight: float = 0.0  # weight of the visual tokens' cell labels (DenseHead); 0: answers alone
     summary_weight: float = 0.0  # weight of reading the whole scene off the LM at its last visual token (DenseHead)
     early_answer_weight: float = 0.0  # weight of the answer's first token predicted at the question's last word
+    recall_weight: float = 0.0  # weight of recalling the frame before's cell labels at a later frame's tokens
     freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
     init_weights: str | None = None  # continue from a checkpoint of cobra-edge train (no init, centring, pretraining)
     pretrain_steps: int = 0  # steps of vision pretraining on cell labels alone before the questions (train_dense)
@@ -214,10 +215,11 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
         cfg = model.cfg
     else:
         model = init_for_training(build_random(cfg, seed=opts.seed))
-    grid = dense_grid(model) if opts.dense_weight > 0 or opts.summary_weight > 0 or opts.pretrain_steps else 0
+    grid = (dense_grid(model) if opts.dense_weight > 0 or opts.summary_weight > 0 or opts.recall_weight > 0
+            or opts.pretrain_steps else 0)
     recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens,
                            "dense_grid": grid})
-    dense = DenseHead(cfg.lm.d_model) if grid else None
+    dense = DenseHead(cfg.lm.d_model, recall=opts.recall_weight > 0) if grid else None
     from .train_data import draw_batch
 
     share = float("nan")
@@ -267,7 +269,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
             for g in optim.param_groups:
                 g["lr"] = _lr(opts, step)
             loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight, dense, opts.dense_weight,
-                                    opts.summary_weight, opts.early_answer_weight)
+                                    opts.summary_weight, opts.early_answer_weight, recall_weight=opts.recall_weight)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trained], opts.clip)
@@ -284,6 +286,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                     + (f"motion aux {parts['dense_motion']:.3f}  " if "dense_motion" in parts else "")
                     + (f"summary {parts['summary']:.3f}  " if "summary" in parts else "")
                     + (f"early answer {parts['early_answer']:.3f}  " if "early_answer" in parts else "")
+                    + (f"recall {parts['recall']:.3f}  " if "recall" in parts else "")
                     + f"{(time.perf_counter() - t0) / 60:.1f} min")
             if (step + 1) % opts.eval_every == 0 or step + 1 == opts.steps:
                 model.eval()

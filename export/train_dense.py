@@ -27,13 +27,24 @@ class DenseHead(torch.nn.Module):
     kind) pair: is it visible in the token's cell, is its centre there, and where in the cell (edge/world/dense.py).
     Its loss pulls the binding of colour to shape and place into the visual tokens, where the LM can read it."""
 
-    def __init__(self, d_model: int, pairs: int = len(PAIRS), motions: int = len(MOTIONS)):
+    def __init__(self, d_model: int, pairs: int = len(PAIRS), motions: int = len(MOTIONS), recall: bool = False):
         super().__init__()
         self.pairs, self.motions = pairs, motions
         self.proj = torch.nn.Linear(d_model, 4 * pairs)
         self.motion = torch.nn.Linear(d_model, pairs * motions)
         self.summary = torch.nn.Sequential(torch.nn.Linear(d_model, 256), torch.nn.GELU(),
                                            torch.nn.Linear(256, pairs + 3 * pairs + 4 + 1))
+        # made last and only when asked for, so that runs without it draw the same initial weights as before
+        self.recall = torch.nn.Linear(d_model, 4 * pairs) if recall else None
+
+    def recall_loss(self, hidden: torch.Tensor, labels: list) -> torch.Tensor:
+        """hidden [n, grid^2, d_model]: the LM's final normed hidden states at later frames' visual tokens; labels:
+        the frame before's cell labels (n (present, centre, offset)) -> ``loss``'s terms through the recall head:
+        each token recalls what its own cell showed one frame earlier. A state that keeps the last frame cell by
+        cell is what comparing two frames needs; this asks for the keeping alone, not yet the comparison."""
+        if self.recall is None:
+            raise ValueError("DenseHead(recall=True) is needed for the recall term")
+        return self.loss(hidden, labels, self.recall)
 
     def summary_loss(self, hidden: torch.Tensor, labels: list) -> torch.Tensor:
         """hidden [n, d_model]: the LM's final normed hidden state at a still scene's last visual token; labels:
@@ -58,10 +69,11 @@ class DenseHead(torch.nn.Module):
         target = torch.from_numpy(labels)
         return F.cross_entropy(out.flatten(0, 2), target.flatten(), ignore_index=-1)
 
-    def loss(self, tokens: torch.Tensor, labels: list) -> torch.Tensor:
-        """tokens [n, grid^2, d_model], labels: n (present [grid^2, P], centre [grid^2, P], offset [grid^2, P, 2])."""
+    def loss(self, tokens: torch.Tensor, labels: list, proj: torch.nn.Module | None = None) -> torch.Tensor:
+        """tokens [n, grid^2, d_model], labels: n (present [grid^2, P], centre [grid^2, P], offset [grid^2, P, 2]);
+        ``proj``: the linear read (default the visual tokens' own, ``self.proj``)."""
         present, centre, offset = (torch.from_numpy(np.stack([lab[i] for lab in labels])) for i in range(3))
-        out = self.proj(tokens)
+        out = (proj or self.proj)(tokens)
         p = self.pairs
         l_present = F.binary_cross_entropy_with_logits(out[..., :p], present)
         l_centre = F.binary_cross_entropy_with_logits(out[..., p:2 * p], centre, pos_weight=torch.tensor(4.0))

@@ -61,13 +61,15 @@ def query_position(prompt_ids: list[int], question_mark: int) -> int:
 def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
               dense: DenseHead | None = None, dense_weight: float = 0.0,
               summary_weight: float = 0.0, early_answer_weight: float = 0.0,
-              tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+              tokens: torch.Tensor | None = None, recall_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The loss of one batch (see the module docstring) and its parts. ``early_answer_weight``: the still
     questions' answers (first token) are also predicted at the question's last word ("circle" in "What colour is
     the circle?"), through the same LM head. Those logits are otherwise free (prompts carry no loss); the term
     asks the layers to look the answer up in the image's state where the query is read, rather than only 9
     template tokens later. ``tokens`` [n_scenes, T, d_model]: visual tokens to use for the still scenes instead of
-    the encoders' (a diagnostic: bench/lm_recall.py gives the LM the scenes' exact cell labels)."""
+    the encoders' (a diagnostic: bench/lm_recall.py gives the LM the scenes' exact cell labels).
+    ``recall_weight``: at a motion item's later frames, the LM's hidden state at each visual token recalls the cell
+    labels of the frame before (DenseHead.recall_loss)."""
     llm = model.llm
     losses, weights = [], []
     aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
@@ -139,6 +141,12 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
             h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
             labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
             aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
+        if dense is not None and batch.dense and recall_weight > 0 and image_at:
+            # batch.dense: the still scenes' labels, then every sequence's frames in order
+            start = np.cumsum([0] + [len(qa) for qa in batch.seq_qa]) + len(batch.pixels)
+            h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
+            before = [batch.dense[start[r] + k - 1] for r, k, _, _ in image_at]
+            aux["recall"] = (recall_weight, dense.recall_loss(h_img, before))
         tw = [_targets(length, s) for s in spans_all]
         l_seq = F.cross_entropy(logits.flatten(0, 1), torch.stack([t for t, _ in tw]).flatten(), reduction="none",
                                 ignore_index=-100)

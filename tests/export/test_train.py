@@ -207,12 +207,12 @@ def test_staged_recipe_chains_its_checkpoints(tmp_path):
 
 
 def test_cli_train_runs_the_staged_recipe_or_one_stage(tmp_path):
-    """cobra-edge train --curriculum runs the four stages; without it, one stage with the options given."""
+    """cobra-edge train --curriculum runs the six stages; without it, one stage with the options given."""
     from edge.cli import main
 
     assert main(["train", "--quick", "--curriculum", "--out", str(tmp_path / "a.safetensors")]) == 0
     staged = json.loads((tmp_path / "a.json").read_text())
-    assert staged["stages"] == ["questions", "motion-large", "mixed", "mixed-more"] and staged["initialised_from"]
+    assert staged["stages"] == ["questions", "motion-large", "mixed", "mixed-more", "mixed-longer", "weighted"] and staged["initialised_from"]
     assert main(["train", "--quick", "--steps", "2", "--motion-speed", "0.1", "0.12",
                  "--out", str(tmp_path / "b.safetensors")]) == 0
     single = json.loads((tmp_path / "b.json").read_text())
@@ -232,3 +232,46 @@ def test_cli_train_weighs_question_families(tmp_path, capsys):
     assert "'presence' is not FAMILY=WEIGHT" in capsys.readouterr().err
     assert main(["train", "--quick", "--question-weights", "motion=2", "--out", str(tmp_path / "y.safetensors")]) == 2
     assert "unknown single-frame family 'motion'" in capsys.readouterr().err
+
+
+def test_recall_term_reads_the_frame_before(tmp_path):
+    """recall_weight: at a motion item's later frames, the LM's tokens are asked for the frame before's cell
+    labels (batch.dense holds the still scenes, then every sequence's frames in order); the term adds its weight
+    times its value to the loss, is off (no head, no term) by default, and reaches the record."""
+    from edge.world.dense import cell_labels
+    from edge.world import make_item
+    from export.config import preset
+    from export.model import build_random
+    from export.tokenizer import build_tiny_tokenizer
+    from export.train import TrainOptions, train
+    from export.train_dense import DenseHead, dense_grid
+    from export.train_data import DataRecipe, draw_batch
+    from export.train_loss import step_loss
+    from edge.tokenizer import PromptTokenizer
+
+    cfg = preset("tiny-ldp-96")
+    (tmp_path / "t.json").write_text(build_tiny_tokenizer(cfg.lm.vocab_size).to_str())
+    tok = PromptTokenizer(tmp_path / "t.json", cfg.prompt_template, cfg.eos_token_id)
+    torch.manual_seed(0)
+    model = build_random(cfg)
+    grid = dense_grid(model)
+    batch = draw_batch(DataRecipe(scenes=2, questions=2, sequences=2, dense_grid=grid), seed=1, step=0)
+    # the layout the term indexes: sequence 1's first frame follows the scenes and all of sequence 0's frames
+    item = make_item("motion", (1, 0, 2, 1))
+    first = 2 + len(batch.seq_qa[0])
+    assert all(np.array_equal(a, b) for a, b in zip(batch.dense[first], cell_labels(item.scenes[0], grid)))
+    plain, parts = step_loss(model, tok, batch, 2.0, DenseHead(cfg.lm.d_model), dense_weight=1.0)
+    assert "recall" not in parts
+    torch.manual_seed(1)
+    head = DenseHead(cfg.lm.d_model, recall=True)
+    torch.manual_seed(1)
+    same = DenseHead(cfg.lm.d_model)
+    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), list(head.parameters())[:-2]))
+    off, _ = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0)
+    on, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0, recall_weight=0.5)
+    assert parts["recall"] > 0 and abs(float(on - off) - 0.5 * parts["recall"]) < 1e-4
+    with pytest.raises(ValueError, match="recall=True"):
+        step_loss(model, tok, batch, 2.0, DenseHead(cfg.lm.d_model), dense_weight=1.0, recall_weight=1.0)
+    result = train(TrainOptions.quick(recall_weight=1.0, motion_from=0), tmp_path / "r.safetensors",
+                   say=lambda m: None, plot=False)
+    assert result.record["options"]["recall_weight"] == 1.0
