@@ -4,10 +4,11 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The curriculum: four stages"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: six stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
 learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range;
-then 900 more of the same at half the learning rate.
+then 900 more of the same at half the learning rate, twice; then 900 whose still scenes ask colour, position and
+presence twice as often and count and path half as often (``DataRecipe.question_weights``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ CURRICULUM: tuple[Stage, ...] = (
                     "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
     Stage("mixed-more", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
                          "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
+    Stage("mixed-longer", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                           "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
+    # colour, position and presence (the binding of colour to kind) asked more, count and path less
+    Stage("weighted", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                       "early_answer_weight": 1.0,
+                       "recipe": DataRecipe(sequences=16, question_weights=(2.0, 2.0, 0.5, 2.0, 0.5))}),
 )
 
 
