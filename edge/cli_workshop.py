@@ -138,13 +138,11 @@ def _question_weights(given: list[str] | None) -> tuple[float, ...] | None:
 
     pairs = {}
     for term in given:
-        name, eq, value = term.partition("=")
+        name, _, value = term.partition("=")
         try:
-            pairs[name] = float(value) if eq else float("nan")
-        except ValueError:
-            pairs[name] = float("nan")
-        if not eq or pairs[name] != pairs[name]:
-            raise ValueError(f"--question-weights: {term!r} is not FAMILY=WEIGHT (e.g. presence=3)")
+            pairs[name] = float(value)
+        except ValueError:  # no "=", or no number after it
+            raise ValueError(f"--question-weights: {term!r} is not FAMILY=WEIGHT (e.g. presence=3)") from None
     return question_weights(pairs)
 
 
