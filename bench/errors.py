@@ -44,7 +44,7 @@ def _share(right: Counter, total: Counter) -> dict:
 
 def breakdown(items: list, answers: list[str]) -> dict:
     """items (edge.world Items of one family), answers (the last answer of each, as given) -> the splits above."""
-    from edge.evaluate import normalise
+    from edge.evaluate import accuracy, normalise
 
     family = items[0].family
     right: dict[str, Counter] = {}
@@ -67,7 +67,7 @@ def breakdown(items: list, answers: list[str]) -> dict:
             tally("frames", len(item.scenes), ok)
             confusion[(truth, said)] += 1
     doc = {"family": family, "items": len(items),
-           "accuracy": sum(normalise(a) == i.question.answer for i, a in zip(items, answers)) / len(items)}
+           "accuracy": accuracy([family] * len(items), [i.question.answer for i in items], answers)[family]}
     doc.update({split: _share(right[split], total[split]) for split in total})
     if family == "motion":
         doc["confusion"] = [{"truth": t, "answer": a, "count": n} for (t, a), n in sorted(confusion.items())]

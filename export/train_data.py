@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.preprocess import preprocess
-from edge.world import SINGLE_FRAME, MotionRange, make_item, question_weights, render, training_scene
+from edge.world import MotionRange, make_item, render, training_scene
+from edge.world.items import valid_question_weights
 from edge.world.dense import cell_labels, motion_labels, scene_summary
 
 
@@ -37,11 +38,7 @@ class DataRecipe:
 
     def __post_init__(self):
         if self.question_weights is not None:  # a bad weight is an error here, not in the data worker
-            w = tuple(self.question_weights)
-            if len(w) != len(SINGLE_FRAME):
-                raise ValueError(f"DataRecipe.question_weights: {len(w)} given, one per single-frame family "
-                                 f"expected ({', '.join(SINGLE_FRAME)})")
-            self.question_weights = question_weights(dict(zip(SINGLE_FRAME, w)))
+            self.question_weights = valid_question_weights(self.question_weights)
 
     def motion_range(self) -> MotionRange | None:
         """The motion items' range when the recipe sets one (what it leaves out is the world's), else None."""

@@ -137,16 +137,17 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         resid, _, _ = llm.residual(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
         hidden = llm.backbone.norm_f(resid)
         logits = linear(hidden, llm.lm_head)
-        if dense is not None and batch.seq_motion and dense_weight > 0 and image_at:
+        motion_aux = dense is not None and batch.seq_motion and dense_weight > 0
+        recall = dense is not None and batch.dense and recall_weight > 0
+        if image_at and (motion_aux or recall):  # the LM at later frames' visual tokens
             h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
-            labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
-            aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
-        if dense is not None and batch.dense and recall_weight > 0 and image_at:
-            # batch.dense: the still scenes' labels, then every sequence's frames in order
-            start = np.cumsum([0] + [len(qa) for qa in batch.seq_qa]) + len(batch.pixels)
-            h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
-            before = [batch.dense[start[r] + k - 1] for r, k, _, _ in image_at]
-            aux["recall"] = (recall_weight, dense.recall_loss(h_img, before))
+            if motion_aux:
+                labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
+                aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
+            if recall:  # batch.dense: the still scenes' labels, then every sequence's frames in order
+                start = np.cumsum([0] + [len(qa) for qa in batch.seq_qa]) + len(batch.pixels)
+                before = [batch.dense[start[r] + k - 1] for r, k, _, _ in image_at]
+                aux["recall"] = (recall_weight, dense.recall_loss(h_img, before))
         tw = [_targets(length, s) for s in spans_all]
         l_seq = F.cross_entropy(logits.flatten(0, 1), torch.stack([t for t, _ in tw]).flatten(), reduction="none",
                                 ignore_index=-100)

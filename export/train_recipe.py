@@ -30,21 +30,23 @@ class Stage:
     options: dict = field(default_factory=dict)  # TrainOptions fields (``recipe``: a DataRecipe)
 
 
+def _mixed(name: str, lr: float, **recipe) -> Stage:
+    """900 steps of 32 still scenes x 6 questions and 16 motion items of the world's range (``recipe``: other
+    DataRecipe fields), the cell / motion labels and the early answer at weight 1, 50 warm-up steps."""
+    return Stage(name, {"steps": 900, "lr": lr, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                        "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16, **recipe)})
+
+
 CURRICULUM: tuple[Stage, ...] = (
     Stage("questions", {"pretrain_steps": 3000, "dense_weight": 1.0, "early_answer_weight": 1.0, "steps": 1200}),
     Stage("motion-large", {"steps": 300, "lr": 1e-3, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
                            "recipe": DataRecipe(scenes=0, sequences=24, motion_frames=(2, 2),
                                                 motion_speed=(0.2, 0.3))}),
-    Stage("mixed", {"steps": 900, "lr": 1e-3, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
-                    "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
-    Stage("mixed-more", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
-                         "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
-    Stage("mixed-longer", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
-                           "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16)}),
+    _mixed("mixed", 1e-3),
+    _mixed("mixed-more", 5e-4),
+    _mixed("mixed-longer", 5e-4),
     # colour, position and presence (the binding of colour to kind) asked more, count and path less
-    Stage("weighted", {"steps": 900, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
-                       "early_answer_weight": 1.0,
-                       "recipe": DataRecipe(sequences=16, question_weights=(2.0, 2.0, 0.5, 2.0, 0.5))}),
+    _mixed("weighted", 5e-4, question_weights=(2.0, 2.0, 0.5, 2.0, 0.5)),
 )
 
 

@@ -103,12 +103,22 @@ def eval_items(seed: int, per_family: int, families=FAMILIES) -> list[Item]:
 
 def question_weights(given: dict[str, float]) -> tuple[float, ...]:
     """{family: weight} -> the single-frame families' weights in SINGLE_FRAME order (a family not named: 1); a name
-    that is not a single-frame family, or a weight that is negative or not finite, is an error that names it."""
+    that is not a single-frame family is an error that names it, and so are the weights ``valid_question_weights``
+    refuses."""
     unknown = sorted(set(given) - set(SINGLE_FRAME))
     if unknown:
         raise ValueError(f"question weights: unknown single-frame famil{'ies' if len(unknown) > 1 else 'y'} "
                          f"{', '.join(map(repr, unknown))}; known: {', '.join(SINGLE_FRAME)}")
-    weights = tuple(float(given.get(f, 1.0)) for f in SINGLE_FRAME)
+    return valid_question_weights(tuple(given.get(f, 1.0) for f in SINGLE_FRAME))
+
+
+def valid_question_weights(weights) -> tuple[float, ...]:
+    """One weight per single-frame family (SINGLE_FRAME order), each finite and >= 0, not all 0 -> them as floats;
+    anything else is an error that names it."""
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != len(SINGLE_FRAME):
+        raise ValueError(f"question weights: {len(weights)} given, one per single-frame family expected "
+                         f"({', '.join(SINGLE_FRAME)})")
     for f, w in zip(SINGLE_FRAME, weights):
         if not np.isfinite(w) or w < 0:
             raise ValueError(f"question weights: {f}={w} must be a finite weight >= 0")
@@ -126,10 +136,8 @@ def training_scene(rng: np.random.Generator, questions: int,
         def draw() -> str:
             return SINGLE_FRAME[rng.integers(len(SINGLE_FRAME))]
     else:
-        if len(weights) != len(SINGLE_FRAME):
-            raise ValueError(f"question weights: {len(weights)} given, one per single-frame family expected "
-                             f"({', '.join(SINGLE_FRAME)})")
-        p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+        p = np.asarray(valid_question_weights(weights), dtype=np.float64)
+        p /= p.sum()
 
         def draw() -> str:
             return SINGLE_FRAME[int(rng.choice(len(SINGLE_FRAME), p=p))]

@@ -146,11 +146,6 @@ def test_docs_state_the_distribution():
         assert f"`{template}`" in doc
 
 
-def _family_of(prompt):
-    from edge.world import TEMPLATES
-    return next(f for f, t in TEMPLATES.items() if prompt.split()[:2] == t.split()[:2])
-
-
 def test_question_weights_tilt_the_training_questions_and_name_bad_weights():
     """training_scene(weights=...): a family of weight 0 is never asked, a heavier family is asked more often than
     with the uniform draws; weights that are not one finite weight >= 0 per single-frame family are named."""
@@ -169,7 +164,7 @@ def test_question_weights_tilt_the_training_questions_and_name_bad_weights():
     share = {name: sum(q.family == "presence" for _, qs in d for q in qs) / sum(len(qs) for _, qs in d)
              for name, d in (("uniform", uniform), ("heavy", drawn(question_weights({"presence": 4}))))}
     assert share["heavy"] > share["uniform"] + 0.1, share
-    assert {_family_of(q.prompt) for _, qs in uniform for q in qs} == set(SINGLE_FRAME)
+    assert {q.family for _, qs in uniform for q in qs} == set(SINGLE_FRAME)
     assert question_weights({"presence": 3}) == (1.0, 1.0, 1.0, 3.0, 1.0)
     with pytest.raises(ValueError, match="unknown single-frame family 'motion'"):
         question_weights({"motion": 2})
