@@ -27,6 +27,7 @@ import numpy as np
 
 from engines.base import EngineInputError
 
+from .answer import Answer
 from .boxes import box_feeds
 from .checks import as_count, finite_rows
 from .decode import decode_states
@@ -36,7 +37,7 @@ from .preprocess import preprocess
 from .profile import FrameProfile, StageTimer
 
 if TYPE_CHECKING:
-    from .runtime import Answer, Runtime, Stream
+    from .runtime import Runtime, Stream
 
 
 @dataclass
@@ -223,8 +224,6 @@ def prefill_rows(rt: "Runtime", rows: list[_Row]):
 
 def answer_batch(rt: "Runtime", requests: list[Request]) -> list["Answer | Exception"]:
     """Answer every request; the result for a request is its Answer, or the exception that failed it."""
-    from .runtime import Answer
-
     results: list = [None] * len(requests)
     rows: list[_Row] = []
     where: list[int] = []

@@ -21,7 +21,8 @@ from .errors import NonFiniteError, log_unexpected
 from .profile import FrameProfile
 
 if TYPE_CHECKING:
-    from .runtime import Answer, Stream
+    from .answer import Answer
+    from .runtime import Stream
 
 
 @dataclass

@@ -26,13 +26,13 @@ from engines.kernels import OP as SCAN_OP
 from engines.onnxfile import OnnxFileError, external_refs
 from engines.weights import MappedWeights, WeightsError
 
+from .answer import Answer
 from .batch import Request, answer_batch
 from .checks import as_count
 from .decode import Stepper
 from .device_state import DeviceStatePool
 from .errors import ManifestError, NonFiniteError, StreamError
 from .manifest import Manifest
-from .profile import FrameProfile
 from .state import StatePool, StateSnapshot
 from .tokenizer import PromptTokenizer
 
@@ -42,17 +42,6 @@ STREAM_MODES = ("reset", "continuous")
 # answer of that frame is a NonFiniteError either way; then "reset" zeroes the state (the next frame starts clean)
 # and "fail" keeps the stream failed, every request refused, until ``Stream.reset()`` or a good ``restore()``.
 NONFINITE_POLICIES = ("reset", "fail")
-
-
-@dataclass
-class Answer:
-    stream: str
-    text: str
-    token_ids: list[int]
-    profile: FrameProfile
-    tag: object = None  # whatever the caller attached to the frame (the scheduler passes it through: ROS headers)
-    choice: object = None  # the scoring.Choice when the answer was chosen from an answer set
-    outputs: dict[str, float] | None = None  # the action heads' values (artifacts with heads; None without)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .projector import grid_resample_matrix
+from .resample import grid_resample_matrix
 
 ROI_SAMPLES = 2  # RoIAlign sampling points per bin and axis: fixed (torchvision's adaptive -1 is data-dependent)
 

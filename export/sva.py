@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .attention import FeedForward, multi_head_attention
 from .config import ModelConfig
-from .projector import grid_resample_matrix
+from .resample import grid_resample_matrix
 
 
 class SVALayer(nn.Module):

@@ -10,7 +10,7 @@ from dataclasses import replace  # noqa: E402
 
 from export.config import preset  # noqa: E402
 from export.model import build_random  # noqa: E402
-from export.projector import bilinear_matrix, grid_resample_matrix  # noqa: E402
+from export.resample import bilinear_matrix, grid_resample_matrix  # noqa: E402
 from export.vision import resample  # noqa: E402
 
 
