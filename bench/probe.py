@@ -60,9 +60,10 @@ def stage_features(model, tokenizer, items) -> tuple[dict[str, torch.Tensor], li
     return {s: torch.stack(v) for s, v in out.items()}, said
 
 
-def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 4000, seed: int = 0) -> torch.nn.Module:
+def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 4000, seed: int = 0,
+              dropout: float = 0.2) -> torch.nn.Module:
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], 96), torch.nn.GELU(),
+    net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(x.shape[1], 96), torch.nn.GELU(),
                               torch.nn.Linear(96, 48), torch.nn.GELU(), torch.nn.Linear(48, classes))
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)
