@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--dense-weight", type=float, default=1.0)
     ap.add_argument("--motion-weight", type=float, default=2.0)
+    ap.add_argument("--motion-summary-weight", type=float, default=0.0,
+                    help="weight of every pair's move read at a later frame's last visual token (0: off)")
     ap.add_argument("--recall-weight", type=float, default=0.0,
                     help="weight of recalling the frame before's cell labels (export/train_loss.py; 0: off)")
     ap.add_argument("--early-answer-weight", type=float, default=0.0)
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     trial = MotionRange(tuple(args.frames), tuple(args.speed))
     opts = TrainOptions(init_weights=args.weights, steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 4),
                         motion_from=0, dense_weight=args.dense_weight, motion_weight=args.motion_weight,
-                        recall_weight=args.recall_weight, early_answer_weight=args.early_answer_weight,
+                        recall_weight=args.recall_weight, motion_summary_weight=args.motion_summary_weight,
+                        early_answer_weight=args.early_answer_weight,
                         eval_every=10**9, eval_per_family=args.validate_per, log_every=max(1, args.steps // 20),
                         recipe=DataRecipe(scenes=args.scenes, sequences=args.items, motion_frames=trial.frames,
                                           motion_speed=trial.speed))

@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recall-weight", type=float, default=None,
                    help="weight of recalling the frame before's cell labels at a motion item's later frames "
                         "(default 0: off; docs/training.md, \"Recalling the frame before\")")
+    t.add_argument("--motion-summary-weight", type=float, default=None,
+                   help="weight of every shape's move read at a motion item's later frames' last visual token "
+                        "(default 0: off; docs/training.md, \"Where motion fails\")")
     t.add_argument("--pretrain-steps", type=non_negative_int, default=None,
                    help="steps of vision pretraining on dense cell labels before the questions, 64 scenes each "
                         "(default 0; the embedded recipe, --curriculum, uses 3000: docs/training.md)")

@@ -102,6 +102,7 @@ def cmd_train(args) -> int:
                                ("pretrain_steps", args.pretrain_steps),
                                ("early_answer_weight", args.early_answer_weight),
                                ("recall_weight", args.recall_weight),
+                               ("motion_summary_weight", args.motion_summary_weight),
                                ("init_weights", args.init_weights), ("lr", args.lr), ("warmup", args.warmup),
                                ("motion_from", args.motion_from)) if v is not None}
     data = {k: v for k, v in (("scenes", args.scenes), ("sequences", args.motion_items),

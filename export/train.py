@@ -58,6 +58,7 @@ class TrainOptions:
     summary_weight: float = 0.0  # weight of reading the whole scene off the LM at its last visual token (DenseHead)
     early_answer_weight: float = 0.0  # weight of the answer's first token predicted at the question's last word
     recall_weight: float = 0.0  # weight of recalling the frame before's cell labels at a later frame's tokens
+    motion_summary_weight: float = 0.0  # weight of every pair's move read at a later frame's last visual token
     freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
     init_weights: str | None = None  # continue from a checkpoint of cobra-edge train (no init, centring, pretraining)
     pretrain_steps: int = 0  # steps of vision pretraining on cell labels alone before the questions (train_dense)
@@ -216,10 +217,11 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     else:
         model = init_for_training(build_random(cfg, seed=opts.seed))
     grid = (dense_grid(model) if opts.dense_weight > 0 or opts.summary_weight > 0 or opts.recall_weight > 0
-            or opts.pretrain_steps else 0)
+            or opts.motion_summary_weight > 0 or opts.pretrain_steps else 0)
     recipe = DataRecipe(**{**asdict(opts.recipe), "image_size": cfg.image_size, "boxes": cfg.object_tokens,
                            "dense_grid": grid})
-    dense = DenseHead(cfg.lm.d_model, recall=opts.recall_weight > 0) if grid else None
+    dense = DenseHead(cfg.lm.d_model, recall=opts.recall_weight > 0,
+                      motion_summary=opts.motion_summary_weight > 0) if grid else None
     from .train_data import draw_batch
 
     share = float("nan")
@@ -269,7 +271,8 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
             for g in optim.param_groups:
                 g["lr"] = _lr(opts, step)
             loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight, dense, opts.dense_weight,
-                                    opts.summary_weight, opts.early_answer_weight, recall_weight=opts.recall_weight)
+                                    opts.summary_weight, opts.early_answer_weight, recall_weight=opts.recall_weight,
+                                    motion_summary_weight=opts.motion_summary_weight)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trained], opts.clip)
@@ -287,6 +290,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                     + (f"summary {parts['summary']:.3f}  " if "summary" in parts else "")
                     + (f"early answer {parts['early_answer']:.3f}  " if "early_answer" in parts else "")
                     + (f"recall {parts['recall']:.3f}  " if "recall" in parts else "")
+                    + (f"motion summary {parts['motion_summary']:.3f}  " if "motion_summary" in parts else "")
                     + f"{(time.perf_counter() - t0) / 60:.1f} min")
             if (step + 1) % opts.eval_every == 0 or step + 1 == opts.steps:
                 model.eval()

@@ -27,7 +27,8 @@ class DenseHead(torch.nn.Module):
     kind) pair: is it visible in the token's cell, is its centre there, and where in the cell (edge/world/dense.py).
     Its loss pulls the binding of colour to shape and place into the visual tokens, where the LM can read it."""
 
-    def __init__(self, d_model: int, pairs: int = len(PAIRS), motions: int = len(MOTIONS), recall: bool = False):
+    def __init__(self, d_model: int, pairs: int = len(PAIRS), motions: int = len(MOTIONS), recall: bool = False,
+                 motion_summary: bool = False):
         super().__init__()
         self.pairs, self.motions = pairs, motions
         self.proj = torch.nn.Linear(d_model, 4 * pairs)
@@ -36,6 +37,7 @@ class DenseHead(torch.nn.Module):
                                            torch.nn.Linear(256, pairs + 3 * pairs + 4 + 1))
         # made last and only when asked for, so that runs without it draw the same initial weights as before
         self.recall = torch.nn.Linear(d_model, 4 * pairs) if recall else None
+        self.motion_summary = torch.nn.Linear(d_model, pairs * motions) if motion_summary else None
 
     def recall_loss(self, hidden: torch.Tensor, labels: list) -> torch.Tensor:
         """hidden [n, grid^2, d_model]: the LM's final normed hidden states at later frames' visual tokens; labels:
@@ -69,6 +71,17 @@ class DenseHead(torch.nn.Module):
         target = torch.from_numpy(labels)
         return F.cross_entropy(out.flatten(0, 2), target.flatten(), ignore_index=-1)
 
+    def motion_summary_loss(self, hidden: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+        """hidden [n, d_model]: the LM's final normed hidden state at a later frame's last visual token; labels
+        int64 [n, grid^2, P] (that frame's motion_labels) -> cross-entropy of the way every pair in view moves, all
+        read at the one place where the whole frame has been seen and a question about any shape comes next
+        (a pair centred in two cells with two different moves is not asked)."""
+        if self.motion_summary is None:
+            raise ValueError("DenseHead(motion_summary=True) is needed for the motion summary term")
+        target = torch.from_numpy(pair_motions(labels))
+        out = self.motion_summary(hidden).unflatten(-1, (self.pairs, self.motions))
+        return F.cross_entropy(out.flatten(0, 1), target.flatten(), ignore_index=-1)
+
     def loss(self, tokens: torch.Tensor, labels: list, proj: torch.nn.Module | None = None) -> torch.Tensor:
         """tokens [n, grid^2, d_model], labels: n (present [grid^2, P], centre [grid^2, P], offset [grid^2, P, 2]);
         ``proj``: the linear read (default the visual tokens' own, ``self.proj``)."""
@@ -80,6 +93,13 @@ class DenseHead(torch.nn.Module):
         xy = torch.sigmoid(out[..., 2 * p:].unflatten(-1, (p, 2)))
         l_offset = (((xy - offset) ** 2).sum(-1) * centre).sum() / centre.sum().clamp(min=1)
         return l_present + l_centre + 4 * l_offset
+
+
+def pair_motions(labels: np.ndarray) -> np.ndarray:
+    """labels int64 [n, grid^2, P] (motion_labels, -1: none) -> int64 [n, P]: each pair's move where the cells
+    that hold its centre agree on one, else -1."""
+    high, low = labels.max(axis=1), np.where(labels < 0, np.iinfo(np.int64).max, labels).min(axis=1)
+    return np.where((high >= 0) & (high == low), high, -1)
 
 
 def dense_grid(model: CobraModel) -> int:

@@ -61,7 +61,8 @@ def query_position(prompt_ids: list[int], question_mark: int) -> int:
 def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
               dense: DenseHead | None = None, dense_weight: float = 0.0,
               summary_weight: float = 0.0, early_answer_weight: float = 0.0,
-              tokens: torch.Tensor | None = None, recall_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+              tokens: torch.Tensor | None = None, recall_weight: float = 0.0,
+              motion_summary_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The loss of one batch (see the module docstring) and its parts. ``early_answer_weight``: the still
     questions' answers (first token) are also predicted at the question's last word ("circle" in "What colour is
     the circle?"), through the same LM head. Those logits are otherwise free (prompts carry no loss); the term
@@ -69,7 +70,8 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
     template tokens later. ``tokens`` [n_scenes, T, d_model]: visual tokens to use for the still scenes instead of
     the encoders' (a diagnostic: bench/lm_recall.py gives the LM the scenes' exact cell labels).
     ``recall_weight``: at a motion item's later frames, the LM's hidden state at each visual token recalls the cell
-    labels of the frame before (DenseHead.recall_loss)."""
+    labels of the frame before (DenseHead.recall_loss). ``motion_summary_weight``: at a motion item's later frames,
+    the hidden state at the frame's last visual token gives every pair's move (DenseHead.motion_summary_loss)."""
     llm = model.llm
     losses, weights = [], []
     aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
@@ -139,6 +141,11 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         logits = linear(hidden, llm.lm_head)
         motion_aux = dense is not None and batch.seq_motion and dense_weight > 0
         recall = dense is not None and batch.dense and recall_weight > 0
+        summary_motion = dense is not None and batch.seq_motion and motion_summary_weight > 0
+        if image_at and summary_motion:  # the LM at later frames' last visual token
+            labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
+            h_last = torch.stack([hidden[r, p + t - 1] for r, _, p, t in image_at])
+            aux["motion_summary"] = (motion_summary_weight, dense.motion_summary_loss(h_last, labels))
         if image_at and (motion_aux or recall):  # the LM at later frames' visual tokens
             h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
             if motion_aux:

@@ -276,3 +276,61 @@ def test_recall_term_reads_the_frame_before(tmp_path):
     result = train(TrainOptions.quick(recall_weight=1.0, motion_from=0), tmp_path / "r.safetensors",
                    say=lambda m: None, plot=False)
     assert result.record["options"]["recall_weight"] == 1.0
+
+
+def test_motion_summary_term_reads_every_pair_at_the_last_visual_token(tmp_path):
+    """motion_summary_weight: at a motion item's later frames, the hidden state at the frame's last visual token
+    gives every pair's move; the labels are each pair's own move (a pair whose centre cells disagree is not
+    asked); the term adds its weight times its value, is off by default (no head, same initial weights), and
+    reaches the record."""
+    from edge.world import make_item, spec
+    from edge.world.dense import motion_labels
+    from export.config import preset
+    from export.model import build_random
+    from export.tokenizer import build_tiny_tokenizer
+    from export.train import TrainOptions, train
+    from export.train_dense import DenseHead, dense_grid, pair_motions
+    from export.train_data import DataRecipe, draw_batch
+    from export.train_loss import step_loss
+    from edge.world.dense import PAIRS
+    from edge.tokenizer import PromptTokenizer
+
+    item = make_item("motion", (3, 5, 0))
+    labels = motion_labels(list(item.scenes), 4)
+    moves = pair_motions(labels[1:])
+    checked = 0
+    for k, scene in enumerate(item.scenes[1:]):
+        seen = {}
+        for s in scene.shapes:
+            seen.setdefault(PAIRS.index((s.colour, s.kind)), set()).add(spec.MOTIONS.index(s.motion))
+        want = np.full(len(PAIRS), -1)
+        for p, m in seen.items():
+            want[p] = m.pop() if len(m) == 1 else -1
+        if all(len(m) <= 1 for m in seen.values()):  # no pair shown twice with two moves (one cell keeps one)
+            assert np.array_equal(moves[k], want), (k, moves[k], want)
+            checked += 1
+    assert checked and (moves >= 0).sum() >= len(item.scenes[-1].shapes)
+    clash = np.full((1, 16, len(PAIRS)), -1)
+    clash[0, 3, 0], clash[0, 7, 0], clash[0, 2, 1] = 1, 2, 4
+    assert pair_motions(clash)[0, :3].tolist() == [-1, 4, -1]
+
+    cfg = preset("tiny-ldp-96")
+    (tmp_path / "t.json").write_text(build_tiny_tokenizer(cfg.lm.vocab_size).to_str())
+    tok = PromptTokenizer(tmp_path / "t.json", cfg.prompt_template, cfg.eos_token_id)
+    torch.manual_seed(0)
+    model = build_random(cfg)
+    batch = draw_batch(DataRecipe(scenes=2, questions=2, sequences=2, dense_grid=dense_grid(model)), seed=1, step=0)
+    torch.manual_seed(1)
+    head = DenseHead(cfg.lm.d_model, motion_summary=True)
+    torch.manual_seed(1)
+    same = DenseHead(cfg.lm.d_model)
+    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), list(head.parameters())[:-2]))
+    off, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0)
+    assert "motion_summary" not in parts
+    on, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0, motion_summary_weight=0.5)
+    assert parts["motion_summary"] > 0 and abs(float(on - off) - 0.5 * parts["motion_summary"]) < 1e-4
+    with pytest.raises(ValueError, match="motion_summary=True"):
+        step_loss(model, tok, batch, 2.0, DenseHead(cfg.lm.d_model), dense_weight=1.0, motion_summary_weight=1.0)
+    result = train(TrainOptions.quick(motion_summary_weight=1.0, motion_from=0), tmp_path / "m.safetensors",
+                   say=lambda m: None, plot=False)
+    assert result.record["options"]["motion_summary_weight"] == 1.0
