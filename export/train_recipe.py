@@ -4,12 +4,13 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The curriculum: seven stages"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: eight stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
 learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range;
 then 900 more of the same at half the learning rate, twice; then 900 whose still scenes ask colour, position and
 presence twice as often and count and path half as often (``DataRecipe.question_weights``); then 900 more that ask
-presence three times as often, colour and position one and a half times, count and path half.
+presence three times as often, colour and position one and a half times, count and path half; then 900 more with
+colour back at one.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ CURRICULUM: tuple[Stage, ...] = (
     _mixed("weighted", 5e-4, question_weights=(2.0, 2.0, 0.5, 2.0, 0.5)),
     # presence (a colour bound to the right kind, docs/evaluation.md "Where presence fails") asked most
     _mixed("presence", 5e-4, question_weights=(1.5, 1.5, 0.5, 3.0, 0.5)),
+    _mixed("presence-more", 5e-4, question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
 )
 
 

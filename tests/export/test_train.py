@@ -207,13 +207,13 @@ def test_staged_recipe_chains_its_checkpoints(tmp_path):
 
 
 def test_cli_train_runs_the_staged_recipe_or_one_stage(tmp_path):
-    """cobra-edge train --curriculum runs the seven stages; without it, one stage with the options given."""
+    """cobra-edge train --curriculum runs the eight stages; without it, one stage with the options given."""
     from edge.cli import main
 
     assert main(["train", "--quick", "--curriculum", "--out", str(tmp_path / "a.safetensors")]) == 0
     staged = json.loads((tmp_path / "a.json").read_text())
     assert staged["stages"] == ["questions", "motion-large", "mixed", "mixed-more", "mixed-longer", "weighted",
-                                 "presence"] and staged["initialised_from"]
+                                 "presence", "presence-more"] and staged["initialised_from"]
     assert main(["train", "--quick", "--steps", "2", "--motion-speed", "0.1", "0.12",
                  "--out", str(tmp_path / "b.safetensors")]) == 0
     single = json.loads((tmp_path / "b.json").read_text())
@@ -235,19 +235,13 @@ def test_cli_train_weighs_question_families(tmp_path, capsys):
     assert "unknown single-frame family 'motion'" in capsys.readouterr().err
 
 
-def test_recall_term_reads_the_frame_before(tmp_path):
-    """recall_weight: at a motion item's later frames, the LM's tokens are asked for the frame before's cell
-    labels (batch.dense holds the still scenes, then every sequence's frames in order); the term adds its weight
-    times its value to the loss, is off (no head, no term) by default, and reaches the record."""
-    from edge.world.dense import cell_labels
-    from edge.world import make_item
+def _tiny_batch(tmp_path):
+    """A random tiny-ldp-96 model, its tokenizer and a batch of 2 still scenes and 2 motion items with cell labels."""
     from export.config import preset
     from export.model import build_random
     from export.tokenizer import build_tiny_tokenizer
-    from export.train import TrainOptions, train
-    from export.train_dense import DenseHead, dense_grid
+    from export.train_dense import dense_grid
     from export.train_data import DataRecipe, draw_batch
-    from export.train_loss import step_loss
     from edge.tokenizer import PromptTokenizer
 
     cfg = preset("tiny-ldp-96")
@@ -256,48 +250,61 @@ def test_recall_term_reads_the_frame_before(tmp_path):
     torch.manual_seed(0)
     model = build_random(cfg)
     grid = dense_grid(model)
-    batch = draw_batch(DataRecipe(scenes=2, questions=2, sequences=2, dense_grid=grid), seed=1, step=0)
+    return model, tok, draw_batch(DataRecipe(scenes=2, questions=2, sequences=2, dense_grid=grid), seed=1, step=0)
+
+
+def _check_aux_term(tmp_path, model, tok, batch, head_flag: str, weight: str, part: str) -> None:
+    """An optional training-only term (DenseHead(**{head_flag: True}), step_loss(**{weight: w})): its head is made
+    last, so that runs without it draw the same initial weights; off by default (no part); on, it adds w x its value
+    to the loss; asked for without its head it is an error naming the flag; and the option reaches the record."""
+    from export.train import TrainOptions, train
+    from export.train_dense import DenseHead
+    from export.train_loss import step_loss
+
+    d = model.cfg.lm.d_model
+    torch.manual_seed(1)
+    head = DenseHead(d, **{head_flag: True})
+    torch.manual_seed(1)
+    same = DenseHead(d)
+    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), list(head.parameters())[:-2]))
+    off, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0)
+    assert part not in parts
+    on, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0, **{weight: 0.5})
+    assert parts[part] > 0 and abs(float(on - off) - 0.5 * parts[part]) < 1e-4
+    with pytest.raises(ValueError, match=f"{head_flag}=True"):
+        step_loss(model, tok, batch, 2.0, DenseHead(d), dense_weight=1.0, **{weight: 1.0})
+    result = train(TrainOptions.quick(**{weight: 1.0}, motion_from=0), tmp_path / f"{part}.safetensors",
+                   say=lambda m: None, plot=False)
+    assert result.record["options"][weight] == 1.0
+
+
+def test_recall_term_reads_the_frame_before(tmp_path):
+    """recall_weight: at a motion item's later frames, the LM's tokens are asked for the frame before's cell
+    labels (batch.dense holds the still scenes, then every sequence's frames in order); the term behaves as
+    every optional term (_check_aux_term)."""
+    from edge.world.dense import cell_labels
+    from edge.world import make_item
+    from export.train_dense import dense_grid
+
+    model, tok, batch = _tiny_batch(tmp_path)
+    grid = dense_grid(model)
     # the layout the term indexes: sequence 1's first frame follows the scenes and all of sequence 0's frames
     item = make_item("motion", (1, 0, 2, 1))
     first = 2 + len(batch.seq_qa[0])
     assert all(np.array_equal(a, b) for a, b in zip(batch.dense[first], cell_labels(item.scenes[0], grid)))
-    plain, parts = step_loss(model, tok, batch, 2.0, DenseHead(cfg.lm.d_model), dense_weight=1.0)
-    assert "recall" not in parts
-    torch.manual_seed(1)
-    head = DenseHead(cfg.lm.d_model, recall=True)
-    torch.manual_seed(1)
-    same = DenseHead(cfg.lm.d_model)
-    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), list(head.parameters())[:-2]))
-    off, _ = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0)
-    on, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0, recall_weight=0.5)
-    assert parts["recall"] > 0 and abs(float(on - off) - 0.5 * parts["recall"]) < 1e-4
-    with pytest.raises(ValueError, match="recall=True"):
-        step_loss(model, tok, batch, 2.0, DenseHead(cfg.lm.d_model), dense_weight=1.0, recall_weight=1.0)
-    result = train(TrainOptions.quick(recall_weight=1.0, motion_from=0), tmp_path / "r.safetensors",
-                   say=lambda m: None, plot=False)
-    assert result.record["options"]["recall_weight"] == 1.0
+    _check_aux_term(tmp_path, model, tok, batch, "recall", "recall_weight", "recall")
 
 
 def test_motion_summary_term_reads_every_pair_at_the_last_visual_token(tmp_path):
     """motion_summary_weight: at a motion item's later frames, the hidden state at the frame's last visual token
     gives every pair's move; the labels are each pair's own move (a pair whose centre cells disagree is not
-    asked); the term adds its weight times its value, is off by default (no head, same initial weights), and
-    reaches the record."""
+    asked); the term behaves as every optional term (_check_aux_term)."""
     from edge.world import make_item, spec
-    from edge.world.dense import motion_labels
-    from export.config import preset
-    from export.model import build_random
-    from export.tokenizer import build_tiny_tokenizer
-    from export.train import TrainOptions, train
-    from export.train_dense import DenseHead, dense_grid, pair_motions
-    from export.train_data import DataRecipe, draw_batch
-    from export.train_loss import step_loss
-    from edge.world.dense import PAIRS
-    from edge.tokenizer import PromptTokenizer
+    from edge.world.dense import PAIRS, motion_labels
+    from export.train_dense import pair_motions
 
     item = make_item("motion", (3, 5, 0))
-    labels = motion_labels(list(item.scenes), 4)
-    moves = pair_motions(labels[1:])
+    moves = pair_motions(motion_labels(list(item.scenes), 4)[1:])
     checked = 0
     for k, scene in enumerate(item.scenes[1:]):
         seen = {}
@@ -313,24 +320,4 @@ def test_motion_summary_term_reads_every_pair_at_the_last_visual_token(tmp_path)
     clash = np.full((1, 16, len(PAIRS)), -1)
     clash[0, 3, 0], clash[0, 7, 0], clash[0, 2, 1] = 1, 2, 4
     assert pair_motions(clash)[0, :3].tolist() == [-1, 4, -1]
-
-    cfg = preset("tiny-ldp-96")
-    (tmp_path / "t.json").write_text(build_tiny_tokenizer(cfg.lm.vocab_size).to_str())
-    tok = PromptTokenizer(tmp_path / "t.json", cfg.prompt_template, cfg.eos_token_id)
-    torch.manual_seed(0)
-    model = build_random(cfg)
-    batch = draw_batch(DataRecipe(scenes=2, questions=2, sequences=2, dense_grid=dense_grid(model)), seed=1, step=0)
-    torch.manual_seed(1)
-    head = DenseHead(cfg.lm.d_model, motion_summary=True)
-    torch.manual_seed(1)
-    same = DenseHead(cfg.lm.d_model)
-    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), list(head.parameters())[:-2]))
-    off, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0)
-    assert "motion_summary" not in parts
-    on, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=1.0, motion_summary_weight=0.5)
-    assert parts["motion_summary"] > 0 and abs(float(on - off) - 0.5 * parts["motion_summary"]) < 1e-4
-    with pytest.raises(ValueError, match="motion_summary=True"):
-        step_loss(model, tok, batch, 2.0, DenseHead(cfg.lm.d_model), dense_weight=1.0, motion_summary_weight=1.0)
-    result = train(TrainOptions.quick(motion_summary_weight=1.0, motion_from=0), tmp_path / "m.safetensors",
-                   say=lambda m: None, plot=False)
-    assert result.record["options"]["motion_summary_weight"] == 1.0
+    _check_aux_term(tmp_path, *_tiny_batch(tmp_path), "motion_summary", "motion_summary_weight", "motion_summary")
