@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from .probe import fit_probe
+from .probe import fit_and_score
 from .timing import RESULTS_DIR, machine_info, write_result
 
 FEATURES = ("exact", "vision", "lm")
@@ -95,11 +95,9 @@ def run(n_train: int, n_test: int, weights: str | None, steps: int = 4000, say=p
            "machine": machine_info(1), "probes": {}}
     for feature in FEATURES:
         mu, sd = x_train[feature].mean(0), x_train[feature].std(0) + 1e-5
-        net = fit_probe((x_train[feature] - mu) / sd, torch.from_numpy(y_train), len(spec.MOTIONS), steps,
-                        dropout=0.0 if feature == "exact" else 0.2)
-        with torch.no_grad():
-            right = (net((x_test[feature] - mu) / sd).argmax(1).numpy() == y_test)
-            fitted = float((net((x_train[feature] - mu) / sd).argmax(1).numpy() == y_train).mean())
+        right, fitted = fit_and_score((x_train[feature] - mu) / sd, torch.from_numpy(y_train),
+                                      (x_test[feature] - mu) / sd, torch.from_numpy(y_test), len(spec.MOTIONS), steps,
+                                      dropout=0.0 if feature == "exact" else 0.2)
         by_frames = {str(n): float(right[frames == n].mean()) for n in sorted(set(frames.tolist()))}
         doc["probes"][feature] = {"features": int(x_train[feature].shape[1]), "held_out": float(right.mean()),
                                   "train": fitted, "held_out_by_frames": by_frames}

@@ -78,6 +78,17 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 4000,
     return net.eval()
 
 
+def fit_and_score(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                  classes: int, steps: int = 4000, dropout: float = 0.2) -> tuple[np.ndarray, float]:
+    """A probe fitted on (x_train, y_train) -> (bool [n_test]: each held-out example read right, the share of the
+    training examples read right)."""
+    net = fit_probe(x_train, y_train, classes, steps, dropout=dropout)
+    with torch.no_grad():
+        right = (net(x_test).argmax(1) == y_test).numpy()
+        fitted = float((net(x_train).argmax(1) == y_train).float().mean())
+    return right, fitted
+
+
 def run(family: str, n_train: int, n_test: int, weights: str | None, steps: int = 4000, say=print) -> dict:
     from edge.world import make_item
     from edge.world.questions import FAMILIES, SINGLE_FRAME
@@ -110,10 +121,8 @@ def run(family: str, n_train: int, n_test: int, weights: str | None, steps: int 
            "chance": 1 / len(answers), "probes": {}}
     say(f"probe {family}: the model's own answers {100 * doc['model_answer_accuracy']:.1f} %")
     for stage in STAGES:
-        net = fit_probe(x_train[stage], y_train, len(answers), steps)
-        with torch.no_grad():
-            held = float((net(x_test[stage]).argmax(1) == y_test).float().mean())
-            fitted = float((net(x_train[stage]).argmax(1) == y_train).float().mean())
+        right, fitted = fit_and_score(x_train[stage], y_train, x_test[stage], y_test, len(answers), steps)
+        held = float(right.mean())
         doc["probes"][stage] = {"features": int(x_train[stage].shape[1]), "held_out": held, "train": fitted}
         say(f"probe {family} on {stage:<10} ({x_train[stage].shape[1]} features): held-out {100 * held:.1f} %, "
             f"train {100 * fitted:.1f} %")

@@ -142,14 +142,14 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         motion_aux = dense is not None and batch.seq_motion and dense_weight > 0
         recall = dense is not None and batch.dense and recall_weight > 0
         summary_motion = dense is not None and batch.seq_motion and motion_summary_weight > 0
-        if image_at and summary_motion:  # the LM at later frames' last visual token
+        if image_at and (motion_aux or summary_motion):  # each later frame's motion labels, once
             labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
+        if image_at and summary_motion:  # the LM at later frames' last visual token
             h_last = torch.stack([hidden[r, p + t - 1] for r, _, p, t in image_at])
             aux["motion_summary"] = (motion_summary_weight, dense.motion_summary_loss(h_last, labels))
         if image_at and (motion_aux or recall):  # the LM at later frames' visual tokens
             h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
             if motion_aux:
-                labels = np.stack([batch.seq_motion[r][k] for r, k, _, _ in image_at])
                 aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
             if recall:  # batch.dense: the still scenes' labels, then every sequence's frames in order
                 start = np.cumsum([0] + [len(qa) for qa in batch.seq_qa]) + len(batch.pixels)

@@ -49,7 +49,7 @@ CURRICULUM: tuple[Stage, ...] = (
     _mixed("mixed-longer", 5e-4),
     # colour, position and presence (the binding of colour to kind) asked more, count and path less
     _mixed("weighted", 5e-4, question_weights=(2.0, 2.0, 0.5, 2.0, 0.5)),
-    # presence (a colour bound to the right kind, docs/evaluation.md "Where presence fails") asked most
+    # presence (a colour bound to the right kind; where it fails: docs/training.md, "Stages 5 and 6") asked most
     _mixed("presence", 5e-4, question_weights=(1.5, 1.5, 0.5, 3.0, 0.5)),
     _mixed("presence-more", 5e-4, question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
 )
