@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -14,7 +16,14 @@ def _bgr(rgb) -> tuple[int, int, int]:
 
 
 def _background(bg: Background, width: int, height: int) -> np.ndarray:
-    """BGR uint8 [H, W, 3] without noise: a tone map t in [0, 255] between the base and the second tone."""
+    """BGR uint8 [H, W, 3] without noise (a new array, to draw on)."""
+    return _tones(bg, width, height).copy()
+
+
+@functools.lru_cache(maxsize=4)  # a sequence's frames share one background
+def _tones(bg: Background, width: int, height: int) -> np.ndarray:
+    """BGR uint8 [H, W, 3] without noise: a tone map t in [0, 255] between the base and the second tone. Cached:
+    read only."""
     if bg.kind == "flat":
         t = np.zeros((height, width), np.uint8)
     else:
@@ -31,7 +40,9 @@ def _background(bg: Background, width: int, height: int) -> np.ndarray:
     ramp = np.arange(256, dtype=np.float32)[:, None] / 255  # LUT per channel: base + t (second - base)
     base, second = np.array(bg.base[::-1], np.float32), np.array(bg.second[::-1], np.float32)
     lut = np.clip(np.round(base + ramp * (second - base)), 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    return cv2.LUT(cv2.merge([t, t, t]), lut)
+    out = cv2.LUT(cv2.merge([t, t, t]), lut)
+    out.flags.writeable = False
+    return out
 
 
 def _add_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:

@@ -7,7 +7,7 @@ determined by its seed. Numbers: edge/world/spec.py (and docs/world.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,9 +41,13 @@ class Shape:
 
     def moved(self, frames: float) -> "Shape":
         """Where this shape is ``frames`` frames later (negative: earlier)."""
-        dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}[self.motion]
+        dx, dy = _STEP[self.motion]
         d = self.speed * frames
-        return replace(self, cx=self.cx + dx * d, cy=self.cy + dy * d)
+        return Shape(self.kind, self.colour, self.cx + dx * d, self.cy + dy * d, self.size, self.fill, self.motion,
+                     self.speed)
+
+
+_STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}  # unit move per frame
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def near_band(s: Shape) -> tuple[bool, bool]:
 
 
 def _grey_tone(rng: np.random.Generator, level: float) -> tuple[int, int, int]:
-    return tuple(int(np.clip(level + rng.integers(-spec.TINT, spec.TINT + 1), 0, 255)) for _ in range(3))
+    return tuple(_byte(level + rng.integers(-spec.TINT, spec.TINT + 1)) for _ in range(3))
 
 
 def sample_background(rng: np.random.Generator) -> Background:
@@ -111,9 +115,17 @@ def sample_distractors(rng: np.random.Generator) -> tuple[tuple, ...]:
     return tuple(out)
 
 
+_PAIRS = tuple((colour, kind) for colour in spec.COLOURS for kind in spec.SHAPES)  # colour-major
+
+
+def _byte(v) -> int:
+    """int(np.clip(v, 0, 255)) for one number, without numpy's per-call cost (the scene sampler's hot loop)."""
+    return int(min(max(v, 0), 255))
+
+
 def _fill(rng: np.random.Generator, colour: str) -> tuple[int, int, int]:
     j = spec.COLOUR_JITTER
-    return tuple(int(np.clip(c + rng.integers(-j, j + 1), 0, 255)) for c in spec.COLOURS[colour])
+    return tuple(_byte(c + rng.integers(-j, j + 1)) for c in spec.COLOURS[colour])
 
 
 def _inside(s: Shape, width: int, height: int, margin: float = 0.0) -> bool:
@@ -131,26 +143,26 @@ def sample_shapes(rng: np.random.Generator, width: int, height: int, n: int, fra
     a colour or motion question names), and its last position keeps the longest possible travel away from every
     edge, whatever its motion. ``speed_range``: the moving shapes' speeds (a training curriculum may draw larger
     moves than the world's). None when no layout was found in ``tries`` draws (the caller draws again)."""
-    colours, kinds = list(spec.COLOURS), spec.SHAPES
+    kinds = len(spec.SHAPES)
+    anchor = spec.SHAPES.index(anchor_kind) if anchor_kind is not None else None
     travel = (frames - 1) * speed_range[1]
     for _ in range(tries):
-        combos = [(colours[c // len(kinds)], kinds[c % len(kinds)]) for c in rng.permutation(len(colours) * len(kinds))]
-        if anchor_kind is not None:
-            first = next(c for c in combos if c[1] == anchor_kind)
-            combos = [first] + [c for c in combos if c[1] != anchor_kind]
+        order = rng.permutation(len(_PAIRS)).tolist()  # a random order of the (colour, kind) pairs
+        if anchor is not None:  # the anchor kind's first pair, then the other kinds' pairs in order
+            order = [next(c for c in order if c % kinds == anchor)] + [c for c in order if c % kinds != anchor]
         shapes = []
-        for i, (colour, kind) in enumerate(combos[:n]):
+        for i, (colour, kind) in enumerate(_PAIRS[c] for c in order[:n]):
             size = float(rng.uniform(*spec.SIZE_RANGE))
             motion = spec.MOTIONS[rng.integers(len(spec.MOTIONS))] if moving else "still"
             speed = float(rng.uniform(*speed_range)) if motion != "still" else 0.0
-            s = Shape(kind, colour, 0.0, 0.0, size, _fill(rng, colour), motion, speed)
-            hx, hy = s.half(width, height)
+            fill = _fill(rng, colour)
+            side = size * min(width, height)  # Shape.half
+            hx, hy = side / 2 / width, side / 2 / height
             margin = travel if (i == 0 and anchor_kind is not None) else 0.0
             if hx + margin > 0.5 - 1e-3 or hy + margin > 0.5 - 1e-3:
                 break
-            s = replace(s, cx=float(rng.uniform(hx + margin, 1 - hx - margin)),
-                        cy=float(rng.uniform(hy + margin, 1 - hy - margin)))
-            shapes.append(s)
+            shapes.append(Shape(kind, colour, float(rng.uniform(hx + margin, 1 - hx - margin)),
+                                float(rng.uniform(hy + margin, 1 - hy - margin)), size, fill, motion, speed))
         if len(shapes) != n or any(any(near_band(s)) for s in shapes):
             continue
         if not all(_inside(s.moved(-k), width, height) for s in shapes for k in range(frames)):
