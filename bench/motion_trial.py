@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recall-weight", type=float, default=0.0,
                     help="weight of recalling the frame before's cell labels (export/train_loss.py; 0: off)")
     ap.add_argument("--early-answer-weight", type=float, default=0.0)
+    ap.add_argument("--keep-dense-head", action="store_true",
+                    help="continue the checkpoint's dense head (W.dense.safetensors) instead of a fresh one")
     ap.add_argument("--per", type=int, default=100, help="held-out items per measurement")
     ap.add_argument("--validate-per", type=int, default=20,
                     help="items per family of the training's own final validation (all six families)")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = TrainOptions(init_weights=args.weights, steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 4),
                         motion_from=0, dense_weight=args.dense_weight, motion_weight=args.motion_weight,
                         recall_weight=args.recall_weight, motion_summary_weight=args.motion_summary_weight,
-                        early_answer_weight=args.early_answer_weight,
+                        early_answer_weight=args.early_answer_weight, keep_dense_head=args.keep_dense_head,
                         eval_every=10**9, eval_per_family=args.validate_per, log_every=max(1, args.steps // 20),
                         recipe=DataRecipe(scenes=args.scenes, sequences=args.items, motion_frames=trial.frames,
                                           motion_speed=trial.speed))

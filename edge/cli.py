@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--motion-summary-weight", type=float, default=None,
                    help="weight of every shape's move read at a motion item's later frames' last visual token "
                         "(default 0: off; docs/training.md, \"Where motion fails\")")
+    t.add_argument("--keep-dense-head", action="store_true",
+                   help="with --init-weights: continue its training-only dense head (W.dense.safetensors beside it) "
+                        "instead of a fresh one (default: fresh, as the curriculum's stages were trained)")
     t.add_argument("--pretrain-steps", type=non_negative_int, default=None,
                    help="steps of vision pretraining on dense cell labels before the questions, 64 scenes each "
                         "(default 0; the embedded recipe, --curriculum, uses 3000: docs/training.md)")

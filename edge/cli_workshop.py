@@ -104,7 +104,8 @@ def cmd_train(args) -> int:
                                ("recall_weight", args.recall_weight),
                                ("motion_summary_weight", args.motion_summary_weight),
                                ("init_weights", args.init_weights), ("lr", args.lr), ("warmup", args.warmup),
-                               ("motion_from", args.motion_from)) if v is not None}
+                               ("motion_from", args.motion_from),
+                               ("keep_dense_head", args.keep_dense_head or None)) if v is not None}
     data = {k: v for k, v in (("scenes", args.scenes), ("sequences", args.motion_items),
                               ("motion_frames", tuple(args.motion_frames) if args.motion_frames else None),
                               ("motion_speed", tuple(args.motion_speed) if args.motion_speed else None),

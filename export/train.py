@@ -60,6 +60,7 @@ class TrainOptions:
     recall_weight: float = 0.0  # weight of recalling the frame before's cell labels at a later frame's tokens
     motion_summary_weight: float = 0.0  # weight of every pair's move read at a later frame's last visual token
     freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
+    keep_dense_head: bool = False  # with init_weights: continue the parent's DenseHead (dense_head_path) if saved
     init_weights: str | None = None  # continue from a checkpoint of cobra-edge train (no init, centring, pretraining)
     pretrain_steps: int = 0  # steps of vision pretraining on cell labels alone before the questions (train_dense)
     pretrain_scenes: int = 64  # still scenes per pretraining step
@@ -172,6 +173,35 @@ def _continued(opts: TrainOptions) -> tuple[CobraModel, dict]:
                            "options": record.get("options")}
 
 
+def dense_head_path(weights: str | Path) -> Path:
+    """Where train() writes a checkpoint's DenseHead (training only, never exported): ``W.dense.safetensors``."""
+    return Path(weights).with_suffix(".dense.safetensors")
+
+
+def _keep_dense_head(dense: DenseHead, opts: TrainOptions, say: Callable[[str], None]) -> dict:
+    """Load the parent's DenseHead into ``dense`` (its optional heads: those both have; the rest stay fresh).
+    Without it, every continuation starts its cell-label and motion-label heads from random weights, and their
+    first steps' gradients into the LM are the random heads' (a stage's first 20 steps: cell-label loss 3.7 and
+    more, against 0.4 once learnt). -> what the record says of it."""
+    from .checkpoints import read_safetensors
+
+    path = dense_head_path(opts.init_weights)
+    if not path.exists():
+        raise ValueError(f"--keep-dense-head: {path} is missing (checkpoints written before it was saved have none; "
+                         "continue without --keep-dense-head)")
+    _, tensors = read_safetensors(path, "dense head")
+    own = dense.state_dict()
+    wrong = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"{path}: {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, this model's dense head needs "
+                         f"{tuple(own[wrong[0]].shape)}")
+    loaded = sorted(k for k in tensors if k in own)
+    dense.load_state_dict({**own, **{k: tensors[k] for k in loaded}})
+    fresh = sorted({k.split(".")[0] for k in own} - {k.split(".")[0] for k in loaded})
+    say(f"dense head continued from {path.name}" + (f" (fresh: {', '.join(fresh)})" if fresh else ""))
+    return {"file": path.name, "fresh": fresh}
+
+
 def _lr(opts: TrainOptions, step: int) -> float:
     if step < opts.warmup:
         return opts.lr * (step + 1) / opts.warmup
@@ -222,6 +252,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                            "dense_grid": grid})
     dense = DenseHead(cfg.lm.d_model, recall=opts.recall_weight > 0,
                       motion_summary=opts.motion_summary_weight > 0) if grid else None
+    kept = _keep_dense_head(dense, opts, say) if dense is not None and parent and opts.keep_dense_head else None
     from .train_data import draw_batch
 
     share = float("nan")
@@ -326,12 +357,18 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                         "data_steps": [first, first + opts.steps]},
         "final_loss": curve["loss"][-1] if curve["loss"] else None,
         "vision_pretraining": pretrained,
+        "dense_head": {"kept_from": kept, "file": dense_head_path(out).name} if dense is not None else None,
         "validation": {"seed": opts.validation_seed, "per_family": opts.eval_per_family,
                        "accuracy": curve["accuracy"][-1] if curve["accuracy"] else None,
                        "reference": "PyTorch model, continuous mode, greedy"},
         "curve": curve,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if dense is not None:  # training only, beside the weights, so that a continuation can keep it
+        from safetensors.torch import save_file
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in dense.state_dict().items()}, str(dense_head_path(out)))
     out = save_trained(model, out, tokenizer_json, record)
     say(f"trained in {minutes:.1f} min" + (f" after {pretrained['minutes']:.1f} min of vision pretraining" if pretrained else "")
         + f"; load average after {load_after}; wrote {out} and {out.with_suffix('.json')}")

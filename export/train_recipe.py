@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from .train import TrainOptions, TrainResult, train
+from .train import TrainOptions, TrainResult, dense_head_path, train
 from .train_data import DataRecipe
 from .weights import record_path
 
@@ -87,6 +87,8 @@ def train_stages(stages: tuple[Stage, ...], out: str | Path, preset: str = "tiny
         result = train(opts, path, say=say)
         previous = path
     shutil.copyfile(previous, out)
+    if dense_head_path(previous).exists():
+        shutil.copyfile(dense_head_path(previous), dense_head_path(out))
     if previous.with_suffix(".png").exists():
         shutil.copyfile(previous.with_suffix(".png"), out.with_suffix(".png"))
     record = {**result.record, "weights": {**result.record["weights"], "file": out.name},

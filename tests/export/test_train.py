@@ -185,9 +185,37 @@ def test_continuing_a_checkpoint_on_a_motion_curriculum(quick_checkpoint, tmp_pa
               say=lambda m: None, plot=False)
 
 
+def test_the_dense_head_is_saved_and_a_continuation_can_keep_it(tmp_path):
+    """train writes its training-only dense head beside the weights; --keep-dense-head continues it (at lr 0 it
+    comes out unchanged, its optional heads that the parent lacks start fresh); without the flag the head is
+    fresh; a missing head is a clear error."""
+    from safetensors.torch import load_file
+
+    from export.train import TrainOptions, dense_head_path, train
+
+    quiet = {"say": lambda m: None, "plot": False}
+    parent = train(TrainOptions.quick(dense_weight=1.0), tmp_path / "p.safetensors", **quiet)
+    head = load_file(str(dense_head_path(parent.weights)))
+    assert parent.record["dense_head"] == {"kept_from": None, "file": "p.dense.safetensors"}
+    assert head["proj.weight"].shape == (4 * 21, 96) and "motion.weight" in head
+    still = {"init_weights": str(parent.weights), "lr": 0.0, "dense_weight": 1.0, "seed": 1}
+    kept = train(TrainOptions.quick(keep_dense_head=True, motion_summary_weight=1.0, **still),
+                 tmp_path / "k.safetensors", **quiet)
+    assert kept.record["dense_head"]["kept_from"] == {"file": "p.dense.safetensors", "fresh": ["motion_summary"]}
+    got = load_file(str(dense_head_path(kept.weights)))
+    assert all(torch.equal(got[k], v) for k, v in head.items()) and "motion_summary.weight" in got
+    fresh = load_file(str(dense_head_path(train(TrainOptions.quick(**still), tmp_path / "f.safetensors",
+                                                **quiet).weights)))
+    assert not torch.equal(fresh["proj.weight"], head["proj.weight"])
+    dense_head_path(parent.weights).unlink()
+    with pytest.raises(ValueError, match="p.dense.safetensors is missing"):
+        train(TrainOptions.quick(keep_dense_head=True, **still), tmp_path / "m.safetensors", **quiet)
+
+
 def test_staged_recipe_chains_its_checkpoints(tmp_path):
     """train_stages: every stage continues the one before (its record names the parent's sha256), the data steps
     follow on, the last stage's weights are written as the output with the stage names in its record."""
+    from export.train import dense_head_path
     from export.train_recipe import CURRICULUM, train_stages
     from export.weights import sha256
 
@@ -202,6 +230,7 @@ def test_staged_recipe_chains_its_checkpoints(tmp_path):
             "data_recipe"]["data_steps"][1]
     assert records[1]["data_recipe"]["scenes"] == 0 and records[1]["data_recipe"]["motion_speed"] == [0.2, 0.3]
     assert sha256(out) == sha256(paths[-1]) == result.record["weights"]["sha256"]
+    assert sha256(dense_head_path(out)) == sha256(dense_head_path(paths[-1]))
     assert result.record["stages"] == [s.name for s in CURRICULUM] and result.record["weights"]["file"] == out.name
     assert result.record["minutes_in_all"] >= sum(r["minutes"] for r in records)
 
