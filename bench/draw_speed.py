@@ -6,8 +6,8 @@ against another checkout of the project (--baseline), in turns in one run; write
 Why it matters: the worker draws on its own core while the trainer computes on the other (1 torch thread), so a
 step takes the longer of the two. The trainer's step is about 1.2 s (bench/results/train-step-*); a batch whose
 motion items need many tries to lay out (larger moves than the world's) took longer than that, and then training
-waited on the drawing. Recipes timed: the curriculum's mixed stages (16 motion items of the world's range) and the
-same with moves of 0.07 to 0.13. Each contender is a child process that draws the same steps of the same seed;
+waited on the drawing. Recipes timed: the vision pretraining's 64 still scenes, the curriculum's mixed stages (16
+motion items of the world's range) and the same with moves of 0.07 to 0.13. Each contender is a child process that draws the same steps of the same seed;
 both print a digest of what they drew, and the two must be equal (same batches, only faster).
 """
 
@@ -21,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-RECIPES = {  # name -> DataRecipe fields (the mixed stages' step: 32 still scenes x 6 questions, 16 motion items)
+RECIPES = {  # name -> DataRecipe fields (the mixed stages' step: 32 still scenes x 6 questions, 16 motion items;
+    # the vision pretraining's draw: 64 still scenes with their cell labels, which serves 3 steps)
+    "pretraining": {"scenes": 64, "questions": 1, "sequences": 0, "dense_grid": 4},
     "mixed": {"scenes": 32, "questions": 6, "sequences": 16, "dense_grid": 4},
     "wider-moves": {"scenes": 32, "questions": 6, "sequences": 16, "dense_grid": 4, "motion_speed": (0.07, 0.13)},
 }

@@ -21,4 +21,4 @@ def test_a_turn_is_deterministic_and_a_run_compares_two_trees(tmp_path):
         assert row["same_batches"] is True and row["speedup_median"] > 0
         assert set(row) >= {"this tree", "baseline"}
     written = json.loads(next((tmp_path / "res").glob("draw-speed-*.json")).read_text())
-    assert written["recipes"].keys() == {"mixed", "wider-moves"}
+    assert written["recipes"].keys() == {"pretraining", "mixed", "wider-moves"}
