@@ -2,12 +2,16 @@
 the PyTorch reference in continuous mode, split by the item's number of frames and by whether the named shape's
 centre left its 4 x 4 token cell; writes bench/results/motion-split-<name>-<date>.json.
 
-    python -m bench.motion_split --weights W [--items 300] [--name stage8]
+    python -m bench.motion_split --weights W [--items 300] [--travel-per 200] [--name stage8]
 
 Why: the family's accuracy alone (about 53 %) does not say what the state fails to carry. If the answers were read
 off which token a shape sits in, items whose shape changed cells would be answered and the others not; if the
 state compared positions finely but forgot, two-frame items (the frame before is the most recent) would be the
 easy ones. Each item's geometry is read from the scene generator (edge/world), as the answers are.
+
+Two more measurements: accuracy on items of fixed frames and speed (TRAVEL: the same distance from the first frame
+to the last, reached in two frames or in four), and, where the checkpoint's dense head is saved beside it
+(W.dense.safetensors), how precisely its visual tokens place a shape's centre (offset_error).
 """
 
 from __future__ import annotations
@@ -61,11 +65,61 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+# (frames, speed per frame): the world's frames at its speed, and the same total travel reached other ways
+TRAVEL = (((2, 2), (0.05, 0.09)), ((3, 3), (0.05, 0.09)), ((4, 4), (0.05, 0.09)), ((2, 2), (0.15, 0.27)),
+          ((3, 3), (0.10, 0.135)))
+
+
+def by_travel(model, tokenizer, per: int) -> list[dict]:
+    """Motion accuracy (continuous, validation seed) on items of fixed frames and speed (TRAVEL): does accuracy
+    follow the number of frames, or the distance travelled from the first frame to the last?"""
+    from edge.world import MotionRange
+
+    from .motion_trial import motion_accuracy
+
+    out = []
+    for frames, speed in TRAVEL:
+        travel = [(frames[0] - 1) * speed[0], (frames[0] - 1) * speed[1]]
+        out.append({"frames": frames[0], "speed": list(speed), "travel": [round(t, 3) for t in travel],
+                    "accuracy": motion_accuracy(model, tokenizer, per, MotionRange(frames, speed)), "items": per})
+    return out
+
+
+def offset_error(model, dense_path: Path, scenes: int = 300) -> dict:
+    """How precisely the visual tokens place a shape: the checkpoint's dense head (train's W.dense.safetensors)
+    reads each centre's (x, y) within its cell off the cell's token; -> the error per axis in widths of the view
+    (median, mean, 90th percentile) on held-out still scenes (dense_metrics' seed)."""
+    import numpy as np
+    import torch
+
+    from export.checkpoints import read_safetensors
+    from export.train_data import DataRecipe, draw_batch
+    from export.train_dense import DenseHead, dense_grid
+
+    grid = dense_grid(model)
+    head = DenseHead(model.cfg.lm.d_model)
+    own = head.state_dict()
+    _, tensors = read_safetensors(dense_path, "dense head")
+    head.load_state_dict({**own, **{k: v for k, v in tensors.items() if k in own}})
+    batch = draw_batch(DataRecipe(scenes=scenes, questions=1, sequences=0, image_size=model.cfg.image_size,
+                                  dense_grid=grid), 998, -2, motion=False)
+    with torch.no_grad():
+        out = head.proj(model.visual_embeds(torch.from_numpy(batch.pixels)))
+    p = head.pairs
+    xy = torch.sigmoid(out[..., 2 * p:].unflatten(-1, (p, 2))).numpy()
+    errs = np.concatenate([np.abs(xy[i][np.nonzero(centre)] - offset[np.nonzero(centre)]).ravel()
+                           for i, (_, centre, offset) in enumerate(batch.dense)]) / grid
+    return {"scenes": scenes, "median": float(np.median(errs)), "mean": float(errs.mean()),
+            "p90": float(np.quantile(errs, 0.9)), "unit": "widths of the view, per axis"}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.motion_split", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", default=None, help="a checkpoint of cobra-edge train (default: the embedded model)")
     p.add_argument("--items", type=int, default=300, help="held-out motion items (the first of eval's 500)")
+    p.add_argument("--travel-per", type=int, default=200,
+                   help="items per row of the travel table (validation seed; 0: skip it)")
     p.add_argument("--name", default="", help="a label for the result file")
     p.add_argument("--out", default=None, help="results folder (default bench/results)")
     a = p.parse_args(argv)
@@ -84,12 +138,24 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer_json, _ = load_trained(weights)
     rows = split_rows(model, prompt_tokenizer(tokenizer_json, model.cfg), a.items)
     summary = summarise(rows)
+    tok = prompt_tokenizer(tokenizer_json, model.cfg)
+    travel = by_travel(model, tok, a.travel_per) if a.travel_per else []
+    from export.train import dense_head_path
+
+    offsets = offset_error(model, dense_head_path(weights)) if dense_head_path(weights).exists() else None
     for k, v in summary.items():
         print(f"{k}: " + (f"{100 * v['accuracy']:.1f} % of {v['items']}" if "items" in v and v["accuracy"] is not None
                           else str(v)))
+    for t in travel:
+        print(f"{t['frames']} frames at {t['speed'][0]} to {t['speed'][1]} (travel {t['travel'][0]} to "
+              f"{t['travel'][1]}): {100 * t['accuracy']:.1f} % of {t['items']}")
+    if offsets:
+        print(f"visual tokens place a centre within {offsets['median']:.4f} of the view (median; p90 "
+              f"{offsets['p90']:.4f})")
     doc = {"what": __doc__.split("\n\n")[0], "weights": {"file": weights.name, "sha256": sha256(weights)},
            "seed": SEED, "items": a.items, "mode": "continuous", "reference": "PyTorch, greedy",
-           "summary": summary, "rows": rows, "load_average": list(os.getloadavg())}
+           "summary": summary, "by_travel": travel, "offset_error": offsets, "rows": rows,
+           "load_average": list(os.getloadavg())}
     write_result(a.out or RESULTS_DIR, "motion-split" + (f"-{a.name}" if a.name else ""), doc)
     return doc
 

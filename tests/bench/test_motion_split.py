@@ -13,7 +13,7 @@ def _cell(s):
 
 
 def test_rows_follow_the_geometry_and_buckets_partition_them(tmp_path):
-    from bench.motion_split import SEED, main, split_rows, summarise
+    from bench.motion_split import SEED, TRAVEL, main, split_rows, summarise
     from edge.world import FAMILIES, make_item
     from export.tokenizer import prompt_tokenizer
     from export.weights import EMBEDDED, load_trained
@@ -37,6 +37,20 @@ def test_rows_follow_the_geometry_and_buckets_partition_them(tmp_path):
     moving = [k for k in s if k.startswith("moving")]
     assert sum(s[k]["items"] for k in moving) == 3
     assert s["said to moving items within one cell"] == {"up": 1}
-    doc = main(["--items", "3", "--name", "t", "--out", str(tmp_path)])
+    doc = main(["--items", "3", "--travel-per", "2", "--name", "t", "--out", str(tmp_path)])
     written = json.loads(next(tmp_path.glob("motion-split-t-*.json")).read_text())
     assert written["summary"]["all"]["items"] == 3 == len(doc["rows"])
+    assert [(t["frames"], t["speed"]) for t in written["by_travel"]] == [(f[0], list(v)) for f, v in TRAVEL]
+    for t in written["by_travel"]:
+        assert t["travel"] == [round((t["frames"] - 1) * v, 3) for v in t["speed"]] and t["items"] == 2
+
+
+def test_offset_error_reads_the_saved_dense_head(tmp_path):
+    """A checkpoint trained with the dense term has its head beside it; the tokens' placing error is measured in
+    widths of the view: positive, below a cell's width (the head reads a sigmoid within the cell)."""
+    from bench.motion_split import offset_error
+    from export.train import TrainOptions, dense_head_path, train
+
+    result = train(TrainOptions.quick(dense_weight=1.0), tmp_path / "q.safetensors", say=lambda m: None, plot=False)
+    err = offset_error(result.model, dense_head_path(result.weights), scenes=8)
+    assert 0 < err["median"] <= err["p90"] <= 0.25 and err["scenes"] == 8
