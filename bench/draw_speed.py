@@ -48,23 +48,32 @@ def child(recipe: str, steps: int, first: int) -> dict:
         h.update(repr((b.qa, b.seq_qa)).encode())
         for p in b.seq_pixels:
             h.update(p.tobytes())
-    return {"seconds": times, "digest": h.hexdigest()}
+    import export.train_data
+
+    return {"seconds": times, "digest": h.hexdigest(), "code": export.train_data.__file__}
 
 
 def _run(root: Path, recipe: str, steps: int, first: int) -> dict:
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from bench.draw_speed import child; "
-            "print(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))")
+    """``child`` in a new process whose edge/ and export/ are ``root``'s (this file is loaded by its path, so the
+    other checkout needs no copy of it)."""
+    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
+            "spec = importlib.util.spec_from_file_location('draw_speed_child', sys.argv[5]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "print(json.dumps(m.child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))")
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", code, str(root), recipe, str(steps), str(first)], cwd=root, env=env,
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, "-c", code, str(root), recipe, str(steps), str(first), __file__], cwd=root,
+                         env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if not Path(got["code"]).resolve().is_relative_to(root):
+        raise RuntimeError(f"the contender for {root} ran {got['code']} (an installed copy shadows that checkout)")
+    return got
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.draw_speed", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--baseline", default=None, help="another checkout's root (its bench/draw_speed.py is not "
-                   "needed: this file is copied in); none: this tree alone")
+    p.add_argument("--baseline", default=None, help="another checkout's root (only its edge/ and export/ are "
+                   "used; nothing is written there); none: this tree alone")
     p.add_argument("--rounds", type=int, default=5, help="turns per contender")
     p.add_argument("--steps", type=int, default=4, help="batches drawn per turn")
     p.add_argument("--out", default=None, help="results folder (default bench/results)")
@@ -76,11 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     here = Path(__file__).resolve().parents[1]
     contenders = {"this tree": here}
     if a.baseline:
-        base = Path(a.baseline).resolve()
-        (base / "bench").mkdir(exist_ok=True)
-        (base / "bench" / "draw_speed.py").write_text(Path(__file__).read_text())
-        (base / "bench" / "__init__.py").touch()
-        contenders["baseline"] = base
+        contenders["baseline"] = Path(a.baseline).resolve()
     load_before = os.getloadavg()
     doc: dict = {"what": __doc__.split("\n\n")[0], "rounds": a.rounds, "steps_per_turn": a.steps, "recipes": {}}
     for recipe in RECIPES:

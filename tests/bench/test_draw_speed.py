@@ -14,11 +14,12 @@ def test_a_turn_is_deterministic_and_a_run_compares_two_trees(tmp_path):
     assert a["digest"] == b["digest"] and len(a["seconds"]) == 1 and a["seconds"][0] > 0
     assert child("mixed", 1, 8)["digest"] != a["digest"]
     base = tmp_path / "base"
-    for part in ("edge", "export", "engines"):  # the world and the data recipe, as another checkout has them
+    for part in ("edge", "export", "engines"):  # the world and the data recipe, as another checkout has them (no bench/)
         shutil.copytree(REPO / part, base / part, ignore=shutil.ignore_patterns("*.so", "__pycache__", "trained"))
     doc = main(["--baseline", str(base), "--rounds", "1", "--steps", "1", "--out", str(tmp_path / "res")])
     for row in doc["recipes"].values():
         assert row["same_batches"] is True and row["speedup_median"] > 0
         assert set(row) >= {"this tree", "baseline"}
+    assert sorted(q.name for q in base.iterdir()) == ["edge", "engines", "export"]  # nothing written there
     written = json.loads(next((tmp_path / "res").glob("draw-speed-*.json")).read_text())
     assert written["recipes"].keys() == {"pretraining", "mixed", "wider-moves"}
