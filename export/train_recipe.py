@@ -4,13 +4,14 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The curriculum: eight stages"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: ten stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
 learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range;
 then 900 more of the same at half the learning rate, twice; then 900 whose still scenes ask colour, position and
 presence twice as often and count and path half as often (``DataRecipe.question_weights``); then 900 more that ask
 presence three times as often, colour and position one and a half times, count and path half; then 900 more with
-colour back at one.
+colour back at one; then 900 more whose motion items move 0.07 to 0.13 per frame; then 1500 steps of 8 still
+scenes and 24 of the world's motion items, continuing the training-only dense head of the stage before.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ CURRICULUM: tuple[Stage, ...] = (
     # presence (a colour bound to the right kind; where it fails: docs/training.md, "Stages 5 and 6") asked most
     _mixed("presence", 5e-4, question_weights=(1.5, 1.5, 0.5, 3.0, 0.5)),
     _mixed("presence-more", 5e-4, question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
+    # motion items moving 0.07 to 0.13 per frame, a little more than the world's (docs/training.md, "Stage 9")
+    _mixed("wider-moves", 5e-4, motion_speed=(0.07, 0.13), question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
+    # 1500 steps weighted to the world's own motion items (8 still scenes, 24 motion items), the dense head kept
+    Stage("motion-long", {"steps": 1500, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
+                          "early_answer_weight": 1.0, "keep_dense_head": True,
+                          "recipe": DataRecipe(scenes=8, sequences=24, motion_frames=(2, 4),
+                                               motion_speed=(0.05, 0.09))}),
 )
 
 

@@ -21,5 +21,7 @@ def test_a_short_trial_writes_its_record(tmp_path, monkeypatch):
     assert set(doc["accuracy"]) == {"trial/continuous", "trial/reset", "world/continuous", "world/reset"}
     assert all(v in (0.0, 1 / 3, 2 / 3, 1.0) for v in doc["accuracy"].values())
     assert doc["args"]["frames"] == [2, 2] and doc["curve"]["step"] == [1]
-    (weights,) = (tmp_path / "cache" / "runs").glob("motion-trial-*.safetensors")  # outside the repository
+    runs = tmp_path / "cache" / "runs"  # outside the repository
+    (weights,) = [w for w in runs.glob("motion-trial-*.safetensors") if not w.name.endswith(".dense.safetensors")]
     assert doc["trained_weights"] == str(weights)
+    assert weights.with_suffix(".dense.safetensors").is_file()  # its dense head, for a next trial to keep
