@@ -181,8 +181,8 @@ def dense_head_path(weights: str | Path) -> Path:
 def _keep_dense_head(dense: DenseHead, opts: TrainOptions, say: Callable[[str], None]) -> dict:
     """Load the parent's DenseHead into ``dense`` (its optional heads: those both have; the rest stay fresh).
     Without it, every continuation starts its cell-label and motion-label heads from random weights, and their
-    first steps' gradients into the LM are the random heads' (a stage's first 20 steps: cell-label loss 3.7 and
-    more, against 0.4 once learnt). -> what the record says of it."""
+    first steps' gradients into the LM are the random heads' (cell-label loss 3.7 at a stage's first step, about
+    0.1 once learnt). -> what the record says of it."""
     from .checkpoints import read_safetensors
 
     path = dense_head_path(opts.init_weights)
@@ -240,6 +240,8 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
     torch.set_num_threads(opts.threads)
     torch.set_flush_denormal(True)  # the scan's decays underflow to denormals, which are ~100x slower on x86
     cfg = preset_config(opts.preset)
+    if opts.keep_dense_head and not opts.init_weights:
+        raise ValueError("--keep-dense-head continues a checkpoint's dense head: give --init-weights")
     parent = None
     if opts.init_weights:
         model, parent = _continued(opts)

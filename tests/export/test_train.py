@@ -207,6 +207,8 @@ def test_the_dense_head_is_saved_and_a_continuation_can_keep_it(tmp_path):
     fresh = load_file(str(dense_head_path(train(TrainOptions.quick(**still), tmp_path / "f.safetensors",
                                                 **quiet).weights)))
     assert not torch.equal(fresh["proj.weight"], head["proj.weight"])
+    with pytest.raises(ValueError, match="give --init-weights"):
+        train(TrainOptions.quick(keep_dense_head=True), tmp_path / "n.safetensors", **quiet)
     dense_head_path(parent.weights).unlink()
     with pytest.raises(ValueError, match="p.dense.safetensors is missing"):
         train(TrainOptions.quick(keep_dense_head=True, **still), tmp_path / "m.safetensors", **quiet)
