@@ -30,13 +30,13 @@ def split_rows(model, tokenizer, items: int, seed: int = SEED) -> list[dict]:
     from edge.world.dense import centre_cell
     from export.reference import ReferenceStream
 
+    from .motion_trial import answer_item
+
     stream = ReferenceStream(model, tokenizer, mode="continuous")
     rows = []
     for i in range(items):
         item = make_item("motion", (seed, FAMILIES.index("motion"), i))
-        stream.reset()
-        for frame, q in zip(item.frames(), item.questions):
-            said = tokenizer.decode(stream.ask(frame, q.prompt, 4)).strip()
+        said = answer_item(stream, tokenizer, item)
         kind = next(w for w in item.question.prompt.rstrip("?").split() if w in spec.SHAPES)
         first, before, last = (next(s for s in item.scenes[k].shapes if s.kind == kind) for k in (0, -2, -1))
         cell = {k: centre_cell(s, 4)[0] for k, s in (("first", first), ("before", before), ("last", last))}
@@ -92,19 +92,12 @@ def offset_error(model, dense_path: Path, scenes: int = 300) -> dict:
     import numpy as np
     import torch
 
-    from export.checkpoints import read_safetensors
-    from export.train_data import DataRecipe, draw_batch
-    from export.train_dense import DenseHead, dense_grid
+    from export.train_dense import DenseHead, dense_grid, held_out_read, load_dense_head
 
     grid = dense_grid(model)
     head = DenseHead(model.cfg.lm.d_model)
-    own = head.state_dict()
-    _, tensors = read_safetensors(dense_path, "dense head")
-    head.load_state_dict({**own, **{k: v for k, v in tensors.items() if k in own}})
-    batch = draw_batch(DataRecipe(scenes=scenes, questions=1, sequences=0, image_size=model.cfg.image_size,
-                                  dense_grid=grid), 998, -2, motion=False)
-    with torch.no_grad():
-        out = head.proj(model.visual_embeds(torch.from_numpy(batch.pixels)))
+    load_dense_head(head, dense_path)
+    batch, out = held_out_read(model, head, grid, 998, scenes)
     p = head.pairs
     xy = torch.sigmoid(out[..., 2 * p:].unflatten(-1, (p, 2))).numpy()
     errs = np.concatenate([np.abs(xy[i][np.nonzero(centre)] - offset[np.nonzero(centre)]).ravel()

@@ -33,11 +33,16 @@ def motion_accuracy(model, tokenizer, per: int, motion=None, mode: str = "contin
     right = 0
     for i in range(per):
         item = make_item("motion", (VALIDATION_SEED, FAMILIES.index("motion"), i), motion)
-        stream.reset()
-        for frame, q in zip(item.frames(), item.questions):
-            text = tokenizer.decode(stream.ask(frame, q.prompt, 4))
-        right += text.strip() == item.question.answer
+        right += answer_item(stream, tokenizer, item) == item.question.answer
     return right / per
+
+
+def answer_item(stream, tokenizer, item) -> str:
+    """What a reference stream (reset first) answers to an item's last question, each earlier frame asked its own."""
+    stream.reset()
+    for frame, q in zip(item.frames(), item.questions):
+        text = tokenizer.decode(stream.ask(frame, q.prompt, 4))
+    return text.strip()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,21 +183,14 @@ def _keep_dense_head(dense: DenseHead, opts: TrainOptions, say: Callable[[str], 
     Without it, every continuation starts its cell-label and motion-label heads from random weights, and their
     first steps' gradients into the LM are the random heads' (cell-label loss 3.7 at a stage's first step, about
     0.1 once learnt). -> what the record says of it."""
-    from .checkpoints import read_safetensors
+    from .train_dense import load_dense_head
 
     path = dense_head_path(opts.init_weights)
     if not path.exists():
         raise ValueError(f"--keep-dense-head: {path} is missing (checkpoints written before it was saved have none; "
                          "continue without --keep-dense-head)")
-    _, tensors = read_safetensors(path, "dense head")
-    own = dense.state_dict()
-    wrong = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
-    if wrong:
-        raise ValueError(f"{path}: {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, this model's dense head needs "
-                         f"{tuple(own[wrong[0]].shape)}")
-    loaded = sorted(k for k in tensors if k in own)
-    dense.load_state_dict({**own, **{k: tensors[k] for k in loaded}})
-    fresh = sorted({k.split(".")[0] for k in own} - {k.split(".")[0] for k in loaded})
+    loaded = load_dense_head(dense, path)
+    fresh = sorted({k.split(".")[0] for k in dense.state_dict()} - {k.split(".")[0] for k in loaded})
     say(f"dense head continued from {path.name}" + (f" (fresh: {', '.join(fresh)})" if fresh else ""))
     return {"file": path.name, "fresh": fresh}
 

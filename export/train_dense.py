@@ -116,18 +116,40 @@ def dense_grid(model: CobraModel) -> int:
 PRETRAIN_OFFSET = 10**9  # pretraining batches are drawn at steps from here: never the QA run's scenes
 
 
+def load_dense_head(dense: DenseHead, path) -> list[str]:
+    """Load a saved DenseHead (export/train.py dense_head_path) into ``dense``: the parts both have (an optional
+    head the file lacks stays as it is); a part of another shape is an error naming it. -> the keys loaded."""
+    from .checkpoints import read_safetensors
+
+    _, tensors = read_safetensors(path, "dense head")
+    own = dense.state_dict()
+    wrong = [k for k, v in tensors.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"{path}: {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, this model's dense head needs "
+                         f"{tuple(own[wrong[0]].shape)}")
+    loaded = sorted(k for k in tensors if k in own)
+    dense.load_state_dict({**own, **{k: tensors[k] for k in loaded}})
+    return loaded
+
+
+def held_out_read(model: CobraModel, dense: DenseHead, grid: int, seed: int, scenes: int):
+    """Held-out still scenes drawn from ``seed`` (with their cell labels) and the dense head's read of their
+    visual tokens: -> (the Batch, logits [scenes, grid^2, 4 * pairs])."""
+    from .train_data import DataRecipe, draw_batch
+
+    batch = draw_batch(DataRecipe(scenes=scenes, questions=1, sequences=0, image_size=model.cfg.image_size,
+                                  dense_grid=grid), seed, -2, motion=False)
+    with torch.no_grad():
+        return batch, dense.proj(model.visual_embeds(torch.from_numpy(batch.pixels)))
+
+
 def dense_metrics(model: CobraModel, dense: DenseHead, grid: int, seed: int = 998, scenes: int = 200) -> dict:
     """Held-out scenes (``seed``, never trained on) -> what the visual tokens say through the dense head:
     ``pairs_exact`` (the scene's set of (colour, kind) pairs read exactly: a pair is seen where its best cell's
     probability passes 0.5), ``colour_of_kind`` (for every kind that occurs once, the colour whose pair scores
     highest is its colour: the colour family's question, read off the tokens) and ``centre_cell`` (each shape's
     centre cell is its pair's best cell for the centre output)."""
-    from .train_data import DataRecipe, draw_batch
-
-    batch = draw_batch(DataRecipe(scenes=scenes, questions=1, sequences=0, image_size=model.cfg.image_size,
-                                  dense_grid=grid), seed, -2, motion=False)
-    with torch.no_grad():
-        out = dense.proj(model.visual_embeds(torch.from_numpy(batch.pixels)))
+    batch, out = held_out_read(model, dense, grid, seed, scenes)
     p = dense.pairs
     present = torch.sigmoid(out[..., :p]).amax(1).numpy()  # [n, P]
     centre = out[..., p:2 * p].argmax(1).numpy()  # [n, P] best cell per pair

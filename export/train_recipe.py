@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edge.world.spec import SEQUENCE_FRAMES, SPEED_RANGE
+
 from .train import TrainOptions, TrainResult, dense_head_path, train
 from .train_data import DataRecipe
 from .weights import record_path
@@ -33,11 +35,12 @@ class Stage:
     options: dict = field(default_factory=dict)  # TrainOptions fields (``recipe``: a DataRecipe)
 
 
-def _mixed(name: str, lr: float, **recipe) -> Stage:
-    """900 steps of 32 still scenes x 6 questions and 16 motion items of the world's range (``recipe``: other
+def _mixed(name: str, lr: float, steps: int = 900, keep_dense_head: bool = False, **recipe) -> Stage:
+    """``steps`` steps of 32 still scenes x 6 questions and 16 motion items of the world's range (``recipe``: other
     DataRecipe fields), the cell / motion labels and the early answer at weight 1, 50 warm-up steps."""
-    return Stage(name, {"steps": 900, "lr": lr, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
-                        "early_answer_weight": 1.0, "recipe": DataRecipe(sequences=16, **recipe)})
+    opts = {"steps": steps, "lr": lr, "warmup": 50, "motion_from": 0, "dense_weight": 1.0, "early_answer_weight": 1.0,
+            "recipe": DataRecipe(**{"sequences": 16, **recipe})}
+    return Stage(name, {**opts, "keep_dense_head": True} if keep_dense_head else opts)
 
 
 CURRICULUM: tuple[Stage, ...] = (
@@ -56,10 +59,8 @@ CURRICULUM: tuple[Stage, ...] = (
     # motion items moving 0.07 to 0.13 per frame, a little more than the world's (docs/training.md, "Stage 9")
     _mixed("wider-moves", 5e-4, motion_speed=(0.07, 0.13), question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
     # 1500 steps weighted to the world's own motion items (8 still scenes, 24 motion items), the dense head kept
-    Stage("motion-long", {"steps": 1500, "lr": 5e-4, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
-                          "early_answer_weight": 1.0, "keep_dense_head": True,
-                          "recipe": DataRecipe(scenes=8, sequences=24, motion_frames=(2, 4),
-                                               motion_speed=(0.05, 0.09))}),
+    _mixed("motion-long", 5e-4, steps=1500, keep_dense_head=True, scenes=8, sequences=24,
+           motion_frames=SEQUENCE_FRAMES, motion_speed=SPEED_RANGE),
 )
 
 

@@ -31,8 +31,7 @@ class Shape:
 
     def half(self, width: int, height: int) -> tuple[float, float]:
         """Half the bounding box, normalised: (along x, along y)."""
-        side = self.size * min(width, height)
-        return side / 2 / width, side / 2 / height
+        return half_box(self.size, width, height)
 
     def box(self, width: int, height: int) -> tuple[float, float, float, float]:
         """(x1, y1, x2, y2) normalised: what a detector would report."""
@@ -45,6 +44,13 @@ class Shape:
         d = self.speed * frames
         return Shape(self.kind, self.colour, self.cx + dx * d, self.cy + dy * d, self.size, self.fill, self.motion,
                      self.speed)
+
+
+def half_box(size: float, width: int, height: int) -> tuple[float, float]:
+    """Half the bounding box of a shape of ``size`` (its side over the frame's shorter side) in a width x height
+    frame, normalised: (along x, along y)."""
+    side = size * min(width, height)
+    return side / 2 / width, side / 2 / height
 
 
 _STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}  # unit move per frame
@@ -156,8 +162,7 @@ def sample_shapes(rng: np.random.Generator, width: int, height: int, n: int, fra
             motion = spec.MOTIONS[rng.integers(len(spec.MOTIONS))] if moving else "still"
             speed = float(rng.uniform(*speed_range)) if motion != "still" else 0.0
             fill = _fill(rng, colour)
-            side = size * min(width, height)  # Shape.half
-            hx, hy = side / 2 / width, side / 2 / height
+            hx, hy = half_box(size, width, height)
             margin = travel if (i == 0 and anchor_kind is not None) else 0.0
             if hx + margin > 0.5 - 1e-3 or hy + margin > 0.5 - 1e-3:
                 break
