@@ -4,14 +4,15 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The curriculum: ten stages"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: twelve stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
 learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range;
 then 900 more of the same at half the learning rate, twice; then 900 whose still scenes ask colour, position and
 presence twice as often and count and path half as often (``DataRecipe.question_weights``); then 900 more that ask
 presence three times as often, colour and position one and a half times, count and path half; then 900 more with
 colour back at one; then 900 more whose motion items move 0.07 to 0.13 per frame; then 1500 steps of 8 still
-scenes and 24 of the world's motion items, continuing the training-only dense head of the stage before.
+scenes and 24 of the world's motion items, continuing the training-only dense head of the stage before; then the
+same for 3000 steps, twice.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def _mixed(name: str, lr: float, steps: int = 900, keep_dense_head: bool = False
     return Stage(name, {**opts, "keep_dense_head": True} if keep_dense_head else opts)
 
 
+def _motion_weighted(name: str, steps: int) -> Stage:
+    """``steps`` steps of 8 still scenes x 6 questions and 24 motion items of the world's own range, lr 5e-4, the
+    dense head kept from the stage before."""
+    return _mixed(name, 5e-4, steps=steps, keep_dense_head=True, scenes=8, sequences=24,
+                  motion_frames=SEQUENCE_FRAMES, motion_speed=SPEED_RANGE)
+
+
 CURRICULUM: tuple[Stage, ...] = (
     Stage("questions", {"pretrain_steps": 3000, "dense_weight": 1.0, "early_answer_weight": 1.0, "steps": 1200}),
     Stage("motion-large", {"steps": 300, "lr": 1e-3, "warmup": 50, "motion_from": 0, "dense_weight": 1.0,
@@ -59,8 +67,10 @@ CURRICULUM: tuple[Stage, ...] = (
     # motion items moving 0.07 to 0.13 per frame, a little more than the world's (docs/training.md, "Stage 9")
     _mixed("wider-moves", 5e-4, motion_speed=(0.07, 0.13), question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
     # 1500 steps weighted to the world's own motion items (8 still scenes, 24 motion items), the dense head kept
-    _mixed("motion-long", 5e-4, steps=1500, keep_dense_head=True, scenes=8, sequences=24,
-           motion_frames=SEQUENCE_FRAMES, motion_speed=SPEED_RANGE),
+    _motion_weighted("motion-long", 1500),
+    # the same for 3000 steps, twice (docs/training.md, "Stages 11 and 12")
+    _motion_weighted("motion-longer", 3000),
+    _motion_weighted("motion-longer-2", 3000),
 )
 
 
