@@ -42,8 +42,9 @@ def describe(info: dict) -> str:
                 f"{record.get('minutes', '?')} min"
                 + (f" after {pre.get('steps', '?')} steps / {pre.get('minutes', '?')} min of vision pretraining" if pre else "")
                 + (f"; validation {accs}" if accs else ""))
-    if source == "checkpoint":
-        return f"checkpoint: {info.get('path', '?')}"
+    if source == "checkpoint":  # the sha256 names the weights where the path (often a scratch one) will not
+        digest = info.get("sha256")
+        return f"checkpoint: {info.get('path', '?')}" + (f" (sha256 {digest[:16]})" if digest else "")
     return "unknown (exported before cobra-edge recorded where weights come from)"
 
 

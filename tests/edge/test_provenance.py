@@ -16,3 +16,11 @@ def test_trained_weights_describe_their_run_and_any_vision_pretraining():
     assert staged == ("trained: tiny-ldp-96, seed 0, 3 stages (questions, motion-large, mixed), 105.7 min in all; "
                       "the last 900 steps / 40.1 min; validation colour 80%")
     assert describe({"source": "random", "seed": 3}).startswith("random (seed 3)")
+
+
+def test_a_checkpoint_is_named_by_its_path_and_its_sha256():
+    """Eval files keep this line: a scratch path alone (/tmp/...) would not say which weights were measured."""
+    digest = "054dbb3b7d31d519eb967c0da0bf602d417fb783b0cc0ba38365a3b57fb9bf5c"
+    assert describe({"source": "checkpoint", "path": "/tmp/s13/s13.safetensors", "sha256": digest}) == (
+        "checkpoint: /tmp/s13/s13.safetensors (sha256 054dbb3b7d31d519)")
+    assert describe({"source": "checkpoint", "path": "/w/x.safetensors"}) == "checkpoint: /w/x.safetensors"
