@@ -266,9 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=positive_int, default=None,
                    help="question-answering steps (default: the embedded model's recipe, 2000)")
     t.add_argument("--curriculum", action="store_true",
-                   help="the twelve-stage recipe (vision pretraining + questions, motion with large moves, mixed, "
+                   help="the fifteen-stage recipe (vision pretraining + questions, motion with large moves, mixed, "
                         "mixed at half the rate twice, questions weighted, presence weighted twice, wider moves, "
-                        "1500 motion-weighted steps, then 3000 twice; about 290 min here), the best so far: "
+                        "1500 motion-weighted steps, then 3000 five times; about 390 min here), the best so far: "
                         "docs/training.md")
     t.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial weights and of every batch")
     t.add_argument("--out", default=None, help="weights file to write (.safetensors; the record .json and the curve "

@@ -4,7 +4,7 @@ own options, so a recipe of several stages is one command and one seed.
     result = train_stages(CURRICULUM, "runs/tiny.safetensors")     # runs/tiny-1-questions.safetensors, ... then
                                                                     # runs/tiny.safetensors (the last stage's)
 
-``CURRICULUM`` (docs/training.md, "The curriculum: twelve stages"): the vision pretrained on cell labels and 1200 question
+``CURRICULUM`` (docs/training.md, "The curriculum: fifteen stages"): the vision pretrained on cell labels and 1200 question
 steps; then 300 steps of motion items alone with large moves over two frames (the easy end, where the state first
 learns to carry a shape's place); then 900 steps of still questions with 16 motion items of the world's own range;
 then 900 more of the same at half the learning rate, twice; then 900 whose still scenes ask colour, position and
@@ -12,7 +12,7 @@ presence twice as often and count and path half as often (``DataRecipe.question_
 presence three times as often, colour and position one and a half times, count and path half; then 900 more with
 colour back at one; then 900 more whose motion items move 0.07 to 0.13 per frame; then 1500 steps of 8 still
 scenes and 24 of the world's motion items, continuing the training-only dense head of the stage before; then the
-same for 3000 steps, twice.
+same for 3000 steps, five times.
 """
 
 from __future__ import annotations
@@ -68,9 +68,12 @@ CURRICULUM: tuple[Stage, ...] = (
     _mixed("wider-moves", 5e-4, motion_speed=(0.07, 0.13), question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
     # 1500 steps weighted to the world's own motion items (8 still scenes, 24 motion items), the dense head kept
     _motion_weighted("motion-long", 1500),
-    # the same for 3000 steps, twice (docs/training.md, "Stages 11 and 12")
+    # the same for 3000 steps, four times (docs/training.md, "Stages 11 and 12" and "Stages 13 to 15")
     _motion_weighted("motion-longer", 3000),
     _motion_weighted("motion-longer-2", 3000),
+    _motion_weighted("motion-longer-3", 3000),
+    _motion_weighted("motion-longer-4", 3000),
+    _motion_weighted("motion-longer-5", 3000),
 )
 
 

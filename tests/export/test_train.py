@@ -238,16 +238,17 @@ def test_staged_recipe_chains_its_checkpoints(tmp_path):
 
 
 def test_cli_train_runs_the_staged_recipe_or_one_stage(tmp_path):
-    """cobra-edge train --curriculum runs the twelve stages; without it, one stage with the options given."""
+    """cobra-edge train --curriculum runs the fifteen stages; without it, one stage with the options given."""
     from edge.cli import main
 
     assert main(["train", "--quick", "--curriculum", "--out", str(tmp_path / "a.safetensors")]) == 0
     staged = json.loads((tmp_path / "a.json").read_text())
     assert staged["stages"] == ["questions", "motion-large", "mixed", "mixed-more", "mixed-longer", "weighted",
                                  "presence", "presence-more", "wider-moves", "motion-long", "motion-longer",
-                                 "motion-longer-2"] and staged["initialised_from"]
+                                 "motion-longer-2", "motion-longer-3", "motion-longer-4", "motion-longer-5"]
+    assert staged["initialised_from"]
     # the last stage continues the dense head of the one before
-    assert staged["dense_head"]["kept_from"]["file"] == "a-11-motion-longer.dense.safetensors"
+    assert staged["dense_head"]["kept_from"]["file"] == "a-14-motion-longer-4.dense.safetensors"
     assert main(["train", "--quick", "--steps", "2", "--motion-speed", "0.1", "0.12",
                  "--out", str(tmp_path / "b.safetensors")]) == 0
     single = json.loads((tmp_path / "b.json").read_text())
