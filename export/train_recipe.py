@@ -68,7 +68,7 @@ CURRICULUM: tuple[Stage, ...] = (
     _mixed("wider-moves", 5e-4, motion_speed=(0.07, 0.13), question_weights=(1.0, 1.5, 0.5, 3.0, 0.5)),
     # 1500 steps weighted to the world's own motion items (8 still scenes, 24 motion items), the dense head kept
     _motion_weighted("motion-long", 1500),
-    # the same for 3000 steps, four times (docs/training.md, "Stages 11 and 12" and "Stages 13 to 15")
+    # the same for 3000 steps, five times (docs/training.md, "Stages 11 and 12" and "Stages 13 to 15")
     _motion_weighted("motion-longer", 3000),
     _motion_weighted("motion-longer-2", 3000),
     _motion_weighted("motion-longer-3", 3000),
