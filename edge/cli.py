@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--motion-summary-weight", type=float, default=None,
                    help="weight of every shape's move read at a motion item's later frames' last visual token "
                         "(default 0: off; docs/training.md, \"Where motion fails\")")
+    t.add_argument("--motion-layer", type=positive_int, default=None, metavar="K",
+                   help="read the per-token motion labels (--dense-weight) at the input of LM layer K instead of at "
+                        "the final hidden state, so later layers can keep the move for the question (default: the "
+                        "final state; docs/training.md, \"Motion made explicit earlier\")")
     t.add_argument("--keep-dense-head", action="store_true",
                    help="with --init-weights: continue its training-only dense head (W.dense.safetensors beside it) "
                         "instead of a fresh one (default: fresh, as the curriculum's stages were trained)")

@@ -103,6 +103,7 @@ def cmd_train(args) -> int:
                                ("early_answer_weight", args.early_answer_weight),
                                ("recall_weight", args.recall_weight),
                                ("motion_summary_weight", args.motion_summary_weight),
+                               ("motion_layer", args.motion_layer),
                                ("init_weights", args.init_weights), ("lr", args.lr), ("warmup", args.warmup),
                                ("motion_from", args.motion_from),
                                ("keep_dense_head", args.keep_dense_head or None)) if v is not None}

@@ -59,6 +59,7 @@ class TrainOptions:
     early_answer_weight: float = 0.0  # weight of the answer's first token predicted at the question's last word
     recall_weight: float = 0.0  # weight of recalling the frame before's cell labels at a later frame's tokens
     motion_summary_weight: float = 0.0  # weight of every pair's move read at a later frame's last visual token
+    motion_layer: int | None = None  # per-token motion labels read at this LM layer's input (None: the final state)
     freeze_vision: bool = False  # after any pretraining, the vision encoders stay as they are (Cobra freezes them)
     keep_dense_head: bool = False  # with init_weights: continue the parent's DenseHead (dense_head_path) if saved
     init_weights: str | None = None  # continue from a checkpoint of cobra-edge train (no init, centring, pretraining)
@@ -298,7 +299,7 @@ def train(opts: TrainOptions, out: str | Path, say: Callable[[str], None] = prin
                 g["lr"] = _lr(opts, step)
             loss, parts = step_loss(model, tokenizer, batch, opts.motion_weight, dense, opts.dense_weight,
                                     opts.summary_weight, opts.early_answer_weight, recall_weight=opts.recall_weight,
-                                    motion_summary_weight=opts.motion_summary_weight)
+                                    motion_summary_weight=opts.motion_summary_weight, motion_layer=opts.motion_layer)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trained], opts.clip)

@@ -58,11 +58,29 @@ def query_position(prompt_ids: list[int], question_mark: int) -> int:
     return at[-1] - 1
 
 
+class _tap:
+    """``with _tap(module) as t``: t.out is the module's output from its one call inside the block (None when
+    module is None: nothing tapped)."""
+
+    def __init__(self, module: torch.nn.Module | None):
+        self.module, self.out, self._handle = module, None, None
+
+    def __enter__(self):
+        if self.module is not None:
+            self._handle = self.module.register_forward_hook(lambda _m, _i, out: setattr(self, "out", out))
+        return self
+
+    def __exit__(self, *exc):
+        if self._handle is not None:
+            self._handle.remove()
+        return False
+
+
 def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
               dense: DenseHead | None = None, dense_weight: float = 0.0,
               summary_weight: float = 0.0, early_answer_weight: float = 0.0,
               tokens: torch.Tensor | None = None, recall_weight: float = 0.0,
-              motion_summary_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+              motion_summary_weight: float = 0.0, motion_layer: int | None = None) -> tuple[torch.Tensor, dict]:
     """The loss of one batch (see the module docstring) and its parts. ``early_answer_weight``: the still
     questions' answers (first token) are also predicted at the question's last word ("circle" in "What colour is
     the circle?"), through the same LM head. Those logits are otherwise free (prompts carry no loss); the term
@@ -71,8 +89,14 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
     the encoders' (a diagnostic: bench/lm_recall.py gives the LM the scenes' exact cell labels).
     ``recall_weight``: at a motion item's later frames, the LM's hidden state at each visual token recalls the cell
     labels of the frame before (DenseHead.recall_loss). ``motion_summary_weight``: at a motion item's later frames,
-    the hidden state at the frame's last visual token gives every pair's move (DenseHead.motion_summary_loss)."""
+    the hidden state at the frame's last visual token gives every pair's move (DenseHead.motion_summary_loss).
+    ``motion_layer`` K (1 .. n_layer - 1): the per-token motion labels are read at the input of LM layer K (its own
+    norm applied) instead of at the final hidden state, so that the move is made explicit K layers in and the
+    layers after it can keep it in their state until the question asks (None: the final hidden state)."""
     llm = model.llm
+    if motion_layer is not None and not 1 <= motion_layer < len(llm.backbone.layers):
+        raise ValueError(f"motion_layer {motion_layer}: the LM has {len(llm.backbone.layers)} layers; give 1 to "
+                         f"{len(llm.backbone.layers) - 1} (the input of that layer), or None for the final state")
     losses, weights = [], []
     aux: dict[str, tuple[float, torch.Tensor]] = {}  # name -> (weight, loss) of the training-only heads
     # 1. still scenes: image prefix once, its state shared by the scene's questions
@@ -136,10 +160,12 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
             spans_all.append(spans)
         length = max(r.shape[0] for r in rows)
         x = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
-        resid, _, _ = llm.residual(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
+        motion_aux = dense is not None and batch.seq_motion and dense_weight > 0
+        tap = _tap(llm.backbone.layers[motion_layer].norm if motion_aux and motion_layer is not None else None)
+        with tap:
+            resid, _, _ = llm.residual(x, *llm.empty_state(len(rows)), scan=TRAIN_SCAN)
         hidden = llm.backbone.norm_f(resid)
         logits = linear(hidden, llm.lm_head)
-        motion_aux = dense is not None and batch.seq_motion and dense_weight > 0
         recall = dense is not None and batch.dense and recall_weight > 0
         summary_motion = dense is not None and batch.seq_motion and motion_summary_weight > 0
         if image_at and (motion_aux or summary_motion):  # each later frame's motion labels, once
@@ -150,7 +176,8 @@ def step_loss(model: CobraModel, tokenizer, batch: Batch, motion_weight: float,
         if image_at and (motion_aux or recall):  # the LM at later frames' visual tokens
             h_img = torch.stack([hidden[r, p:p + t] for r, _, p, t in image_at])
             if motion_aux:
-                aux["dense_motion"] = (dense_weight, dense.motion_loss(h_img, labels))
+                h_motion = h_img if tap.out is None else torch.stack([tap.out[r, p:p + t] for r, _, p, t in image_at])
+                aux["dense_motion"] = (dense_weight, dense.motion_loss(h_motion, labels))
             if recall:  # batch.dense: the still scenes' labels, then every sequence's frames in order
                 start = np.cumsum([0] + [len(qa) for qa in batch.seq_qa]) + len(batch.pixels)
                 before = [batch.dense[start[r] + k - 1] for r, k, _, _ in image_at]

@@ -356,3 +356,46 @@ def test_motion_summary_term_reads_every_pair_at_the_last_visual_token(tmp_path)
     clash[0, 3, 0], clash[0, 7, 0], clash[0, 2, 1] = 1, 2, 4
     assert pair_motions(clash)[0, :3].tolist() == [-1, 4, -1]
     _check_aux_term(tmp_path, *_tiny_batch(tmp_path), "motion_summary", "motion_summary_weight", "motion_summary")
+
+
+def test_motion_layer_reads_the_motion_labels_at_that_layers_input(tmp_path):
+    """motion_layer K: the per-token motion labels are read at the input of LM layer K. So the dense terms'
+    gradient reaches layer K's norm and the layers before it, and not layer K's mixer, the layers after it or the
+    final norm (read at the final state, it reaches the last layer). The answers' loss is unchanged; a layer the LM
+    does not have is an error naming it; the option reaches the record."""
+    from export.train import TrainOptions, train
+    from export.train_dense import DenseHead
+    from export.train_loss import step_loss
+
+    model, tok, batch = _tiny_batch(tmp_path)
+    llm = model.llm
+    torch.manual_seed(2)
+    head = DenseHead(model.cfg.lm.d_model)
+
+    def grads(dense_weight: float, motion_layer):
+        model.zero_grad()
+        head.zero_grad()
+        loss, parts = step_loss(model, tok, batch, 2.0, head, dense_weight=dense_weight, motion_layer=motion_layer)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in llm.named_parameters() if p.grad is not None}, parts
+
+    base, base_parts = grads(0.0, None)
+    for k in (1, 2):
+        got, parts = grads(1.0, k)
+        assert parts["sequence"] == base_parts["sequence"] and parts["single"] == base_parts["single"]
+        changed = {n for n in base if not torch.allclose(got[n], base[n], atol=1e-7)}
+        assert any(n.startswith(f"backbone.layers.{k - 1}.mixer") for n in changed), k
+        assert any(n.startswith(f"backbone.layers.{k}.norm") for n in changed), k
+        untouched = [n for n in changed if n.startswith("backbone.norm_f") or n.startswith(f"backbone.layers.{k}.mixer")
+                     or any(n.startswith(f"backbone.layers.{j}.") for j in range(k + 1, len(llm.backbone.layers)))]
+        assert not untouched, (k, untouched)
+    final, parts_final = grads(1.0, None)
+    last = len(llm.backbone.layers) - 1
+    assert any(not torch.allclose(final[n], base[n], atol=1e-7) for n in final if n.startswith(f"backbone.layers.{last}."))
+    assert parts_final["dense_motion"] != parts["dense_motion"]
+    for bad in (0, len(llm.backbone.layers)):
+        with pytest.raises(ValueError, match=f"motion_layer {bad}: the LM has {len(llm.backbone.layers)} layers"):
+            step_loss(model, tok, batch, 2.0, head, dense_weight=1.0, motion_layer=bad)
+    result = train(TrainOptions.quick(dense_weight=1.0, motion_layer=2, motion_from=0), tmp_path / "m.safetensors",
+                   say=lambda m: None, plot=False)
+    assert result.record["options"]["motion_layer"] == 2
