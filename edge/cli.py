@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--motion-speed", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="moving shapes' speed per frame, in widths of the view (default the world's: 0.05 0.09; "
                         "the motion curriculum starts at 0.2 0.3 over 2 frames: docs/training.md)")
+    t.add_argument("--motion-moves", nargs="+", default=None, metavar="MOVE=W",
+                   help="weigh the moves of the motion items' shapes, e.g. up=2 down=2 still=2 (a move not named: 1; "
+                        "default: uniform, as evaluation draws them)")
     t.add_argument("--question-weights", nargs="+", default=None, metavar="FAMILY=W",
                    help="weigh the single-frame families in the still scenes' questions, e.g. presence=3 colour=2 "
                         "(a family not named: 1; default: uniform)")

@@ -110,7 +110,8 @@ def cmd_train(args) -> int:
     data = {k: v for k, v in (("scenes", args.scenes), ("sequences", args.motion_items),
                               ("motion_frames", tuple(args.motion_frames) if args.motion_frames else None),
                               ("motion_speed", tuple(args.motion_speed) if args.motion_speed else None),
-                              ("question_weights", _question_weights(args.question_weights))) if v is not None}
+                              ("question_weights", _question_weights(args.question_weights)),
+                              ("motion_moves", _move_weights(args.motion_moves))) if v is not None}
     if data:
         from export.train_data import DataRecipe
 
@@ -135,18 +136,30 @@ def cmd_train(args) -> int:
 def _question_weights(given: list[str] | None) -> tuple[float, ...] | None:
     """["presence=3", "colour=2"] -> the weights in SINGLE_FRAME order (edge.world.question_weights); a term that is
     not FAMILY=NUMBER is an error that names it."""
-    if not given:
-        return None
     from .world import question_weights
 
+    return _named_weights(given, "--question-weights", "FAMILY=WEIGHT (e.g. presence=3)", question_weights)
+
+
+def _move_weights(given: list[str] | None) -> tuple[float, ...] | None:
+    """["up=2", "still=2"] -> the moves' weights in edge.world.spec.MOTIONS order (edge.world.move_weights); a term
+    that is not MOVE=NUMBER is an error that names it."""
+    from .world import move_weights
+
+    return _named_weights(given, "--motion-moves", "MOVE=WEIGHT (e.g. still=2)", move_weights)
+
+
+def _named_weights(given: list[str] | None, option: str, form: str, convert) -> tuple[float, ...] | None:
+    if not given:
+        return None
     pairs = {}
     for term in given:
         name, _, value = term.partition("=")
         try:
             pairs[name] = float(value)
         except ValueError:  # no "=", or no number after it
-            raise ValueError(f"--question-weights: {term!r} is not FAMILY=WEIGHT (e.g. presence=3)") from None
-    return question_weights(pairs)
+            raise ValueError(f"{option}: {term!r} is not {form}") from None
+    return convert(pairs)
 
 
 def cmd_eval(args) -> int:

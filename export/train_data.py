@@ -35,6 +35,7 @@ class DataRecipe:
     motion_frames: tuple[int, int] | None = None  # frames per motion item (None: the world's, 2 to 4)
     motion_speed: tuple[float, float] | None = None  # moving shapes' speed per frame (None: the world's, 0.05 to 0.09)
     question_weights: tuple[float, ...] | None = None  # single-frame families' weights (edge.world.question_weights)
+    motion_moves: tuple[float, ...] | None = None  # motion items' moves weighted (world.move_weights; None: uniform)
 
     def __post_init__(self):
         if self.question_weights is not None:  # a bad weight is an error here, not in the data worker
@@ -42,7 +43,8 @@ class DataRecipe:
 
     def motion_range(self) -> MotionRange | None:
         """The motion items' range when the recipe sets one (what it leaves out is the world's), else None."""
-        given = {k: tuple(v) for k, v in (("frames", self.motion_frames), ("speed", self.motion_speed)) if v is not None}
+        given = {k: tuple(v) for k, v in (("frames", self.motion_frames), ("speed", self.motion_speed),
+                                          ("moves", self.motion_moves)) if v is not None}
         return MotionRange(**given) if given else None
 
 

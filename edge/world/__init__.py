@@ -10,10 +10,10 @@ question families whose answers are read from the scenes' geometry. The training
 The distribution is in edge/world/spec.py and docs/world.md.
 """
 
-from .items import Item, MotionRange, eval_items, make_item, question_weights, training_scene
+from .items import Item, MotionRange, eval_items, make_item, move_weights, question_weights, training_scene
 from .questions import ANSWERS, FAMILIES, SINGLE_FRAME, TEMPLATES, Question
 from .render import render
 from .scene import Scene, Shape, sample_sequence
 
 __all__ = ["ANSWERS", "FAMILIES", "SINGLE_FRAME", "TEMPLATES", "Item", "MotionRange", "Question", "Scene", "Shape",
-           "eval_items", "make_item", "question_weights", "render", "sample_sequence", "training_scene"]
+           "eval_items", "make_item", "move_weights", "question_weights", "render", "sample_sequence", "training_scene"]

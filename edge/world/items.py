@@ -53,8 +53,11 @@ class MotionRange:
 
     frames: tuple[int, int] = spec.SEQUENCE_FRAMES
     speed: tuple[float, float] = spec.SPEED_RANGE
+    moves: tuple[float, ...] | None = None  # weights of spec.MOTIONS for every shape's move (None: uniform)
 
     def __post_init__(self) -> None:
+        if self.moves is not None:
+            object.__setattr__(self, "moves", valid_move_weights(self.moves))
         if not (2 <= self.frames[0] <= self.frames[1]):
             raise ValueError(f"motion frames {self.frames}: need 2 <= first <= last (one frame cannot tell a motion)")
         if not (0 < self.speed[0] <= self.speed[1]) or (self.frames[1] - 1) * self.speed[1] > 0.4:
@@ -75,7 +78,7 @@ def sample_scene_for(family: str, rng: np.random.Generator, motion: MotionRange 
     if family == "motion":
         m = motion or MotionRange()
         frames = int(rng.integers(m.frames[0], m.frames[1] + 1))
-        return sample_sequence(rng, frames=frames, anchor_kind=kind, speed_range=m.speed), kind
+        return sample_sequence(rng, frames=frames, anchor_kind=kind, speed_range=m.speed, moves=m.moves), kind
     if family in SINGLE_FRAME:
         return sample_sequence(rng), None
     raise ValueError(f"unknown question family {family!r}; known: {FAMILIES}")
@@ -105,25 +108,44 @@ def question_weights(given: dict[str, float]) -> tuple[float, ...]:
     """{family: weight} -> the single-frame families' weights in SINGLE_FRAME order (a family not named: 1); a name
     that is not a single-frame family is an error that names it, and so are the weights ``valid_question_weights``
     refuses."""
-    unknown = sorted(set(given) - set(SINGLE_FRAME))
-    if unknown:
-        raise ValueError(f"question weights: unknown single-frame famil{'ies' if len(unknown) > 1 else 'y'} "
-                         f"{', '.join(map(repr, unknown))}; known: {', '.join(SINGLE_FRAME)}")
-    return valid_question_weights(tuple(given.get(f, 1.0) for f in SINGLE_FRAME))
+    return _named(given, SINGLE_FRAME, "question weights", "single-frame family", "single-frame families")
 
 
 def valid_question_weights(weights) -> tuple[float, ...]:
     """One weight per single-frame family (SINGLE_FRAME order), each finite and >= 0, not all 0 -> them as floats;
     anything else is an error that names it."""
+    return _valid(weights, SINGLE_FRAME, "question weights", "single-frame family")
+
+
+def move_weights(given: dict[str, float]) -> tuple[float, ...]:
+    """{move: weight} -> the moves' weights in spec.MOTIONS order (a move not named: 1); a name that is not a move
+    is an error that names it, and so are the weights ``valid_move_weights`` refuses."""
+    return _named(given, spec.MOTIONS, "move weights", "move", "moves")
+
+
+def valid_move_weights(weights) -> tuple[float, ...]:
+    """One weight per move (spec.MOTIONS order), each finite and >= 0, not all 0 -> them as floats; anything else
+    is an error that names it."""
+    return _valid(weights, spec.MOTIONS, "move weights", "move")
+
+
+def _named(given: dict[str, float], names, what: str, one: str, many: str) -> tuple[float, ...]:
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ValueError(f"{what}: unknown {many if len(unknown) > 1 else one} {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(names)}")
+    return _valid(tuple(given.get(n, 1.0) for n in names), names, what, one)
+
+
+def _valid(weights, names, what: str, one: str) -> tuple[float, ...]:
     weights = tuple(float(w) for w in weights)
-    if len(weights) != len(SINGLE_FRAME):
-        raise ValueError(f"question weights: {len(weights)} given, one per single-frame family expected "
-                         f"({', '.join(SINGLE_FRAME)})")
-    for f, w in zip(SINGLE_FRAME, weights):
+    if len(weights) != len(names):
+        raise ValueError(f"{what}: {len(weights)} given, one per {one} expected ({', '.join(names)})")
+    for n, w in zip(names, weights):
         if not np.isfinite(w) or w < 0:
-            raise ValueError(f"question weights: {f}={w} must be a finite weight >= 0")
+            raise ValueError(f"{what}: {n}={w} must be a finite weight >= 0")
     if sum(weights) <= 0:
-        raise ValueError("question weights: at least one single-frame family needs a weight > 0")
+        raise ValueError(f"{what}: at least one {one} needs a weight > 0")
     return weights
 
 

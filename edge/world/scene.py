@@ -141,14 +141,17 @@ def _inside(s: Shape, width: int, height: int, margin: float = 0.0) -> bool:
 
 def sample_shapes(rng: np.random.Generator, width: int, height: int, n: int, frames: int = 1,
                   path: bool | None = None, moving: bool = False, anchor_kind: str | None = None,
-                  tries: int = 200, speed_range: tuple[float, float] = spec.SPEED_RANGE) -> tuple[Shape, ...] | None:
+                  tries: int = 200, speed_range: tuple[float, float] = spec.SPEED_RANGE,
+                  moves: tuple[float, ...] | None = None) -> tuple[Shape, ...] | None:
     """n shapes with distinct (colour, kind), every pair within MAX_OVERLAP and inside the frame in each of
     ``frames`` frames (the shapes given are where they are in the LAST frame), centres outside the label bands in
     the last frame. ``path``: True / False forces the path region occupied / clear in the last frame.
     ``moving``: draw a motion per shape; ``anchor_kind``: the first shape is the only one of this kind (the shape
     a colour or motion question names), and its last position keeps the longest possible travel away from every
     edge, whatever its motion. ``speed_range``: the moving shapes' speeds (a training curriculum may draw larger
-    moves than the world's). None when no layout was found in ``tries`` draws (the caller draws again)."""
+    moves than the world's); ``moves``: weights of spec.MOTIONS for each shape's move (None: uniform, the world's).
+    None when no layout was found in ``tries`` draws (the caller draws again)."""
+    p = None if moves is None else np.asarray(moves, float) / sum(moves)
     kinds = len(spec.SHAPES)
     anchor = spec.SHAPES.index(anchor_kind) if anchor_kind is not None else None
     travel = (frames - 1) * speed_range[1]
@@ -159,7 +162,8 @@ def sample_shapes(rng: np.random.Generator, width: int, height: int, n: int, fra
         shapes = []
         for i, (colour, kind) in enumerate(_PAIRS[c] for c in order[:n]):
             size = float(rng.uniform(*spec.SIZE_RANGE))
-            motion = spec.MOTIONS[rng.integers(len(spec.MOTIONS))] if moving else "still"
+            motion = (spec.MOTIONS[rng.integers(len(spec.MOTIONS)) if p is None else rng.choice(len(p), p=p)]
+                      if moving else "still")
             speed = float(rng.uniform(*speed_range)) if motion != "still" else 0.0
             fill = _fill(rng, colour)
             hx, hy = half_box(size, width, height)
@@ -186,16 +190,18 @@ def sample_size(rng: np.random.Generator) -> tuple[int, int]:
 
 
 def sample_sequence(rng: np.random.Generator, frames: int = 1, n: int | None = None, path: bool | None = None,
-                    anchor_kind: str | None = None, speed_range: tuple[float, float] = spec.SPEED_RANGE) -> list[Scene]:
+                    anchor_kind: str | None = None, speed_range: tuple[float, float] = spec.SPEED_RANGE,
+                    moves: tuple[float, ...] | None = None) -> list[Scene]:
     """``frames`` scenes of one camera (1: a still scene): same background and distractors, shapes moving at
     constant velocity. ``n``: number of shapes (default uniform in 1..MAX_SHAPES); ``path``: force the last
     frame's path region occupied / clear; ``anchor_kind``: a kind that must occur exactly once (the shape a
-    motion or colour question names), placed so its last position does not reveal its motion."""
+    motion or colour question names), placed so its last position does not reveal its motion. ``moves``: weights
+    of spec.MOTIONS (sample_shapes; None: uniform)."""
     while True:
         width, height = sample_size(rng)
         count = n or int(rng.integers(1, spec.MAX_SHAPES + 1))
         shapes = sample_shapes(rng, width, height, count, frames, path, moving=frames > 1, anchor_kind=anchor_kind,
-                               speed_range=speed_range)
+                               speed_range=speed_range, moves=moves)
         if shapes is None:
             continue
         background, distractors = sample_background(rng), sample_distractors(rng)

@@ -188,3 +188,32 @@ def test_question_weights_tilt_the_training_questions_and_name_bad_weights():
         question_weights({f: 0 for f in SINGLE_FRAME})
     with pytest.raises(ValueError, match="3 given, one per single-frame family"):
         training_scene(np.random.default_rng(0), 6, (1.0, 2.0, 3.0))
+
+
+def test_motion_items_weigh_their_moves():
+    """MotionRange(moves=...) weighs spec.MOTIONS for every shape of a motion item (a training curriculum): unset
+    (and the world's default) draws exactly the items evaluation draws; one move alone gives that move to every
+    shape and as every answer; a heavier weight gives more of it; bad names and weights are named."""
+    from edge.world import MotionRange, make_item, move_weights, spec
+
+    def items(moves, n=200):
+        return [make_item("motion", (5, 1, i), None if moves is None else MotionRange(moves=moves)) for i in range(n)]
+
+    world = items(None, 20)
+    assert [i.scenes for i in world] == [make_item("motion", (5, 1, i), MotionRange()).scenes for i in range(20)]
+    only_up = items(move_weights({m: 0 for m in spec.MOTIONS if m != "up"}), 30)
+    assert all(s.motion == "up" for i in only_up for s in i.scenes[-1].shapes)
+    assert all(i.question.answer == "up" for i in only_up)
+    assert all(b.cy < a.cy for i in only_up for a, b in zip(i.scenes[0].shapes, i.scenes[-1].shapes))
+    share = {name: sum(i.question.answer == "still" for i in d) / len(d)
+             for name, d in (("uniform", items(None)), ("heavy", items(move_weights({"still": 4}))))}
+    assert share["heavy"] > share["uniform"] + 0.2, share
+    assert move_weights({"up": 2, "still": 3}) == (1.0, 1.0, 2.0, 1.0, 3.0)
+    with pytest.raises(ValueError, match="unknown move 'sideways'; known: left, right, up, down, still"):
+        move_weights({"sideways": 2})
+    with pytest.raises(ValueError, match="down=-1.0 must be a finite weight >= 0"):
+        move_weights({"down": -1})
+    with pytest.raises(ValueError, match="at least one move needs a weight"):
+        MotionRange(moves=(0, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match="2 given, one per move expected"):
+        MotionRange(moves=(1, 2))

@@ -270,6 +270,20 @@ def test_cli_train_weighs_question_families(tmp_path, capsys):
     assert "unknown single-frame family 'motion'" in capsys.readouterr().err
 
 
+def test_cli_train_weighs_motion_moves(tmp_path, capsys):
+    """--motion-moves MOVE=W reaches the data recipe and its record; a bad term or move is named."""
+    from edge.cli import main
+
+    assert main(["train", "--quick", "--steps", "1", "--motion-from", "0", "--motion-moves", "up=2", "still=3",
+                 "--out", str(tmp_path / "w.safetensors")]) == 0
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert record["data_recipe"]["motion_moves"] == [1.0, 1.0, 2.0, 1.0, 3.0]
+    assert main(["train", "--quick", "--motion-moves", "still", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "'still' is not MOVE=WEIGHT" in capsys.readouterr().err
+    assert main(["train", "--quick", "--motion-moves", "sideways=2", "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "unknown move 'sideways'" in capsys.readouterr().err
+
+
 def _tiny_batch(tmp_path):
     """A random tiny-ldp-96 model, its tokenizer and a batch of 2 still scenes and 2 motion items with cell labels."""
     from export.config import preset
