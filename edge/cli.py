@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--motion-layer", type=positive_int, default=None, metavar="K",
                    help="read the per-token motion labels (--dense-weight) at the input of LM layer K instead of at "
                         "the final hidden state, so later layers can keep the move for the question (default: the "
-                        "final state; docs/training.md, \"Motion made explicit earlier\")")
+                        "final state; docs/training.md, \"Stage 16 trials\")")
     t.add_argument("--keep-dense-head", action="store_true",
                    help="with --init-weights: continue its training-only dense head (W.dense.safetensors beside it) "
                         "instead of a fresh one (default: fresh, as the curriculum's stages were trained)")
